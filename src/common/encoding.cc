@@ -1,0 +1,99 @@
+#include "common/encoding.h"
+
+#include <array>
+#include <cstdint>
+
+namespace sqs2pg {
+namespace {
+
+constexpr char kHexDigits[] = "0123456789abcdef";
+constexpr char kBase64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+constexpr std::array<std::int8_t, 256> MakeBase64UrlTable() {
+  std::array<std::int8_t, 256> table{};
+  for (auto& v : table) v = -1;
+  for (int i = 0; i < 64; ++i) table[static_cast<unsigned char>(kBase64Url[i])] = static_cast<std::int8_t>(i);
+  return table;
+}
+constexpr auto kBase64UrlTable = MakeBase64UrlTable();
+
+}  // namespace
+
+std::string HexEncode(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char b : bytes) {
+    out.push_back(kHexDigits[b >> 4]);
+    out.push_back(kHexDigits[b & 0x0f]);
+  }
+  return out;
+}
+
+std::optional<std::string> HexDecode(std::string_view hex) {
+  if (hex.size() % 2 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(hex.size() / 2);
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int hi = HexValue(hex[i]);
+    int lo = HexValue(hex[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>((hi << 4) | lo));
+  }
+  return out;
+}
+
+std::string Base64UrlEncode(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() * 4 + 2) / 3);
+  size_t i = 0;
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  for (; i + 3 <= bytes.size(); i += 3) {
+    std::uint32_t v = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
+    out.push_back(kBase64Url[(v >> 18) & 63]);
+    out.push_back(kBase64Url[(v >> 12) & 63]);
+    out.push_back(kBase64Url[(v >> 6) & 63]);
+    out.push_back(kBase64Url[v & 63]);
+  }
+  size_t rest = bytes.size() - i;
+  if (rest == 1) {
+    std::uint32_t v = p[i] << 16;
+    out.push_back(kBase64Url[(v >> 18) & 63]);
+    out.push_back(kBase64Url[(v >> 12) & 63]);
+  } else if (rest == 2) {
+    std::uint32_t v = (p[i] << 16) | (p[i + 1] << 8);
+    out.push_back(kBase64Url[(v >> 18) & 63]);
+    out.push_back(kBase64Url[(v >> 12) & 63]);
+    out.push_back(kBase64Url[(v >> 6) & 63]);
+  }
+  return out;
+}
+
+std::optional<std::string> Base64UrlDecode(std::string_view text) {
+  if (text.size() % 4 == 1) return std::nullopt;
+  std::string out;
+  out.reserve(text.size() * 3 / 4);
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : text) {
+    int v = kBase64UrlTable[static_cast<unsigned char>(c)];
+    if (v < 0) return std::nullopt;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  // Leftover bits must be zero, so every byte string has exactly one encoding.
+  if ((acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+  return out;
+}
+
+}  // namespace sqs2pg

@@ -1,0 +1,20 @@
+#pragma once
+// Byte <-> text encodings shared by the signer (hex) and the masker (base64url).
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace sqs2pg {
+
+// Lower-case hex, two characters a byte.
+std::string HexEncode(std::string_view bytes);
+// Accepts upper or lower case; nullopt on odd length or a non-hex character.
+std::optional<std::string> HexDecode(std::string_view hex);
+
+// RFC 4648 section 5 alphabet ('-', '_'), no padding: safe in SQL, CSV, URLs and shells.
+std::string Base64UrlEncode(std::string_view bytes);
+// nullopt on a character outside the alphabet or an impossible length.
+std::optional<std::string> Base64UrlDecode(std::string_view text);
+
+}  // namespace sqs2pg
