@@ -1,0 +1,1 @@
+# masking library: written by the masking work
