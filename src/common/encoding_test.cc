@@ -45,3 +45,23 @@ TEST(Base64UrlTest, RejectsNonCanonicalAndForeignCharacters) {
 
 }  // namespace
 }  // namespace sqs2pg
+
+#include "common/json_writer.h"
+
+namespace sqs2pg {
+namespace {
+
+TEST(JsonWriterTest, EscapesQuotesBackslashesAndControlCharacters) {
+  std::string out;
+  AppendJsonString(out, std::string("a\"b\\c\n\t\x01\x00z", 10));
+  EXPECT_EQ(out, R"("a\"b\\c\n\t\u0001\u0000z")");
+}
+
+TEST(JsonWriterTest, KeepsUtf8AsIs) {
+  std::string out;
+  AppendJsonString(out, "caf\xc3\xa9 \xe2\x82\xac");
+  EXPECT_EQ(out, "\"caf\xc3\xa9 \xe2\x82\xac\"");
+}
+
+}  // namespace
+}  // namespace sqs2pg

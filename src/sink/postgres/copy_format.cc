@@ -1,0 +1,52 @@
+#include "sink/postgres/copy_format.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+namespace sqs2pg::sink {
+
+void AppendCopyText(std::string& out, std::string_view value) {
+  size_t start = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const char* escape = nullptr;
+    switch (value[i]) {
+      case '\\': escape = "\\\\"; break;
+      case '\t': escape = "\\t"; break;
+      case '\n': escape = "\\n"; break;
+      case '\r': escape = "\\r"; break;
+      default: continue;
+    }
+    out.append(value.substr(start, i - start));
+    out.append(escape);
+    start = i + 1;
+  }
+  out.append(value.substr(start));
+}
+
+void AppendCopyNullable(std::string& out, const std::optional<std::string>& value) {
+  if (value) {
+    AppendCopyText(out, *value);
+  } else {
+    out.append("\\N");
+  }
+}
+
+void AppendCopyDate(std::string& out, std::int32_t days_since_epoch) {
+  std::chrono::year_month_day ymd{std::chrono::sys_days{std::chrono::days{days_since_epoch}}};
+  fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}", static_cast<int>(ymd.year()),
+                 static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+}
+
+void AppendCopyTimestamp(std::string& out, std::int64_t unix_millis) {
+  using namespace std::chrono;
+  sys_time<milliseconds> t{milliseconds{unix_millis}};
+  auto day = floor<days>(t);
+  year_month_day ymd{day};
+  hh_mm_ss<milliseconds> hms{t - day};
+  fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}+00", static_cast<int>(ymd.year()),
+                 static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), hms.hours().count(),
+                 hms.minutes().count(), hms.seconds().count(), hms.subseconds().count());
+}
+
+}  // namespace sqs2pg::sink

@@ -1,0 +1,45 @@
+#include "sink/postgres/copy_format.h"
+
+#include <gtest/gtest.h>
+
+namespace sqs2pg::sink {
+namespace {
+
+TEST(CopyFormatTest, EscapesTheFourSpecialCharacters) {
+  std::string out;
+  AppendCopyText(out, "a\\b\tc\nd\re");
+  EXPECT_EQ(out, "a\\\\b\\tc\\nd\\re");
+}
+
+TEST(CopyFormatTest, LeavesEverythingElseAlone) {
+  std::string out;
+  AppendCopyText(out, "N caf\xc3\xa9 \"q\" ' , ;");
+  EXPECT_EQ(out, "N caf\xc3\xa9 \"q\" ' , ;");
+}
+
+TEST(CopyFormatTest, NullIsBackslashN) {
+  std::string out;
+  AppendCopyNullable(out, std::nullopt);
+  out.push_back('|');
+  AppendCopyNullable(out, std::string("\\N"));  // the literal text \N must not read as NULL
+  EXPECT_EQ(out, "\\N|\\\\N");
+}
+
+TEST(CopyFormatTest, Dates) {
+  std::string out;
+  AppendCopyDate(out, 0);
+  out.push_back(' ');
+  AppendCopyDate(out, 19'675);
+  out.push_back(' ');
+  AppendCopyDate(out, -1);
+  EXPECT_EQ(out, "1970-01-01 2023-11-14 1969-12-31");
+}
+
+TEST(CopyFormatTest, Timestamps) {
+  std::string out;
+  AppendCopyTimestamp(out, 1'700'000'000'123);
+  EXPECT_EQ(out, "2023-11-14 22:13:20.123+00");
+}
+
+}  // namespace
+}  // namespace sqs2pg::sink

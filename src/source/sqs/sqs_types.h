@@ -1,0 +1,41 @@
+#pragma once
+// Values that cross the SqsClient interface.
+
+#include <cstdint>
+#include <string>
+
+namespace sqs2pg::sqs {
+
+struct SqsMessage {
+  std::string message_id;
+  std::string receipt_handle;  // opaque; names this delivery for delete and visibility changes
+  std::string body;
+  std::int64_t sent_timestamp_ms = 0;  // SentTimestamp: when the producer sent it (Unix ms); 0 if absent
+  int receive_count = 0;               // ApproximateReceiveCount: 1 on first delivery; 0 if absent
+};
+
+// One entry of a batch call that did not succeed.
+struct BatchEntryFailure {
+  std::string id;       // the entry's Id as given in the request
+  std::string code;     // AWS's code, e.g. "ReceiptHandleIsInvalid"
+  std::string message;  // AWS's explanation
+  bool sender_fault = false;  // true: this entry is wrong and retrying will not help
+};
+
+struct SendEntry {
+  std::string id;    // unique within the batch: [A-Za-z0-9_-]{1,80}
+  std::string body;  // valid UTF-8
+};
+
+struct DeleteEntry {
+  std::string id;
+  std::string receipt_handle;
+};
+
+struct VisibilityEntry {
+  std::string id;
+  std::string receipt_handle;
+  int visibility_timeout_seconds;  // from now; 0 makes the message visible again at once
+};
+
+}  // namespace sqs2pg::sqs

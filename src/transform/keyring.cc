@@ -1,0 +1,255 @@
+#include "transform/keyring.h"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "common/digest.h"
+#include "common/encoding.h"
+
+namespace sqs2pg::transform {
+namespace {
+
+constexpr std::string_view kKeyIdLabel = "sqs2pg key id v1";
+// A keyring of a thousand keys is ~150 KB; anything far larger is not a key file.
+constexpr off_t kMaxKeyFileBytes = 1 << 20;
+
+constexpr std::string_view kHeader =
+    "# sqs2pg masking keys. Secret: keep this file mode 0600 and out of version control.\n"
+    "# One key a line:  sqs2pg-key-v1 <key-id> <key>\n"
+    "#   key     128 lowercase hex characters: a 64-byte AES-256-SIV key.\n"
+    "#   key-id  first 8 hex characters of HMAC-SHA256(key, \"sqs2pg key id v1\"). It is derived from the\n"
+    "#           key, so a line whose id does not match its key is refused as damaged.\n"
+    "# The first key masks new values; every key can unmask. To rotate keys, put a new key first and keep\n"
+    "# the old ones for as long as stored values use them.\n";
+
+// Closes on every return path, including the error ones.
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  // Reports the close error, which on some file systems is where a failed write shows up.
+  int Close() {
+    int rc = ::close(fd_);
+    fd_ = -1;
+    return rc;
+  }
+
+ private:
+  int fd_;
+};
+
+std::string ErrnoText(int err) { return std::strerror(err); }
+
+bool IsLowerHex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::vector<std::string_view> SplitFields(std::string_view line) {
+  std::vector<std::string_view> fields;
+  constexpr std::string_view kBlanks = " \t\r";
+  size_t pos = line.find_first_not_of(kBlanks);
+  while (pos != std::string_view::npos) {
+    size_t end = line.find_first_of(kBlanks, pos);
+    fields.push_back(line.substr(pos, end == std::string_view::npos ? end : end - pos));
+    pos = line.find_first_not_of(kBlanks, end);
+  }
+  return fields;
+}
+
+// Never echoes a field: any of them may be key material pasted in the wrong place.
+Result<Key> ParseKeyLine(const std::vector<std::string_view>& fields) {
+  if (fields.size() != 3 || fields[0] != Keyring::kLineTag) {
+    return Status::InvalidInput("expected '" + std::string(Keyring::kLineTag) + " <key-id> <key>'");
+  }
+  std::string_view id = fields[1];
+  std::string_view key_hex = fields[2];
+  if (id.size() != Keyring::kKeyIdChars || !IsLowerHex(id)) {
+    return Status::InvalidInput("the key id must be " + std::to_string(Keyring::kKeyIdChars) +
+                                " lowercase hex characters");
+  }
+  if (key_hex.size() != 2 * Keyring::kKeyBytes || !IsLowerHex(key_hex)) {
+    return Status::InvalidInput("the key must be " + std::to_string(2 * Keyring::kKeyBytes) +
+                                " lowercase hex characters");
+  }
+  ASSIGN_OR_RETURN(Key key, Keyring::KeyFromMaterial(*HexDecode(key_hex)));
+  if (key.id != id) return Status::InvalidInput("key id does not match the key (file damaged?)");
+  return key;
+}
+
+bool IsBlankOrComment(std::string_view line) {
+  size_t first = line.find_first_not_of(" \t\r");
+  return first == std::string_view::npos || line[first] == '#';
+}
+
+std::string ModeText(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof(text), "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
+Result<std::string> ReadPrivateFile(const std::string& path, const std::string& origin) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    int err = errno;
+    if (err == ENOENT) return Status::NotFound(origin + ": no such file");
+    return Status::InvalidInput(origin + ": cannot open: " + ErrnoText(err));
+  }
+  // fstat on the open descriptor, so the file checked is the file read.
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Status::InvalidInput(origin + ": cannot stat: " + ErrnoText(errno));
+  if (!S_ISREG(st.st_mode)) return Status::InvalidInput(origin + ": not a regular file");
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    return Status::InvalidInput(origin + " is accessible to group or others (mode " + ModeText(st.st_mode) +
+                                "); it holds secret keys: run chmod 600 " + path);
+  }
+  if (st.st_size > kMaxKeyFileBytes) return Status::InvalidInput(origin + ": too large to be a key file");
+
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::read(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::InvalidInput(origin + ": read failed: " + ErrnoText(errno));
+    if (n == 0) break;  // shrank while we read; parse what is there
+    done += static_cast<size_t>(n);
+  }
+  text.resize(done);
+  return text;
+}
+
+Status WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::InvalidInput("write failed: " + ErrnoText(errno));
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  if (::fsync(fd) != 0) return Status::InvalidInput("fsync failed: " + ErrnoText(errno));
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string Keyring::KeyIdFor(std::string_view material) {
+  return HexEncode(HmacSha256(material, kKeyIdLabel)).substr(0, kKeyIdChars);
+}
+
+Result<Key> Keyring::KeyFromMaterial(std::string_view material) {
+  if (material.size() != kKeyBytes) {
+    return Status::InvalidInput("a masking key must be " + std::to_string(kKeyBytes) + " bytes, not " +
+                                std::to_string(material.size()));
+  }
+  return Key{KeyIdFor(material), std::string(material)};
+}
+
+Result<Keyring> Keyring::Generate() {
+  std::string material(kKeyBytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(material.data()), static_cast<int>(material.size())) != 1) {
+    return Status::Permanent("generate key: RAND_bytes failed (no entropy source?)");
+  }
+  Result<Key> key = KeyFromMaterial(material);
+  OPENSSL_cleanse(material.data(), material.size());
+  if (!key.ok()) return key.status();
+  return Keyring({std::move(key).value()});
+}
+
+Result<Keyring> Keyring::Parse(std::string_view text) { return ParseFrom(text, "keyring"); }
+
+Result<Keyring> Keyring::LoadFile(const std::string& path) {
+  const std::string origin = "key file " + path;
+  ASSIGN_OR_RETURN(std::string text, ReadPrivateFile(path, origin));
+  Result<Keyring> keyring = ParseFrom(text, origin);
+  OPENSSL_cleanse(text.data(), text.size());
+  return keyring;
+}
+
+Result<Keyring> Keyring::FromEnvironmentValue(std::string_view value, std::string_view variable) {
+  return ParseFrom(value, "key variable " + std::string(variable));
+}
+
+Result<Keyring> Keyring::ParseFrom(std::string_view text, std::string_view origin) {
+  std::vector<Key> keys;
+  size_t line_no = 0;
+  while (!text.empty()) {
+    ++line_no;
+    size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+    if (IsBlankOrComment(line)) continue;
+
+    const std::string where = std::string(origin) + " line " + std::to_string(line_no);
+    Result<Key> key = ParseKeyLine(SplitFields(line));
+    if (!key.ok()) return key.status().Annotate(where);
+    auto same_id = [&](const Key& k) { return k.id == key->id; };
+    if (std::any_of(keys.begin(), keys.end(), same_id)) {
+      return Status::InvalidInput(where + ": key id " + key->id + " appears twice");
+    }
+    keys.push_back(std::move(key).value());
+  }
+  if (keys.empty()) return Status::InvalidInput(std::string(origin) + " holds no key");
+  return Keyring(std::move(keys));
+}
+
+std::string Keyring::Serialize() const {
+  std::string out(kHeader);
+  for (const Key& key : keys_) {
+    out.append(kLineTag).append(" ").append(key.id).append(" ").append(HexEncode(key.material)).append("\n");
+  }
+  return out;
+}
+
+Status Keyring::WriteNewFile(const std::string& path) const {
+  const std::string origin = "key file " + path;
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (fd.get() < 0) {
+    int err = errno;
+    if (err == EEXIST) {
+      return Status::InvalidInput(
+          origin +
+          " already exists; refusing to overwrite it (its keys may still be needed to "
+          "unmask stored values)");
+    }
+    return Status::InvalidInput(origin + ": cannot create: " + ErrnoText(err));
+  }
+  std::string text = Serialize();
+  Status written = WriteAll(fd.get(), text);
+  OPENSSL_cleanse(text.data(), text.size());
+  if (written.ok() && fd.Close() != 0) written = Status::InvalidInput("close failed: " + ErrnoText(errno));
+  if (!written.ok()) {
+    ::unlink(path.c_str());  // a half-written key file would fail later, far from the cause
+    return std::move(written).Annotate(origin);
+  }
+  return Status::Ok();
+}
+
+const Key* Keyring::Find(std::string_view id) const {
+  auto it = std::find_if(keys_.begin(), keys_.end(), [&](const Key& k) { return k.id == id; });
+  return it == keys_.end() ? nullptr : &*it;
+}
+
+Status Keyring::Prepend(Key key) {
+  if (key.material.size() != kKeyBytes || key.id != KeyIdFor(key.material)) {
+    return Status::InvalidInput("rotate key: the new key's id does not match its material");
+  }
+  if (Find(key.id) != nullptr) {
+    return Status::InvalidInput("rotate key: key id " + key.id + " is already in the keyring");
+  }
+  keys_.insert(keys_.begin(), std::move(key));
+  return Status::Ok();
+}
+
+}  // namespace sqs2pg::transform

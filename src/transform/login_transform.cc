@@ -1,0 +1,270 @@
+#include "transform/login_transform.h"
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include <array>
+#include <optional>
+#include <string>
+
+#include "common/json_writer.h"
+#include "common/result.h"
+#include "transform/app_version.h"
+#include "transform/masker.h"
+
+namespace sqs2pg::transform {
+namespace {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+
+constexpr std::int64_t kMillisPerDay = 86'400'000;
+
+// Postgres counts characters; simdjson has already checked that strings are valid UTF-8,
+// so counting the bytes that start a code point is exact.
+size_t CountCharacters(std::string_view s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+const char* TypeName(element_type type) {
+  switch (type) {
+    case element_type::ARRAY: return "an array";
+    case element_type::OBJECT: return "an object";
+    case element_type::INT64:
+    case element_type::UINT64:
+    case element_type::DOUBLE: return "a number";
+    case element_type::STRING: return "a string";
+    case element_type::BOOL: return "a boolean";
+    case element_type::NULL_VALUE: return "null";
+  }
+  return "an unknown type";
+}
+
+// The fields we read. Anything else in the body is ignored.
+enum Field { kUserId, kIp, kDeviceId, kDeviceType, kLocale, kAppVersion, kFieldCount };
+constexpr std::array<std::string_view, kFieldCount> kFieldNames = {"user_id",     "ip",     "device_id",
+                                                                   "device_type", "locale", "app_version"};
+
+bool IsPiiField(std::string_view key) { return key == "ip" || key == "device_id"; }
+
+Status CheckText(std::string_view field, std::string_view value, size_t max_chars) {
+  if (value.find('\0') != std::string_view::npos) {
+    return Status::InvalidInput(fmt::format("field {} contains U+0000, which Postgres cannot store", field));
+  }
+  size_t chars = CountCharacters(value);
+  if (chars > max_chars) {
+    return Status::InvalidInput(
+        fmt::format("field {} is {} characters, longer than its column's {}", field, chars, max_chars));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::optional<std::string> CanonicalIp(std::string_view s) {
+  // inet_pton needs a terminated string; the longest textual IPv6 form is 45 characters.
+  if (s.size() > 45) return std::nullopt;
+  char text[64];
+  s.copy(text, s.size());
+  text[s.size()] = '\0';
+  unsigned char addr[16];
+  char out[INET6_ADDRSTRLEN];
+  if (inet_pton(AF_INET, text, addr) == 1) return std::string(inet_ntop(AF_INET, addr, out, sizeof out));
+  if (inet_pton(AF_INET6, text, addr) == 1) return std::string(inet_ntop(AF_INET6, addr, out, sizeof out));
+  return std::nullopt;
+}
+
+struct LoginTransform::Impl {
+  Impl(Masker& m, ColumnLimits l) : masker(m), limits(l) {}
+
+  Masker& masker;
+  ColumnLimits limits;
+  simdjson::dom::parser parser;
+
+  TransformOutcome Apply(std::string_view body, std::int64_t sent_timestamp_ms);
+  Result<LoginRow> Validate(simdjson::dom::object object, std::int64_t sent_timestamp_ms);
+  Result<std::string> RequiredString(const std::array<std::optional<element>, kFieldCount>& fields, Field f);
+  Result<std::optional<std::string>> OptionalString(const std::array<std::optional<element>, kFieldCount>& fields,
+                                                    Field f, size_t max_chars);
+  Result<std::string> MaskField(std::string_view field, std::string_view value);
+  Result<std::optional<std::string>> AppVersion(const std::array<std::optional<element>, kFieldCount>& fields);
+  Rejection RejectParsed(std::string reason, element doc);
+  Rejection RejectUnparsed(std::string reason, std::string_view body);
+  void AppendRedacted(std::string& out, element value, bool mask_here);
+};
+
+TransformOutcome LoginTransform::Impl::Apply(std::string_view body, std::int64_t sent_timestamp_ms) {
+  element doc;
+  if (auto error = parser.parse(body.data(), body.size()).get(doc)) {
+    return RejectUnparsed(fmt::format("body is not valid JSON ({})", simdjson::error_message(error)), body);
+  }
+  simdjson::dom::object object;
+  if (doc.get_object().get(object)) {
+    return RejectParsed(fmt::format("body is {}, expected a JSON object", TypeName(doc.type())), doc);
+  }
+  auto row = Validate(object, sent_timestamp_ms);
+  if (!row.ok()) return RejectParsed(row.status().message(), doc);
+  return std::move(row).value();
+}
+
+Result<LoginRow> LoginTransform::Impl::Validate(simdjson::dom::object object, std::int64_t sent_timestamp_ms) {
+  std::array<std::optional<element>, kFieldCount> fields;
+  for (auto [key, value] : object) {
+    for (size_t f = 0; f < kFieldCount; ++f) {
+      if (key != kFieldNames[f]) continue;
+      // Two values for one field: which one the sender meant is a guess we refuse to make.
+      if (fields[f]) return Status::InvalidInput(fmt::format("field {} appears more than once", key));
+      fields[f] = value;
+    }
+  }
+  if (sent_timestamp_ms <= 0) return Status::InvalidInput("message has no SentTimestamp attribute");
+
+  LoginRow row;
+  ASSIGN_OR_RETURN(row.user_id, RequiredString(fields, kUserId));
+  RETURN_IF_ERROR(CheckText("user_id", row.user_id, limits.user_id));
+  ASSIGN_OR_RETURN(std::string ip, RequiredString(fields, kIp));
+  auto canonical_ip = CanonicalIp(ip);
+  if (!canonical_ip) return Status::InvalidInput("field ip is not a valid IPv4 or IPv6 address");
+  ASSIGN_OR_RETURN(std::string device_id, RequiredString(fields, kDeviceId));
+  RETURN_IF_ERROR(CheckText("device_id", device_id, SIZE_MAX));
+  ASSIGN_OR_RETURN(row.device_type, OptionalString(fields, kDeviceType, limits.device_type));
+  ASSIGN_OR_RETURN(row.locale, OptionalString(fields, kLocale, limits.locale));
+  ASSIGN_OR_RETURN(row.app_version, AppVersion(fields));
+  ASSIGN_OR_RETURN(row.masked_ip, MaskField("ip", *canonical_ip));
+  ASSIGN_OR_RETURN(row.masked_device_id, MaskField("device_id", device_id));
+  row.create_date_days = static_cast<std::int32_t>(sent_timestamp_ms / kMillisPerDay);
+  return row;
+}
+
+Result<std::string> LoginTransform::Impl::RequiredString(
+    const std::array<std::optional<element>, kFieldCount>& fields, Field f) {
+  std::string_view name = kFieldNames[f];
+  if (!fields[f]) return Status::InvalidInput(fmt::format("missing field {}", name));
+  std::string_view value;
+  if (fields[f]->get_string().get(value)) {
+    return Status::InvalidInput(fmt::format("field {} must be a string, got {}", name, TypeName(fields[f]->type())));
+  }
+  if (value.empty()) return Status::InvalidInput(fmt::format("field {} is empty", name));
+  return std::string(value);
+}
+
+Result<std::optional<std::string>> LoginTransform::Impl::OptionalString(
+    const std::array<std::optional<element>, kFieldCount>& fields, Field f, size_t max_chars) {
+  std::string_view name = kFieldNames[f];
+  if (!fields[f] || fields[f]->is_null()) return std::optional<std::string>();
+  std::string_view value;
+  if (fields[f]->get_string().get(value)) {
+    return Status::InvalidInput(
+        fmt::format("field {} must be a string or null, got {}", name, TypeName(fields[f]->type())));
+  }
+  RETURN_IF_ERROR(CheckText(name, value, max_chars));
+  return std::optional<std::string>(std::string(value));
+}
+
+Result<std::optional<std::string>> LoginTransform::Impl::AppVersion(
+    const std::array<std::optional<element>, kFieldCount>& fields) {
+  size_t max_chars = limits.app_version_is_integer ? SIZE_MAX : limits.app_version;
+  ASSIGN_OR_RETURN(std::optional<std::string> version, OptionalString(fields, kAppVersion, max_chars));
+  if (!version || !limits.app_version_is_integer) return version;
+  auto number = AppVersionToInteger(*version);
+  if (!number) {
+    return Status::InvalidInput(
+        "field app_version does not fit the integer column (expected major[.minor[.patch]], "
+        "minor and patch at most 999)");
+  }
+  return std::optional<std::string>(std::to_string(*number));
+}
+
+Result<std::string> LoginTransform::Impl::MaskField(std::string_view field, std::string_view value) {
+  size_t max_bytes = Masker::MaxPlaintextBytes(limits.masked_value);
+  if (value.size() > max_bytes) {
+    return Status::InvalidInput(fmt::format("field {} is {} bytes; its masked form would not fit in {} characters "
+                                            "(at most {} bytes fit)",
+                                            field, value.size(), limits.masked_value, max_bytes));
+  }
+  auto masked = masker.Mask(value);
+  if (!masked.ok()) return masked.status().Annotate(fmt::format("field {}", field));
+  return masked;
+}
+
+Rejection LoginTransform::Impl::RejectParsed(std::string reason, element doc) {
+  Rejection r{std::move(reason), {}, false};
+  AppendRedacted(r.safe_body, doc, false);
+  return r;
+}
+
+Rejection LoginTransform::Impl::RejectUnparsed(std::string reason, std::string_view body) {
+  Rejection r{std::move(reason), {}, false};
+  if (body.empty()) return r;  // nothing to hide
+  auto sealed = masker.Mask(body);
+  if (sealed.ok()) {
+    r.safe_body = std::move(sealed).value();
+    r.body_encrypted = true;
+  } else {
+    r.reason += "; the body could not be encrypted and was dropped (" + sealed.status().message() + ")";
+  }
+  return r;
+}
+
+// Re-serializes the document with the value of every "ip" and "device_id" member, at any depth,
+// replaced by its masked form; a non-string value is masked as its JSON text.
+void LoginTransform::Impl::AppendRedacted(std::string& out, element value, bool mask_here) {
+  if (mask_here) {
+    std::string_view text;
+    std::string json;
+    if (value.get_string().get(text)) {
+      json = simdjson::to_string(value);
+      text = json;
+    }
+    if (text.empty()) {
+      AppendJsonString(out, "");
+      return;
+    }
+    auto masked = masker.Mask(text);
+    AppendJsonString(out, masked.ok() ? masked.value() : "(unmaskable value removed)");
+    return;
+  }
+  switch (value.type()) {
+    case element_type::OBJECT: {
+      out.push_back('{');
+      bool first = true;
+      simdjson::dom::object object = value.get_object().value_unsafe();
+      for (auto [key, member] : object) {
+        if (!first) out.push_back(',');
+        first = false;
+        AppendJsonString(out, key);
+        out.push_back(':');
+        AppendRedacted(out, member, IsPiiField(key));
+      }
+      out.push_back('}');
+      return;
+    }
+    case element_type::ARRAY: {
+      out.push_back('[');
+      bool first = true;
+      simdjson::dom::array array = value.get_array().value_unsafe();
+      for (element item : array) {
+        if (!first) out.push_back(',');
+        first = false;
+        AppendRedacted(out, item, false);
+      }
+      out.push_back(']');
+      return;
+    }
+    default:
+      out += simdjson::to_string(value);
+  }
+}
+
+LoginTransform::LoginTransform(Masker& masker, ColumnLimits limits)
+    : impl_(std::make_unique<Impl>(masker, limits)) {}
+LoginTransform::~LoginTransform() = default;
+
+TransformOutcome LoginTransform::Apply(std::string_view body, std::int64_t sent_timestamp_ms) {
+  return impl_->Apply(body, sent_timestamp_ms);
+}
+
+}  // namespace sqs2pg::transform
