@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <map>
-#include <regex>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -22,27 +22,31 @@ struct SivCase {
   std::vector<std::string> ad;         // one entry per S2V component, in order
 };
 
-// Reads the "<case>.key / .ad[i] / .plaintext / .output = <hex>" lines of the vector file.
+// Reads the "<case>.key / .ad[i] / .plaintext / .output = <hex> [note]" lines of the vector file.
 std::vector<SivCase> LoadSivVectors() {
   std::ifstream in(std::string(SQS2PG_TEST_VECTORS_DIR) + "/aes_siv_rfc5297.txt");
-  static const std::regex kField(R"(^(\w+)\.(key|ad\[(\d+)\]|plaintext|output)\s*=\s*([0-9a-f]+)\b)");
   std::vector<SivCase> cases;
-  std::map<std::string, size_t> index;
   std::string line;
-  std::smatch m;
   while (std::getline(in, line)) {
-    if (!std::regex_search(line, m, kField)) continue;
-    auto [it, added] = index.try_emplace(m[1], cases.size());
-    if (added) cases.emplace_back().name = m[1];
-    SivCase& c = cases[it->second];
-    std::string bytes = *HexDecode(m[4].str());
-    if (m[2] == "key") c.key = bytes;
-    if (m[2] == "plaintext") c.plaintext = bytes;
-    if (m[2] == "output") c.output = bytes;
-    if (m[3].matched) {
-      size_t i = std::stoul(m[3]);
+    size_t dot = line.find('.');
+    size_t eq = line.find('=');
+    if (line.empty() || line[0] == '#' || dot == std::string::npos || eq == std::string::npos || eq < dot)
+      continue;
+    std::string name = line.substr(0, dot);
+    std::istringstream rest(line.substr(dot + 1, eq - dot - 1) + " " + line.substr(eq + 1));
+    std::string field, hex;
+    rest >> field >> hex;
+    std::optional<std::string> bytes = HexDecode(hex);
+    if (!bytes) continue;  // e.g. "X256.cipher = aes-256-siv"
+    if (cases.empty() || cases.back().name != name) cases.emplace_back().name = name;
+    SivCase& c = cases.back();
+    if (field == "key") c.key = *bytes;
+    if (field == "plaintext") c.plaintext = *bytes;
+    if (field == "output") c.output = *bytes;
+    if (field.starts_with("ad[")) {
+      size_t i = std::stoul(field.substr(3));
       if (c.ad.size() <= i) c.ad.resize(i + 1);
-      c.ad[i] = bytes;
+      c.ad[i] = *bytes;
     }
   }
   return cases;

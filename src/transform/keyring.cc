@@ -236,6 +236,19 @@ Status Keyring::WriteNewFile(const std::string& path) const {
   return Status::Ok();
 }
 
+Status Keyring::ReplaceFile(const std::string& path) const {
+  // Write beside the old file, then rename over it: a crash leaves the old keyring or the new
+  // one, never a torn file that would lose keys needed to unmask stored values.
+  std::string temp = path + ".new";
+  RETURN_IF_ERROR(WriteNewFile(temp));
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(temp.c_str());
+    return Status::InvalidInput("key file " + path + ": cannot replace: " + ErrnoText(err));
+  }
+  return Status::Ok();
+}
+
 const Key* Keyring::Find(std::string_view id) const {
   auto it = std::find_if(keys_.begin(), keys_.end(), [&](const Key& k) { return k.id == id; });
   return it == keys_.end() ? nullptr : &*it;

@@ -50,6 +50,9 @@ class Keyring {
   std::string Serialize() const;
   // Creates `path` with mode 0600 (O_CREAT | O_EXCL): refuses to overwrite an existing file.
   Status WriteNewFile(const std::string& path) const;
+  // Atomically replaces an existing key file with this keyring (mode 0600). For rotation only:
+  // the caller must have loaded the file first, so no key in it is lost.
+  Status ReplaceFile(const std::string& path) const;
 
   // The key that masks new values.
   const Key& active() const { return keys_.front(); }

@@ -23,6 +23,11 @@ class Masker {
  public:
   static Result<Masker> Create(const Keyring& keyring);
 
+  Masker(Masker&&) noexcept = default;
+  Masker& operator=(Masker&&) noexcept = default;
+  Masker(const Masker&) = delete;  // owns keyed OpenSSL state; build another from the Keyring instead
+  Masker& operator=(const Masker&) = delete;
+
   // Under the active (first) key. Equal inputs give equal outputs.
   // kInvalidInput for an empty plaintext (ip and device_id are never empty; AES-SIV here cannot seal one).
   Result<std::string> Mask(std::string_view plaintext);

@@ -108,7 +108,8 @@ Result<std::map<std::string, std::string>> StringMap(dom::object object, std::st
   if (error) return Status::Transient(Malformed(std::string(what) + "." + std::string(key), error));
   for (auto [name, value] : map) {
     std::string_view text;
-    if (auto e = value.get(text)) return Status::Transient(Malformed(std::string(what) + "." + std::string(name), e));
+    if (auto e = value.get(text))
+      return Status::Transient(Malformed(std::string(what) + "." + std::string(name), e));
     out.emplace(name, text);
   }
   return out;
@@ -118,7 +119,8 @@ template <typename Int>
 Int ParseIntOr0(const std::map<std::string, std::string>& attributes, const std::string& name) {
   auto it = attributes.find(name);
   Int value = 0;
-  if (it != attributes.end()) std::from_chars(it->second.data(), it->second.data() + it->second.size(), value);
+  if (it != attributes.end())
+    std::from_chars(it->second.data(), it->second.data() + it->second.size(), value);
   return value;
 }
 
@@ -132,7 +134,8 @@ Result<SqsMessage> ParseMessage(dom::element element) {
   std::string md5;
   RETURN_IF_ERROR(OptionalString(object, "MD5OfBody", md5, "Message"));
   if (!md5.empty() && !EqualsIgnoreCase(md5, HexEncode(Md5(message.body)))) {
-    return Status::Transient("message " + message.message_id + ": MD5OfBody does not match the body received");
+    return Status::Transient("message " + message.message_id +
+                             ": MD5OfBody does not match the body received");
   }
   ASSIGN_OR_RETURN(auto attributes, StringMap(object, "Attributes", "Message"));
   message.sent_timestamp_ms = ParseIntOr0<std::int64_t>(attributes, "SentTimestamp");
@@ -149,7 +152,8 @@ Result<BatchEntryFailure> ParseFailure(dom::element element) {
   RETURN_IF_ERROR(OptionalString(object, "Message", failure.message, "Failed"));
   bool sender_fault = false;
   auto error = object["SenderFault"].get(sender_fault);
-  if (error && error != simdjson::NO_SUCH_FIELD) return Status::Transient(Malformed("Failed.SenderFault", error));
+  if (error && error != simdjson::NO_SUCH_FIELD)
+    return Status::Transient(Malformed("Failed.SenderFault", error));
   failure.sender_fault = sender_fault;
   return failure;
 }
@@ -181,14 +185,17 @@ std::string_view BareCode(std::string_view code) {
 
 bool IsInvalidInputCode(std::string_view code) {
   static constexpr std::array<std::string_view, 22> kCodes = {
-      "InvalidParameterValue",     "InvalidParameterCombination", "MissingParameter",
-      "MissingRequiredParameter",  "ValidationError",             "ValidationException",
-      "InvalidAddress",            "InvalidAttributeName",        "InvalidAttributeValue",
-      "InvalidMessageContents",    "InvalidBatchEntryId",         "BatchEntryIdsNotDistinct",
-      "EmptyBatchRequest",         "TooManyEntriesInBatchRequest", "BatchRequestTooLong",
-      "UnsupportedOperation",      "ReceiptHandleIsInvalid",      "InvalidIdFormat",
-      "MessageNotInflight",        "QueueNameExists",             "QueueAlreadyExists",
-      "InvalidQueryParameter"};
+      "InvalidParameterValue",  "InvalidParameterCombination",
+      "MissingParameter",       "MissingRequiredParameter",
+      "ValidationError",        "ValidationException",
+      "InvalidAddress",         "InvalidAttributeName",
+      "InvalidAttributeValue",  "InvalidMessageContents",
+      "InvalidBatchEntryId",    "BatchEntryIdsNotDistinct",
+      "EmptyBatchRequest",      "TooManyEntriesInBatchRequest",
+      "BatchRequestTooLong",    "UnsupportedOperation",
+      "ReceiptHandleIsInvalid", "InvalidIdFormat",
+      "MessageNotInflight",     "QueueNameExists",
+      "QueueAlreadyExists",     "InvalidQueryParameter"};
   code = BareCode(code);
   return std::find(kCodes.begin(), kCodes.end(), code) != kCodes.end();
 }
@@ -208,7 +215,8 @@ Result<Endpoint> ParseEndpoint(std::string_view url) {
   std::string scheme(url.substr(0, sep == std::string_view::npos ? 0 : sep));
   std::transform(scheme.begin(), scheme.end(), scheme.begin(), Lower);
   if (scheme != "http" && scheme != "https") {
-    return Status::InvalidInput("SQS endpoint '" + std::string(url) + "' must start with http:// or https://");
+    return Status::InvalidInput("SQS endpoint '" + std::string(url) +
+                                "' must start with http:// or https://");
   }
   std::string_view rest = url.substr(sep + 3);
   size_t authority_end = rest.find_first_of("/?#");
@@ -250,7 +258,8 @@ std::string GetQueueUrlBody(std::string_view queue_name) {
   return out;
 }
 
-std::string CreateQueueBody(std::string_view queue_name, const std::map<std::string, std::string>& attributes) {
+std::string CreateQueueBody(std::string_view queue_name,
+                            const std::map<std::string, std::string>& attributes) {
   std::string out = "{";
   StringField(out, "QueueName", queue_name);
   if (!attributes.empty()) {
@@ -310,7 +319,8 @@ Result<std::string> SendMessageBatchBody(std::string_view queue_url, std::span<c
   return out;
 }
 
-std::string ChangeMessageVisibilityBatchBody(std::string_view queue_url, std::span<const VisibilityEntry> entries) {
+std::string ChangeMessageVisibilityBatchBody(std::string_view queue_url,
+                                             std::span<const VisibilityEntry> entries) {
   std::string out = "{";
   StringField(out, "QueueUrl", queue_url);
   Key(out, "Entries");
@@ -346,7 +356,7 @@ Result<std::vector<SqsMessage>> ParseReceiveMessageResponse(std::string_view bod
   dom::parser parser;
   ASSIGN_OR_RETURN(dom::object object, ParseObject(parser, body, "ReceiveMessage"));
   std::vector<SqsMessage> messages;
-  RETURN_IF_ERROR(ForEachIn(object, "Messages", [&](dom::element element) {
+  RETURN_IF_ERROR(ForEachIn(object, "Messages", [&](dom::element element) -> Status {
     ASSIGN_OR_RETURN(SqsMessage message, ParseMessage(element));
     messages.push_back(std::move(message));
     return Status::Ok();
@@ -358,7 +368,7 @@ Result<BatchResponse> ParseBatchResponse(std::string_view body) {
   dom::parser parser;
   ASSIGN_OR_RETURN(dom::object object, ParseObject(parser, body, "batch"));
   BatchResponse response;
-  RETURN_IF_ERROR(ForEachIn(object, "Successful", [&](dom::element element) {
+  RETURN_IF_ERROR(ForEachIn(object, "Successful", [&](dom::element element) -> Status {
     dom::object entry;
     if (auto error = element.get(entry)) return Status::Transient(Malformed("Successful[]", error));
     std::string id, md5;
@@ -368,7 +378,7 @@ Result<BatchResponse> ParseBatchResponse(std::string_view body) {
     response.successful_ids.push_back(std::move(id));
     return Status::Ok();
   }));
-  RETURN_IF_ERROR(ForEachIn(object, "Failed", [&](dom::element element) {
+  RETURN_IF_ERROR(ForEachIn(object, "Failed", [&](dom::element element) -> Status {
     ASSIGN_OR_RETURN(BatchEntryFailure failure, ParseFailure(element));
     response.failed.push_back(std::move(failure));
     return Status::Ok();
@@ -394,18 +404,25 @@ AwsError ParseError(const HttpResponse& response) {
   } else {
     error.message = ShortMessage(response.body);
   }
-  if (const std::string* query_error = response.Header("x-amzn-query-error"); query_error && error.code.empty()) {
+  if (const std::string* query_error = response.Header("x-amzn-query-error");
+      query_error && error.code.empty()) {
     error.code = query_error->substr(0, query_error->find(';'));
   }
   return error;
 }
 
 bool IsThrottlingCode(std::string_view code) {
-  static constexpr std::array<std::string_view, 11> kCodes = {
-      "ThrottlingException",       "Throttling",          "ThrottledException",
-      "RequestThrottled",          "RequestThrottledException", "TooManyRequestsException",
-      "SlowDown",                  "RequestLimitExceeded", "KmsThrottled",
-      "KMS.ThrottlingException",   "PriorRequestNotComplete"};
+  static constexpr std::array<std::string_view, 11> kCodes = {"ThrottlingException",
+                                                              "Throttling",
+                                                              "ThrottledException",
+                                                              "RequestThrottled",
+                                                              "RequestThrottledException",
+                                                              "TooManyRequestsException",
+                                                              "SlowDown",
+                                                              "RequestLimitExceeded",
+                                                              "KmsThrottled",
+                                                              "KMS.ThrottlingException",
+                                                              "PriorRequestNotComplete"};
   code = BareCode(code);
   return std::find(kCodes.begin(), kCodes.end(), code) != kCodes.end();
 }
@@ -429,7 +446,8 @@ Status ErrorStatus(const AwsError& error, std::string_view operation, std::strin
                    std::string_view endpoint_url) {
   std::string_view queue_name = QueueNameOf(queue);
   if (IsQueueDoesNotExist(error.code)) {
-    return Status::NotFound("queue " + std::string(queue_name) + " does not exist at " + std::string(endpoint_url));
+    return Status::NotFound("queue " + std::string(queue_name) + " does not exist at " +
+                            std::string(endpoint_url));
   }
   std::string message = "SQS " + std::string(operation);
   if (!queue_name.empty()) message += " on queue " + std::string(queue_name);

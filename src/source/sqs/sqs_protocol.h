@@ -35,9 +35,9 @@ struct HttpResponse {
 };
 
 struct Endpoint {
-  std::string url;   // as configured, without a trailing '/': used in messages
-  std::string host;  // host[:port] exactly as in the URL: the Host header that gets signed
-  std::string path;  // "/" unless the URL has one
+  std::string url;          // as configured, without a trailing '/': used in messages
+  std::string host;         // host[:port] exactly as in the URL: the Host header that gets signed
+  std::string path;         // "/" unless the URL has one
   std::string request_url;  // scheme://host[:port]/path: where every request goes
 };
 
@@ -51,13 +51,15 @@ Result<HttpRequest> BuildSignedRequest(const Endpoint& endpoint, std::string_vie
 
 // Request bodies.
 std::string GetQueueUrlBody(std::string_view queue_name);
-std::string CreateQueueBody(std::string_view queue_name, const std::map<std::string, std::string>& attributes);
+std::string CreateQueueBody(std::string_view queue_name,
+                            const std::map<std::string, std::string>& attributes);
 std::string ReceiveMessageBody(std::string_view queue_url, int max_messages, int wait_time_seconds,
                                std::optional<int> visibility_timeout_seconds);
 std::string DeleteMessageBatchBody(std::string_view queue_url, std::span<const DeleteEntry> entries);
 // InvalidInput naming the entry when a body is not valid UTF-8.
 Result<std::string> SendMessageBatchBody(std::string_view queue_url, std::span<const SendEntry> entries);
-std::string ChangeMessageVisibilityBatchBody(std::string_view queue_url, std::span<const VisibilityEntry> entries);
+std::string ChangeMessageVisibilityBatchBody(std::string_view queue_url,
+                                             std::span<const VisibilityEntry> entries);
 std::string GetQueueAttributesBody(std::string_view queue_url, const std::vector<std::string>& names);
 
 // Response bodies. A malformed response is Transient: a proxy or a cut connection can cause it.

@@ -16,9 +16,9 @@ struct SqsMessage {
 
 // One entry of a batch call that did not succeed.
 struct BatchEntryFailure {
-  std::string id;       // the entry's Id as given in the request
-  std::string code;     // AWS's code, e.g. "ReceiptHandleIsInvalid"
-  std::string message;  // AWS's explanation
+  std::string id;             // the entry's Id as given in the request
+  std::string code;           // AWS's code, e.g. "ReceiptHandleIsInvalid"
+  std::string message;        // AWS's explanation
   bool sender_fault = false;  // true: this entry is wrong and retrying will not help
 };
 

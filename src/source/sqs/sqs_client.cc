@@ -1,0 +1,226 @@
+#include "source/sqs/sqs_client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <set>
+#include <thread>
+#include <type_traits>
+
+#include "common/digest.h"
+#include "common/encoding.h"
+#include "source/sqs/http_transport.h"
+#include "source/sqs/sqs_protocol.h"
+
+namespace sqs2pg::sqs {
+namespace {
+
+constexpr size_t kMaxBatchEntries = 10;
+
+// Replaces every occurrence of each secret, so an echoing server cannot leak one into a log.
+std::string Redact(std::string text, const Credentials& credentials) {
+  for (const std::string& secret : {credentials.secret_access_key, credentials.session_token}) {
+    if (secret.empty()) continue;
+    for (size_t pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos)) {
+      text.replace(pos, secret.size(), "[redacted]");
+    }
+  }
+  return text;
+}
+
+}  // namespace
+
+struct SqsClient::State {
+  ClientConfig config;
+  Endpoint endpoint;
+  std::unique_ptr<HttpTransport> transport;
+  std::mt19937_64 rng{std::random_device{}()};
+
+  void Backoff(int retry) { std::this_thread::sleep_for(BackoffDelay(config.retry, retry, rng)); }
+
+  // One attempt. Sets `retry` when another attempt may succeed.
+  Result<std::string> Attempt(std::string_view operation, const std::string& body, std::string_view queue,
+                              std::chrono::milliseconds extra_timeout, bool& retry) {
+    retry = false;
+    ASSIGN_OR_RETURN(HttpRequest request,
+                     BuildSignedRequest(endpoint, operation, body, config.credentials, config.region,
+                                        std::chrono::system_clock::now()));
+    request.timeout = config.request_timeout + extra_timeout;
+    Result<HttpResponse> response = transport->Post(request);
+    if (!response.ok()) {
+      retry = response.status().IsTransient();
+      return response.status().Annotate("cannot reach SQS at " + endpoint.url);
+    }
+    if (response->status >= 200 && response->status < 300) return std::move(response->body);
+    AwsError error = ParseError(*response);
+    error.message = Redact(std::move(error.message), config.credentials);
+    retry = IsRetryable(error);
+    return ErrorStatus(error, operation, queue, endpoint.url);
+  }
+
+  // The response body of a successful call, after retrying what is worth retrying.
+  Result<std::string> Call(std::string_view operation, const std::string& body, std::string_view queue,
+                           std::chrono::milliseconds extra_timeout = std::chrono::milliseconds(0)) {
+    for (int attempt = 1;; ++attempt) {
+      bool retry = false;
+      Result<std::string> result = Attempt(operation, body, queue, extra_timeout, retry);
+      if (result.ok() || !retry) return result;
+      if (attempt >= config.retry.max_attempts) {
+        return Status::Transient(result.status().message() + " (gave up after " + std::to_string(attempt) +
+                                 " attempts)");
+      }
+      spdlog::debug("SQS {} attempt {} failed, retrying: {}", operation, attempt, result.status().message());
+      Backoff(attempt);
+    }
+  }
+
+  // Sends the entries, then again those that failed by a server fault, up to max_attempts rounds.
+  template <typename Entry, typename BuildBody>
+  Result<std::vector<BatchEntryFailure>> RunBatch(std::string_view operation, const std::string& queue_url,
+                                                  std::span<const Entry> entries, BuildBody build_body) {
+    if (entries.empty()) return std::vector<BatchEntryFailure>();
+    if (entries.size() > kMaxBatchEntries) {
+      return Status::InvalidInput("SQS " + std::string(operation) + ": " + std::to_string(entries.size()) +
+                                  " entries; a batch holds at most 10");
+    }
+    std::vector<Entry> pending(entries.begin(), entries.end());
+    std::vector<BatchEntryFailure> final_failures;
+    std::vector<BatchEntryFailure> retryable;
+    for (int round = 1;; ++round) {
+      Result<std::string> body = build_body(queue_url, std::span<const Entry>(pending));
+      if (!body.ok()) return body.status();
+      Result<std::string> response = Call(operation, *body, queue_url);
+      Result<BatchResponse> parsed =
+          response.ok() ? ParseBatchResponse(*response) : Result<BatchResponse>(response.status());
+      if (!parsed.ok() && round == 1) return parsed.status();
+      if (!parsed.ok()) break;  // the previous round's failures stand for the entries not retried
+      retryable.clear();
+      std::vector<Entry> retry_entries = Triage(pending, *parsed, final_failures, retryable);
+      if (retry_entries.empty() || round >= config.retry.max_attempts) break;
+      spdlog::debug("SQS {}: retrying {} entries that failed by a server fault", operation,
+                    retry_entries.size());
+      Backoff(round);
+      pending = std::move(retry_entries);
+    }
+    final_failures.insert(final_failures.end(), retryable.begin(), retryable.end());
+    return final_failures;
+  }
+
+  // Files each pending entry's outcome; returns the entries worth another round.
+  template <typename Entry>
+  std::vector<Entry> Triage(const std::vector<Entry>& pending, const BatchResponse& parsed,
+                            std::vector<BatchEntryFailure>& final_failures,
+                            std::vector<BatchEntryFailure>& retryable) {
+    std::set<std::string_view> answered(parsed.successful_ids.begin(), parsed.successful_ids.end());
+    std::map<std::string_view, const BatchEntryFailure*> failed;
+    for (const BatchEntryFailure& f : parsed.failed) failed[f.id] = &f;
+    std::vector<Entry> retry_entries;
+    for (const Entry& entry : pending) {
+      if (auto it = failed.find(entry.id); it != failed.end()) {
+        if (it->second->sender_fault) {
+          final_failures.push_back(*it->second);
+        } else {
+          retryable.push_back(*it->second);
+          retry_entries.push_back(entry);
+        }
+      } else if (!answered.contains(entry.id)) {
+        final_failures.push_back(
+            {entry.id, "MissingFromResponse", "SQS returned no result for this entry", false});
+      } else if constexpr (std::is_same_v<Entry, SendEntry>) {
+        auto md5 = parsed.body_md5.find(entry.id);
+        if (md5 != parsed.body_md5.end() && md5->second != HexEncode(Md5(entry.body))) {
+          final_failures.push_back({entry.id, "MD5OfMessageBodyMismatch",
+                                    "SQS stored a body whose MD5 differs from the one sent", false});
+        }
+      }
+    }
+    return retry_entries;
+  }
+};
+
+SqsClient::SqsClient(std::unique_ptr<State> state) : state_(std::move(state)) {}
+SqsClient::~SqsClient() = default;
+
+Result<std::unique_ptr<SqsClient>> SqsClient::Create(ClientConfig config) {
+  if (config.region.empty()) return Status::InvalidInput("SQS client: no region");
+  if (config.credentials.access_key_id.empty() || config.credentials.secret_access_key.empty()) {
+    return Status::InvalidInput("SQS client: no access key id or secret access key");
+  }
+  if (config.retry.max_attempts < 1) {
+    return Status::InvalidInput("SQS client: retry.max_attempts must be >= 1");
+  }
+  auto state = std::make_unique<State>();
+  ASSIGN_OR_RETURN(state->endpoint, ParseEndpoint(config.endpoint_url));
+  ASSIGN_OR_RETURN(state->transport, HttpTransport::Create(config.connect_timeout));
+  state->config = std::move(config);
+  return std::unique_ptr<SqsClient>(new SqsClient(std::move(state)));
+}
+
+const std::string& SqsClient::endpoint_url() const { return state_->endpoint.url; }
+
+Result<std::string> SqsClient::GetQueueUrl(std::string_view queue_name) {
+  ASSIGN_OR_RETURN(std::string response,
+                   state_->Call("GetQueueUrl", GetQueueUrlBody(queue_name), queue_name));
+  return ParseQueueUrlResponse(response);
+}
+
+Result<std::string> SqsClient::CreateQueue(std::string_view queue_name,
+                                           const std::map<std::string, std::string>& attributes) {
+  ASSIGN_OR_RETURN(std::string response,
+                   state_->Call("CreateQueue", CreateQueueBody(queue_name, attributes), queue_name));
+  return ParseQueueUrlResponse(response);
+}
+
+Result<std::vector<SqsMessage>> SqsClient::ReceiveMessage(const std::string& queue_url, int max_messages,
+                                                          int wait_time_seconds,
+                                                          std::optional<int> visibility_timeout_seconds) {
+  if (max_messages < 1 || max_messages > 10) {
+    return Status::InvalidInput("SQS ReceiveMessage: max_messages must be 1 to 10");
+  }
+  if (wait_time_seconds < 0 || wait_time_seconds > 20) {
+    return Status::InvalidInput("SQS ReceiveMessage: wait_time_seconds must be 0 to 20");
+  }
+  if (visibility_timeout_seconds &&
+      (*visibility_timeout_seconds < 0 || *visibility_timeout_seconds > 43200)) {
+    return Status::InvalidInput("SQS ReceiveMessage: visibility timeout must be 0 to 43200 seconds");
+  }
+  std::string body =
+      ReceiveMessageBody(queue_url, max_messages, wait_time_seconds, visibility_timeout_seconds);
+  ASSIGN_OR_RETURN(std::string response,
+                   state_->Call("ReceiveMessage", body, queue_url, std::chrono::seconds(wait_time_seconds)));
+  return ParseReceiveMessageResponse(response);
+}
+
+Result<std::vector<BatchEntryFailure>> SqsClient::DeleteMessageBatch(const std::string& queue_url,
+                                                                     std::span<const DeleteEntry> entries) {
+  return state_->RunBatch(
+      "DeleteMessageBatch", queue_url, entries,
+      [](std::string_view url, std::span<const DeleteEntry> pending) -> Result<std::string> {
+        return DeleteMessageBatchBody(url, pending);
+      });
+}
+
+Result<std::vector<BatchEntryFailure>> SqsClient::SendMessageBatch(const std::string& queue_url,
+                                                                   std::span<const SendEntry> entries) {
+  return state_->RunBatch("SendMessageBatch", queue_url, entries,
+                          [](std::string_view url, std::span<const SendEntry> pending) {
+                            return SendMessageBatchBody(url, pending);
+                          });
+}
+
+Result<std::vector<BatchEntryFailure>> SqsClient::ChangeMessageVisibilityBatch(
+    const std::string& queue_url, std::span<const VisibilityEntry> entries) {
+  return state_->RunBatch(
+      "ChangeMessageVisibilityBatch", queue_url, entries,
+      [](std::string_view url, std::span<const VisibilityEntry> pending) -> Result<std::string> {
+        return ChangeMessageVisibilityBatchBody(url, pending);
+      });
+}
+
+Result<std::map<std::string, std::string>> SqsClient::GetQueueAttributes(
+    const std::string& queue_url, const std::vector<std::string>& names) {
+  ASSIGN_OR_RETURN(std::string response,
+                   state_->Call("GetQueueAttributes", GetQueueAttributesBody(queue_url, names), queue_url));
+  return ParseGetQueueAttributesResponse(response);
+}
+
+}  // namespace sqs2pg::sqs

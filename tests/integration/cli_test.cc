@@ -1,0 +1,117 @@
+// The command line's promises: exit codes, messages that say what to do, key file handling.
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "harness.h"
+
+namespace sqs2pg::integration {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(CliTest, RunWithoutAKeyRefusesWithExitCode2) {
+  CommandResult r = RunSqs2pg({"run", "--queue", "whatever"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("no masking key"));
+  EXPECT_THAT(r.err, HasSubstr("sqs2pg keygen"));
+}
+
+TEST(CliTest, UnknownQueueSaysWhichAndWhere) {
+  std::string key = MakeKeyFile();
+  CommandResult r = RunSqs2pg({"run", "--queue", "no-such-queue", "--key-file", key});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("no-such-queue"));
+  EXPECT_THAT(r.err, HasSubstr("does not exist"));
+  EXPECT_THAT(r.err, HasSubstr(StackVar("AWS_ENDPOINT_URL_SQS")));
+}
+
+TEST(CliTest, UnreachablePostgresIsARuntimeFailure) {
+  std::string key = MakeKeyFile();
+  std::string queue = UniqueName("q");
+  ASSERT_EQ(RunSqs2pg({"send", "--create-queue", "--queue", queue, SampleDataPath()}).exit_code, 0);
+  CommandResult r =
+      RunSqs2pg({"run", "--queue", queue, "--key-file", key, "--db", "host=127.0.0.1 port=1 connect_timeout=2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("cannot connect to Postgres at 127.0.0.1:1"));
+}
+
+TEST(CliTest, UsageErrorsExitWith2) {
+  EXPECT_EQ(RunSqs2pg({}).exit_code, 2);
+  EXPECT_EQ(RunSqs2pg({"run", "--batch-size", "0"}).exit_code, 2);
+  EXPECT_EQ(RunSqs2pg({"mask", "--field", "email", "x"}).exit_code, 2);
+}
+
+TEST(CliTest, KeygenWrites0600AndNeverOverwrites) {
+  std::string path = TestDir() + "/k";
+  std::filesystem::remove(path);
+  ASSERT_EQ(RunSqs2pg({"keygen", "--out", path}).exit_code, 0);
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  std::string before = RunShell("cat '" + path + "'").out;
+  CommandResult again = RunSqs2pg({"keygen", "--out", path});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_THAT(again.err, HasSubstr("already exists"));
+  EXPECT_EQ(RunShell("cat '" + path + "'").out, before);
+}
+
+TEST(CliTest, AKeyFileOthersCanReadIsRefused) {
+  std::string path = MakeKeyFile();
+  chmod(path.c_str(), 0644);
+  CommandResult r = RunSqs2pg({"mask", "--key-file", path, "--field", "ip", "1.2.3.4"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("chmod 600"));
+}
+
+TEST(CliTest, MaskUnmaskRoundTripAndRotation) {
+  std::string key = MakeKeyFile();
+  CommandResult masked = RunSqs2pg({"mask", "--key-file", key, "--field", "device_id", "593-47-5928", "104-25-0070"});
+  ASSERT_EQ(masked.exit_code, 0) << masked.err;
+  EXPECT_THAT(masked.out, Not(HasSubstr("593-47")));
+  std::string first = masked.out.substr(0, masked.out.find('\n'));
+
+  CommandResult rotated = RunSqs2pg({"keygen", "--rotate", "--out", key});
+  ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
+  CommandResult remasked = RunSqs2pg({"mask", "--key-file", key, "--field", "device_id", "593-47-5928"});
+  EXPECT_NE(remasked.out.substr(0, remasked.out.find('\n')), first) << "the new key masks new values";
+
+  CommandResult plain = RunSqs2pg({"unmask", "--key-file", key, first, remasked.out.substr(0, remasked.out.find('\n'))});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(plain.out, "593-47-5928\n593-47-5928\n");
+}
+
+TEST(CliTest, UnmaskOfGarbageFailsWithoutEchoingIt) {
+  std::string key = MakeKeyFile();
+  CommandResult r = RunSqs2pg({"unmask", "--key-file", key, "abcdef12.c2VjcmV0LXZhbHVl"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, Not(HasSubstr("c2VjcmV0LXZhbHVl")));
+}
+
+TEST(CliTest, MaskOfIpUsesTheCanonicalForm) {
+  std::string key = MakeKeyFile();
+  CommandResult r = RunSqs2pg({"mask", "--key-file", key, "--field", "ip", "2001:DB8::0:1", "2001:db8::1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string a = r.out.substr(0, r.out.find('\n'));
+  std::string b = r.out.substr(r.out.find('\n') + 1);
+  EXPECT_EQ(a + "\n", b);
+}
+
+TEST(CliTest, SendReadsNdjsonAndPlainJsonArrays) {
+  std::string queue = UniqueName("q");
+  std::string dir = TestDir();
+  std::ofstream(dir + "/a.ndjson") << "{\"user_id\":\"a\"}\n\n{\"user_id\":\"b\"}\nnot json at all\n";
+  std::ofstream(dir + "/b.json") << "[{\"user_id\":\"c\"}, {\"user_id\":\"d\"}]";
+  CommandResult r = RunSqs2pg({"send", "--create-queue", "--queue", queue, dir + "/a.ndjson", dir + "/b.json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("sent 5 messages"));
+}
+
+}  // namespace
+}  // namespace sqs2pg::integration
