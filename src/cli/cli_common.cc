@@ -14,14 +14,17 @@ int Fail(const Status& status) {
   std::cerr << "sqs2pg: " << status.message() << "\n";
   switch (status.code()) {
     case Status::Code::kInvalidInput:
-    case Status::Code::kNotFound: return kExitUsage;
-    default: return kExitFailure;
+    case Status::Code::kNotFound:
+      return kExitUsage;
+    default:
+      return kExitFailure;
   }
 }
 
 void AddQueueOptions(CLI::App& app, QueueOptions& options) {
   app.add_option("--queue-url", options.queue_url, "Queue URL (wins over --queue)");
-  app.add_option("--queue", options.queue_name, "Queue name, resolved with GetQueueUrl")->capture_default_str();
+  app.add_option("--queue", options.queue_name, "Queue name, resolved with GetQueueUrl")
+      ->capture_default_str();
   app.add_option("--endpoint-url", options.endpoint_url,
                  "SQS endpoint, e.g. http://127.0.0.1:4566 (default: AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL, "
                  "or AWS for the region)");
@@ -47,16 +50,19 @@ Result<std::string> ResolveQueueUrl(sqs::SqsClient& client, const QueueOptions& 
 
 Result<transform::Keyring> LoadKeyring(const std::string& key_file_flag) {
   if (!key_file_flag.empty()) return transform::Keyring::LoadFile(key_file_flag);
-  if (const char* path = std::getenv("SQS2PG_KEY_FILE"); path && *path) return transform::Keyring::LoadFile(path);
+  if (const char* path = std::getenv("SQS2PG_KEY_FILE"); path && *path)
+    return transform::Keyring::LoadFile(path);
   if (const char* keys = std::getenv("SQS2PG_KEYS"); keys && *keys) {
     return transform::Keyring::FromEnvironmentValue(keys, "SQS2PG_KEYS");
   }
   return Status::InvalidInput(
-      "no masking key: pass --key-file PATH or set SQS2PG_KEY_FILE (make a key with: sqs2pg keygen --out PATH)");
+      "no masking key: pass --key-file PATH or set SQS2PG_KEY_FILE (make a key with: sqs2pg keygen --out "
+      "PATH)");
 }
 
 void AddKeyFileOption(CLI::App& app, std::string& key_file) {
-  app.add_option("--key-file", key_file, "Keyring file (mode 0600); default: SQS2PG_KEY_FILE, or SQS2PG_KEYS");
+  app.add_option("--key-file", key_file,
+                 "Keyring file (mode 0600); default: SQS2PG_KEY_FILE, or SQS2PG_KEYS");
 }
 
 }  // namespace sqs2pg::cli

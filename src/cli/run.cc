@@ -41,7 +41,7 @@ struct RunOptions {
   size_t batch_size = 500;
   int batch_max_wait_ms = 1000;
   int visibility_timeout = -1;  // -1: the queue's own setting
-  int wait_seconds = -1;       // -1: 20 when following, 2 when draining
+  int wait_seconds = -1;        // -1: 20 when following, 2 when draining
 };
 
 transform::ColumnLimits LimitsFor(const sink::TableShape& shape) {
@@ -56,8 +56,9 @@ transform::ColumnLimits LimitsFor(const sink::TableShape& shape) {
 }
 
 std::string Summary(const pipeline::RunStats& s) {
-  return fmt::format("received {}, loaded {}, duplicates skipped {}, rejected {}, deleted {}, {:.2f} s, {:.1f} messages/s",
-                     s.received, s.loaded, s.duplicates, s.rejected, s.deleted, s.seconds, s.MessagesPerSecond());
+  return fmt::format(
+      "received {}, loaded {}, duplicates skipped {}, rejected {}, deleted {}, {:.2f} s, {:.1f} messages/s",
+      s.received, s.loaded, s.duplicates, s.rejected, s.deleted, s.seconds, s.MessagesPerSecond());
 }
 
 // A live line on a terminal, redrawn at most four times a second.
@@ -115,7 +116,8 @@ int Run(const RunOptions& o) {
 
 Command AddRunCommand(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
-  CLI::App* cmd = app.add_subcommand("run", "Consume the queue: validate, mask, load into Postgres, then delete");
+  CLI::App* cmd =
+      app.add_subcommand("run", "Consume the queue: validate, mask, load into Postgres, then delete");
   AddQueueOptions(*cmd, o->queue);
   cmd->add_option("--db", o->db, "libpq connection string or postgresql:// URI (default: PG* variables)");
   cmd->add_option("--table", o->table, "Target table, optionally SCHEMA.TABLE")->capture_default_str();
@@ -131,7 +133,8 @@ Command AddRunCommand(CLI::App& app) {
                   "Seconds a received message stays hidden (default: the queue's setting). 0 makes every "
                   "message visible again at once: for tests of redelivery only")
       ->check(CLI::Range(0, 43200));
-  cmd->add_option("--wait-seconds", o->wait_seconds, "Long-poll wait when idle (default 20 following, 2 draining)")
+  cmd->add_option("--wait-seconds", o->wait_seconds,
+                  "Long-poll wait when idle (default 20 following, 2 draining)")
       ->check(CLI::Range(0, 20));
   return {cmd, [o]() { return Run(*o); }};
 }

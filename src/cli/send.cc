@@ -24,7 +24,8 @@ struct SendOptions {
 };
 
 // Sends one batch; returns how many entries SQS refused (each is logged).
-Result<size_t> SendBatch(sqs::SqsClient& client, const std::string& queue_url, std::vector<sqs::SendEntry>& batch) {
+Result<size_t> SendBatch(sqs::SqsClient& client, const std::string& queue_url,
+                         std::vector<sqs::SendEntry>& batch) {
   ASSIGN_OR_RETURN(std::vector<sqs::BatchEntryFailure> failures, client.SendMessageBatch(queue_url, batch));
   for (const auto& f : failures) spdlog::error("message {} was not sent: {}: {}", f.id, f.code, f.message);
   batch.clear();
@@ -36,7 +37,8 @@ int Send(const SendOptions& o) {
   if (!client.ok()) return Fail(client.status());
   Result<std::string> queue_url = std::string();
   if (o.create_queue) {
-    if (!o.queue.queue_url.empty()) return Fail(Status::InvalidInput("--create-queue needs --queue NAME, not --queue-url"));
+    if (!o.queue.queue_url.empty())
+      return Fail(Status::InvalidInput("--create-queue needs --queue NAME, not --queue-url"));
     queue_url = (*client)->CreateQueue(o.queue.queue_name, {});
   } else {
     queue_url = ResolveQueueUrl(**client, o.queue);
@@ -52,8 +54,8 @@ int Send(const SendOptions& o) {
     for (size_t i = 0; i < bodies->size(); ++i) {
       std::string& body = (*bodies)[i];
       if (body.size() > kMaxPayloadBytes) {
-        return Fail(Status::InvalidInput(
-            fmt::format("{}: message {} is {} bytes, over SQS's limit of {}", path, i + 1, body.size(), kMaxPayloadBytes)));
+        return Fail(Status::InvalidInput(fmt::format("{}: message {} is {} bytes, over SQS's limit of {}",
+                                                     path, i + 1, body.size(), kMaxPayloadBytes)));
       }
       if (batch.size() == kMaxBatchEntries || batch_bytes + body.size() > kMaxPayloadBytes) {
         auto refused = SendBatch(**client, *queue_url, batch);
@@ -81,7 +83,8 @@ int Send(const SendOptions& o) {
 
 Command AddSendCommand(CLI::App& app) {
   auto o = std::make_shared<SendOptions>();
-  CLI::App* cmd = app.add_subcommand("send", "Send messages from files (JSON array or NDJSON, optionally gzipped)");
+  CLI::App* cmd =
+      app.add_subcommand("send", "Send messages from files (JSON array or NDJSON, optionally gzipped)");
   AddQueueOptions(*cmd, o->queue);
   cmd->add_option("files", o->files, "Files to send")->required()->check(CLI::ExistingFile);
   cmd->add_flag("--create-queue", o->create_queue, "Create the queue first (no-op if it exists)");

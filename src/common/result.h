@@ -13,7 +13,7 @@ namespace sqs2pg {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : data_(std::move(value)) {}  // NOLINT: implicit on purpose, like std::expected
+  Result(T value) : data_(std::move(value)) {}        // NOLINT: implicit on purpose, like std::expected
   Result(Status status) : data_(std::move(status)) {  // NOLINT
     assert(!std::get<Status>(data_).ok() && "a Result built from a Status must hold an error");
   }
@@ -43,10 +43,10 @@ class [[nodiscard]] Result {
 #define SQS2PG_CONCAT_INNER(a, b) a##b
 #define SQS2PG_CONCAT(a, b) SQS2PG_CONCAT_INNER(a, b)
 
-#define RETURN_IF_ERROR(expr)                   \
-  do {                                          \
-    ::sqs2pg::Status _st = (expr);              \
-    if (!_st.ok()) return _st;                  \
+#define RETURN_IF_ERROR(expr)      \
+  do {                             \
+    ::sqs2pg::Status _st = (expr); \
+    if (!_st.ok()) return _st;     \
   } while (0)
 
 #define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

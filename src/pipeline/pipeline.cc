@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <random>
 #include <thread>
 #include <unordered_map>
 
@@ -15,18 +14,12 @@ using Clock = std::chrono::steady_clock;
 // SQS hands out at most 10 messages a call.
 constexpr int kMaxReceive = 10;
 
-std::chrono::milliseconds Backoff(const PipelineOptions& o, int attempt) {
-  // Full jitter: spreads retries of many consumers instead of synchronising them.
-  auto cap = std::min(o.retry_max_delay.count(), o.retry_base_delay.count() << std::min(attempt, 20));
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  return std::chrono::milliseconds(std::uniform_int_distribution<std::int64_t>(cap / 2, cap)(rng));
-}
-
 // Sleeps in short steps so a stop request is noticed.
 void SleepUnlessStopped(std::chrono::milliseconds d, const std::atomic<bool>& stop) {
   auto until = Clock::now() + d;
   while (!stop.load() && Clock::now() < until) {
-    std::this_thread::sleep_for(std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(100)));
+    std::this_thread::sleep_for(
+        std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(100)));
   }
 }
 
@@ -37,13 +30,15 @@ Pipeline::Pipeline(MessageSource& source, transform::LoginTransform& transform, 
     : source_(source), transform_(transform), sink_(sink), options_(options) {}
 
 template <typename Fn>
-auto Pipeline::WithRetries(const char* what, const std::atomic<bool>& stop, Fn&& attempt) -> decltype(attempt()) {
+auto Pipeline::WithRetries(const char* what, const std::atomic<bool>& stop, Fn&& attempt)
+    -> decltype(attempt()) {
   for (int i = 1;; ++i) {
     auto result = attempt();
     if (result.ok() || !result.status().IsTransient()) return result;
-    if (i >= options_.max_attempts && !options_.follow) return result;
-    auto delay = Backoff(options_, std::min(i, options_.max_attempts));
-    spdlog::warn("{} failed (attempt {}), retrying in {} ms: {}", what, i, delay.count(), result.status().message());
+    if (i >= options_.retry.max_attempts && !options_.follow) return result;
+    auto delay = BackoffDelay(options_.retry, std::min(i, options_.retry.max_attempts), rng_);
+    spdlog::warn("{} failed (attempt {}), retrying in {} ms: {}", what, i, delay.count(),
+                 result.status().message());
     SleepUnlessStopped(delay, stop);
     // When stopping, one last attempt is still made for a load so the batch in hand lands.
     if (stop.load() && i >= 2) return result;

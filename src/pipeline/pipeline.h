@@ -9,8 +9,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <random>
 
 #include "common/result.h"
+#include "common/retry.h"
 #include "common/stages.h"
 #include "transform/login_transform.h"
 
@@ -27,12 +29,10 @@ struct PipelineOptions {
   // false (drain): stop once the queue is empty and everything received is committed and deleted.
   // true (follow): keep polling until stop is requested.
   bool follow = false;
-  // Attempts at a batch whose load or receive fails with a transient error, before giving up
-  // (drain) or pausing and trying again (follow). Messages not deleted come back after their
-  // visibility timeout, so giving up loses nothing.
-  int max_attempts = 6;
-  std::chrono::milliseconds retry_base_delay{200};
-  std::chrono::milliseconds retry_max_delay{10'000};
+  // For a receive, load or delete that fails with a transient error. When a drain run has used
+  // every attempt it gives up with the error (a following run keeps trying). Messages not deleted
+  // come back after their visibility timeout, so giving up loses nothing.
+  RetryPolicy retry{6, std::chrono::milliseconds(200), std::chrono::milliseconds(10'000)};
 };
 
 struct RunStats {
@@ -52,7 +52,8 @@ class Pipeline {
   using ProgressFn = std::function<void(const RunStats&)>;
 
   // All references must outlive the pipeline.
-  Pipeline(MessageSource& source, transform::LoginTransform& transform, MessageSink& sink, PipelineOptions options);
+  Pipeline(MessageSource& source, transform::LoginTransform& transform, MessageSink& sink,
+           PipelineOptions options);
 
   // Runs until drained (or, when following, until *stop is set). On a stop request the batch in
   // hand is still loaded and deleted. On error, the stats so far are in stats().
@@ -71,6 +72,7 @@ class Pipeline {
   PipelineOptions options_;
   RunStats stats_;
   const std::atomic<bool>* stop_ = nullptr;
+  std::mt19937_64 rng_{std::random_device{}()};
 
   std::vector<ReceivedMessage> pending_;
   std::vector<ProcessedMessage> processed_;

@@ -19,14 +19,17 @@ using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
 std::string Body(int i) {
-  return fmt::format(R"({{"user_id":"u{}","ip":"10.0.0.{}","device_id":"d-{}","locale":"FR"}})", i, i % 250, i);
+  return fmt::format(R"({{"user_id":"u{}","ip":"10.0.0.{}","device_id":"d-{}","locale":"FR"}})", i, i % 250,
+                     i);
 }
 
 // An in-memory queue: receive hands out messages (each delivery a new receipt handle), delete
 // checks the handle, and `redeliver` puts a delivery back as an expired visibility timeout would.
 class FakeSource : public MessageSource {
  public:
-  void Add(std::string id, std::string body) { queue_.push_back({std::move(id), "", std::move(body), 1'700'000'000'000, 0, 0}); }
+  void Add(std::string id, std::string body) {
+    queue_.push_back({std::move(id), "", std::move(body), 1'700'000'000'000, 0, 0});
+  }
 
   Result<std::vector<ReceivedMessage>> Receive(int max_messages, std::chrono::seconds wait) override {
     waits.push_back(wait);
@@ -116,8 +119,8 @@ class PipelineTest : public ::testing::Test {
         transform_(masker_, {}) {
     source_.sink_committed = &sink_.committed;
     options_.poll_wait = std::chrono::seconds(1);
-    options_.retry_base_delay = std::chrono::milliseconds(1);
-    options_.retry_max_delay = std::chrono::milliseconds(2);
+    options_.retry.base_delay = std::chrono::milliseconds(1);
+    options_.retry.max_delay = std::chrono::milliseconds(2);
   }
 
   Status Run() {
@@ -174,7 +177,7 @@ TEST_F(PipelineTest, TransientLoadFailuresAreRetriedThenDeleted) {
 TEST_F(PipelineTest, GivesUpAfterMaxAttemptsWithoutDeleting) {
   source_.Add("m1", Body(1));
   sink_.transient_failures = 100;
-  options_.max_attempts = 3;
+  options_.retry.max_attempts = 3;
   Status st = Run();
   EXPECT_TRUE(st.IsTransient());
   EXPECT_EQ(sink_.load_calls, 3);

@@ -31,14 +31,20 @@ size_t CountCharacters(std::string_view s) {
 
 const char* TypeName(element_type type) {
   switch (type) {
-    case element_type::ARRAY: return "an array";
-    case element_type::OBJECT: return "an object";
+    case element_type::ARRAY:
+      return "an array";
+    case element_type::OBJECT:
+      return "an object";
     case element_type::INT64:
     case element_type::UINT64:
-    case element_type::DOUBLE: return "a number";
-    case element_type::STRING: return "a string";
-    case element_type::BOOL: return "a boolean";
-    case element_type::NULL_VALUE: return "null";
+    case element_type::DOUBLE:
+      return "a number";
+    case element_type::STRING:
+      return "a string";
+    case element_type::BOOL:
+      return "a boolean";
+    case element_type::NULL_VALUE:
+      return "null";
   }
   return "an unknown type";
 }
@@ -87,10 +93,11 @@ struct LoginTransform::Impl {
   TransformOutcome Apply(std::string_view body, std::int64_t sent_timestamp_ms);
   Result<LoginRow> Validate(simdjson::dom::object object, std::int64_t sent_timestamp_ms);
   Result<std::string> RequiredString(const std::array<std::optional<element>, kFieldCount>& fields, Field f);
-  Result<std::optional<std::string>> OptionalString(const std::array<std::optional<element>, kFieldCount>& fields,
-                                                    Field f, size_t max_chars);
+  Result<std::optional<std::string>> OptionalString(
+      const std::array<std::optional<element>, kFieldCount>& fields, Field f, size_t max_chars);
   Result<std::string> MaskField(std::string_view field, std::string_view value);
-  Result<std::optional<std::string>> AppVersion(const std::array<std::optional<element>, kFieldCount>& fields);
+  Result<std::optional<std::string>> AppVersion(
+      const std::array<std::optional<element>, kFieldCount>& fields);
   Rejection RejectParsed(std::string reason, element doc);
   Rejection RejectUnparsed(std::string reason, std::string_view body);
   void AppendRedacted(std::string& out, element value, bool mask_here);
@@ -110,7 +117,8 @@ TransformOutcome LoginTransform::Impl::Apply(std::string_view body, std::int64_t
   return std::move(row).value();
 }
 
-Result<LoginRow> LoginTransform::Impl::Validate(simdjson::dom::object object, std::int64_t sent_timestamp_ms) {
+Result<LoginRow> LoginTransform::Impl::Validate(simdjson::dom::object object,
+                                                std::int64_t sent_timestamp_ms) {
   std::array<std::optional<element>, kFieldCount> fields;
   for (auto [key, value] : object) {
     for (size_t f = 0; f < kFieldCount; ++f) {
@@ -145,7 +153,8 @@ Result<std::string> LoginTransform::Impl::RequiredString(
   if (!fields[f]) return Status::InvalidInput(fmt::format("missing field {}", name));
   std::string_view value;
   if (fields[f]->get_string().get(value)) {
-    return Status::InvalidInput(fmt::format("field {} must be a string, got {}", name, TypeName(fields[f]->type())));
+    return Status::InvalidInput(
+        fmt::format("field {} must be a string, got {}", name, TypeName(fields[f]->type())));
   }
   if (value.empty()) return Status::InvalidInput(fmt::format("field {} is empty", name));
   return std::string(value);
@@ -181,9 +190,10 @@ Result<std::optional<std::string>> LoginTransform::Impl::AppVersion(
 Result<std::string> LoginTransform::Impl::MaskField(std::string_view field, std::string_view value) {
   size_t max_bytes = Masker::MaxPlaintextBytes(limits.masked_value);
   if (value.size() > max_bytes) {
-    return Status::InvalidInput(fmt::format("field {} is {} bytes; its masked form would not fit in {} characters "
-                                            "(at most {} bytes fit)",
-                                            field, value.size(), limits.masked_value, max_bytes));
+    return Status::InvalidInput(
+        fmt::format("field {} is {} bytes; its masked form would not fit in {} characters "
+                    "(at most {} bytes fit)",
+                    field, value.size(), limits.masked_value, max_bytes));
   }
   auto masked = masker.Mask(value);
   if (!masked.ok()) return masked.status().Annotate(fmt::format("field {}", field));

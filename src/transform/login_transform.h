@@ -21,8 +21,8 @@ struct ColumnLimits {
   size_t user_id = 128;
   size_t device_type = 32;
   size_t locale = 32;
-  size_t app_version = 15;          // ignored when app_version_is_integer
-  size_t masked_value = 256;        // masked_ip and masked_device_id
+  size_t app_version = 15;              // ignored when app_version_is_integer
+  size_t masked_value = 256;            // masked_ip and masked_device_id
   bool app_version_is_integer = false;  // the original assignment's DDL
 };
 

@@ -36,8 +36,8 @@ TEST(CliTest, UnreachablePostgresIsARuntimeFailure) {
   std::string key = MakeKeyFile();
   std::string queue = UniqueName("q");
   ASSERT_EQ(RunSqs2pg({"send", "--create-queue", "--queue", queue, SampleDataPath()}).exit_code, 0);
-  CommandResult r =
-      RunSqs2pg({"run", "--queue", queue, "--key-file", key, "--db", "host=127.0.0.1 port=1 connect_timeout=2"});
+  CommandResult r = RunSqs2pg(
+      {"run", "--queue", queue, "--key-file", key, "--db", "host=127.0.0.1 port=1 connect_timeout=2"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("cannot connect to Postgres at 127.0.0.1:1"));
 }
@@ -72,7 +72,8 @@ TEST(CliTest, AKeyFileOthersCanReadIsRefused) {
 
 TEST(CliTest, MaskUnmaskRoundTripAndRotation) {
   std::string key = MakeKeyFile();
-  CommandResult masked = RunSqs2pg({"mask", "--key-file", key, "--field", "device_id", "593-47-5928", "104-25-0070"});
+  CommandResult masked =
+      RunSqs2pg({"mask", "--key-file", key, "--field", "device_id", "593-47-5928", "104-25-0070"});
   ASSERT_EQ(masked.exit_code, 0) << masked.err;
   EXPECT_THAT(masked.out, Not(HasSubstr("593-47")));
   std::string first = masked.out.substr(0, masked.out.find('\n'));
@@ -82,7 +83,8 @@ TEST(CliTest, MaskUnmaskRoundTripAndRotation) {
   CommandResult remasked = RunSqs2pg({"mask", "--key-file", key, "--field", "device_id", "593-47-5928"});
   EXPECT_NE(remasked.out.substr(0, remasked.out.find('\n')), first) << "the new key masks new values";
 
-  CommandResult plain = RunSqs2pg({"unmask", "--key-file", key, first, remasked.out.substr(0, remasked.out.find('\n'))});
+  CommandResult plain =
+      RunSqs2pg({"unmask", "--key-file", key, first, remasked.out.substr(0, remasked.out.find('\n'))});
   ASSERT_EQ(plain.exit_code, 0) << plain.err;
   EXPECT_EQ(plain.out, "593-47-5928\n593-47-5928\n");
 }
@@ -108,7 +110,8 @@ TEST(CliTest, SendReadsNdjsonAndPlainJsonArrays) {
   std::string dir = TestDir();
   std::ofstream(dir + "/a.ndjson") << "{\"user_id\":\"a\"}\n\n{\"user_id\":\"b\"}\nnot json at all\n";
   std::ofstream(dir + "/b.json") << "[{\"user_id\":\"c\"}, {\"user_id\":\"d\"}]";
-  CommandResult r = RunSqs2pg({"send", "--create-queue", "--queue", queue, dir + "/a.ndjson", dir + "/b.json"});
+  CommandResult r =
+      RunSqs2pg({"send", "--create-queue", "--queue", queue, dir + "/a.ndjson", dir + "/b.json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("sent 5 messages"));
 }

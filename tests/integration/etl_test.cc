@@ -83,9 +83,10 @@ TEST_F(EtlTest, SampleDataGives99RowsOneRejectAndAnEmptyQueue) {
 
 TEST_F(EtlTest, RowsHoldMaskedValuesThatTheKeyRecovers) {
   ASSERT_EQ(Run().exit_code, 0);
-  auto rows = db_.Rows(fmt::format(
-      "SELECT masked_ip, masked_device_id, create_date = (now() AT TIME ZONE 'UTC')::date, app_version FROM \"{}\"",
-      table_));
+  auto rows =
+      db_.Rows(fmt::format("SELECT masked_ip, masked_device_id, create_date = (now() AT TIME ZONE "
+                           "'UTC')::date, app_version FROM \"{}\"",
+                           table_));
   ASSERT_EQ(rows.size(), 99u);
   std::string masked_ips, masked_devices;
   for (const auto& row : rows) {
@@ -97,7 +98,8 @@ TEST_F(EtlTest, RowsHoldMaskedValuesThatTheKeyRecovers) {
   std::string dir = TestDir();
   std::ofstream(dir + "/ips") << masked_ips;
   std::ofstream(dir + "/devices") << masked_devices;
-  CommandResult ips = RunShell(fmt::format("'{}' unmask --key-file '{}' < '{}/ips'", SQS2PG_BINARY, key_, dir));
+  CommandResult ips =
+      RunShell(fmt::format("'{}' unmask --key-file '{}' < '{}/ips'", SQS2PG_BINARY, key_, dir));
   CommandResult devices =
       RunShell(fmt::format("'{}' unmask --key-file '{}' < '{}/devices'", SQS2PG_BINARY, key_, dir));
   ASSERT_EQ(ips.exit_code, 0) << ips.err;
@@ -115,7 +117,8 @@ TEST_F(EtlTest, AnalystCanFindAllLoginsFromOneIp) {
   CommandResult masked = RunSqs2pg({"mask", "--key-file", key_, "--field", "ip", "199.172.111.135"});
   ASSERT_EQ(masked.exit_code, 0) << masked.err;
   std::string value = masked.out.substr(0, masked.out.find('\n'));
-  EXPECT_EQ(db_.Scalar(fmt::format("SELECT count(*) FROM \"{}\" WHERE masked_ip = '{}'", table_, value)), "1");
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT count(*) FROM \"{}\" WHERE masked_ip = '{}'", table_, value)),
+            "1");
 }
 
 TEST_F(EtlTest, PgDumpHoldsNoPlaintextIpOrDeviceId) {
@@ -165,7 +168,8 @@ TEST_F(EtlTest, RedeliveredMessagesAreLoadedExactlyOnce) {
     return at == std::string::npos ? 0 : std::stol(out.substr(at + 9));
   };
   long total = received(first.out) + received(second.out);
-  EXPECT_GT(total, 100) << "no message was delivered twice, so this run tested nothing: " << first.out << second.out;
+  EXPECT_GT(total, 100) << "no message was delivered twice, so this run tested nothing: " << first.out
+                        << second.out;
   auto counts = QueueCounts(queue_url_);
   EXPECT_EQ(counts["ApproximateNumberOfMessages"], "0");
 }

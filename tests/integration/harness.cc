@@ -87,8 +87,9 @@ std::string UniqueName(const std::string& prefix) {
 
 std::string TestDir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string dir = fmt::format("{}/files/{}.{}", std::filesystem::path(SQS2PG_TEST_STACK_ENV).parent_path().string(),
-                                info ? info->test_suite_name() : "suite", info ? info->name() : "test");
+  std::string dir =
+      fmt::format("{}/files/{}.{}", std::filesystem::path(SQS2PG_TEST_STACK_ENV).parent_path().string(),
+                  info ? info->test_suite_name() : "suite", info ? info->name() : "test");
   std::filesystem::create_directories(dir);
   return dir;
 }
@@ -138,7 +139,8 @@ std::vector<std::vector<std::optional<std::string>>> Db::Rows(const std::string&
   for (int r = 0; r < PQntuples(res); ++r) {
     auto& row = rows.emplace_back();
     for (int c = 0; c < PQnfields(res); ++c) {
-      row.push_back(PQgetisnull(res, r, c) ? std::nullopt : std::optional<std::string>(PQgetvalue(res, r, c)));
+      row.push_back(PQgetisnull(res, r, c) ? std::nullopt
+                                           : std::optional<std::string>(PQgetvalue(res, r, c)));
     }
   }
   PQclear(res);
@@ -151,6 +153,8 @@ std::string Db::Scalar(const std::string& sql) {
   return *rows[0][0];
 }
 
-long Db::Count(const std::string& table) { return std::stol(Scalar(fmt::format("SELECT count(*) FROM \"{}\"", table))); }
+long Db::Count(const std::string& table) {
+  return std::stol(Scalar(fmt::format("SELECT count(*) FROM \"{}\"", table)));
+}
 
 }  // namespace sqs2pg::integration

@@ -26,7 +26,8 @@ struct CommandResult {
   std::string err;
 };
 // Runs build/sqs2pg with args (and extra environment), capturing stdout and stderr.
-CommandResult RunSqs2pg(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
+CommandResult RunSqs2pg(const std::vector<std::string>& args,
+                        const std::map<std::string, std::string>& env = {});
 // Runs a shell command line, capturing stdout and stderr.
 CommandResult RunShell(const std::string& command_line);
 

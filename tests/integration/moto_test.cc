@@ -54,7 +54,8 @@ TEST(MotoTest, EveryOperationWeUseIsAccepted) {
   ASSERT_TRUE(delete_failures.ok()) << delete_failures.status().message();
   EXPECT_TRUE(delete_failures->empty());
 
-  auto attrs = client->GetQueueAttributes(*url, {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"});
+  auto attrs = client->GetQueueAttributes(
+      *url, {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"});
   ASSERT_TRUE(attrs.ok()) << attrs.status().message();
   EXPECT_EQ((*attrs)["ApproximateNumberOfMessages"], "0");
   EXPECT_EQ((*attrs)["ApproximateNumberOfMessagesNotVisible"], "0");
@@ -65,10 +66,11 @@ TEST(MotoTest, TheWholeEtlRunsAgainstMoto) {
   std::string queue = UniqueName("q");
   std::string table = UniqueName("t");
   std::string endpoint = StackVar("MOTO_ENDPOINT_URL");
-  CommandResult sent = RunSqs2pg({"send", "--endpoint-url", endpoint, "--create-queue", "--queue", queue, SampleDataPath()});
+  CommandResult sent =
+      RunSqs2pg({"send", "--endpoint-url", endpoint, "--create-queue", "--queue", queue, SampleDataPath()});
   ASSERT_EQ(sent.exit_code, 0) << sent.err;
-  CommandResult r = RunSqs2pg(
-      {"run", "--endpoint-url", endpoint, "--queue", queue, "--table", table, "--key-file", key, "--wait-seconds", "1"});
+  CommandResult r = RunSqs2pg({"run", "--endpoint-url", endpoint, "--queue", queue, "--table", table,
+                               "--key-file", key, "--wait-seconds", "1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("loaded 99, duplicates skipped 0, rejected 1, deleted 100"));
   Db db;

@@ -14,8 +14,9 @@ using ::testing::HasSubstr;
 
 LoginRow Row(const std::string& user, std::optional<std::string> app_version = "1.2.3",
              std::optional<std::string> locale = "FR") {
-  return LoginRow{user, "ios", "k.maskedip_" + user, "k.maskeddev_" + user, std::move(locale), std::move(app_version),
-                  19'675};
+  return LoginRow{
+      user,  "ios", "k.maskedip_" + user, "k.maskeddev_" + user, std::move(locale), std::move(app_version),
+      19'675};
 }
 
 ProcessedMessage Message(const std::string& id, std::variant<LoginRow, Rejection> record) {
@@ -95,9 +96,10 @@ TEST_F(SinkTest, RejectsAreStoredOnceWithTheirReason) {
   auto again = sink->Load(batch);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->duplicates, 2u);
-  auto rows = db_.Rows(fmt::format(
-      "SELECT message_id, reason, body, body_encrypted, received_at = to_timestamp(1700000000.123) FROM \"{}_rejects\"",
-      table_));
+  auto rows =
+      db_.Rows(fmt::format("SELECT message_id, reason, body, body_encrypted, received_at = "
+                           "to_timestamp(1700000000.123) FROM \"{}_rejects\"",
+                           table_));
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(*rows[0][0], "bad");
   EXPECT_EQ(*rows[0][1], "missing field user_id");
@@ -112,7 +114,8 @@ TEST_F(SinkTest, NullsStayNullAndTextSurvivesCopyEscaping) {
   LoginRow row = Row("tab\there\\and\nnewline \xc3\xa9", std::nullopt, std::nullopt);
   row.device_type = std::nullopt;
   ASSERT_TRUE(sink->Load(std::vector{Message("m1", row)}).ok());
-  auto rows = db_.Rows(fmt::format("SELECT user_id, device_type, locale, app_version, create_date FROM \"{}\"", table_));
+  auto rows = db_.Rows(
+      fmt::format("SELECT user_id, device_type, locale, app_version, create_date FROM \"{}\"", table_));
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(*rows[0][0], "tab\there\\and\nnewline \xc3\xa9");
   EXPECT_FALSE(rows[0][1].has_value());
@@ -122,9 +125,10 @@ TEST_F(SinkTest, NullsStayNullAndTextSurvivesCopyEscaping) {
 }
 
 TEST_F(SinkTest, IntegerAppVersionColumnIsDetected) {
-  db_.Exec(fmt::format("CREATE TABLE \"{}\" (user_id varchar(128), device_type varchar(32), masked_ip varchar(256), "
-                       "masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date)",
-                       table_));
+  db_.Exec(fmt::format(
+      "CREATE TABLE \"{}\" (user_id varchar(128), device_type varchar(32), masked_ip varchar(256), "
+      "masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date)",
+      table_));
   auto sink = Connect();
   auto shape = sink->Prepare();
   ASSERT_TRUE(shape.ok()) << shape.status().message();
@@ -135,10 +139,11 @@ TEST_F(SinkTest, IntegerAppVersionColumnIsDetected) {
 
 TEST_F(SinkTest, ARowTheDatabaseRefusesBecomesARejectAndTheRestLoad) {
   // A constraint our validation does not know about: only the database can refuse this row.
-  db_.Exec(fmt::format("CREATE TABLE \"{}\" (user_id varchar(128), device_type varchar(32), masked_ip varchar(256), "
-                       "masked_device_id varchar(256), locale varchar(32) CHECK (locale <> 'XX'), "
-                       "app_version varchar(15), create_date date)",
-                       table_));
+  db_.Exec(fmt::format(
+      "CREATE TABLE \"{}\" (user_id varchar(128), device_type varchar(32), masked_ip varchar(256), "
+      "masked_device_id varchar(256), locale varchar(32) CHECK (locale <> 'XX'), "
+      "app_version varchar(15), create_date date)",
+      table_));
   auto sink = Connect();
   ASSERT_TRUE(sink->Prepare().ok());
   std::vector<ProcessedMessage> batch;
@@ -150,7 +155,8 @@ TEST_F(SinkTest, ARowTheDatabaseRefusesBecomesARejectAndTheRestLoad) {
   EXPECT_EQ(loaded->rejects_stored, 1u);
   EXPECT_EQ(loaded->refused_by_database, 1u);
   EXPECT_EQ(db_.Count(table_), 9);
-  std::string reason = db_.Scalar(fmt::format("SELECT reason FROM \"{}_rejects\" WHERE message_id = 'refused'", table_));
+  std::string reason =
+      db_.Scalar(fmt::format("SELECT reason FROM \"{}_rejects\" WHERE message_id = 'refused'", table_));
   EXPECT_THAT(reason, HasSubstr("database refused the row"));
   EXPECT_THAT(reason, HasSubstr("23514"));
 }

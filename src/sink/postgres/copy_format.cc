@@ -11,11 +11,20 @@ void AppendCopyText(std::string& out, std::string_view value) {
   for (size_t i = 0; i < value.size(); ++i) {
     const char* escape = nullptr;
     switch (value[i]) {
-      case '\\': escape = "\\\\"; break;
-      case '\t': escape = "\\t"; break;
-      case '\n': escape = "\\n"; break;
-      case '\r': escape = "\\r"; break;
-      default: continue;
+      case '\\':
+        escape = "\\\\";
+        break;
+      case '\t':
+        escape = "\\t";
+        break;
+      case '\n':
+        escape = "\\n";
+        break;
+      case '\r':
+        escape = "\\r";
+        break;
+      default:
+        continue;
     }
     out.append(value.substr(start, i - start));
     out.append(escape);
@@ -44,9 +53,10 @@ void AppendCopyTimestamp(std::string& out, std::int64_t unix_millis) {
   auto day = floor<days>(t);
   year_month_day ymd{day};
   hh_mm_ss<milliseconds> hms{t - day};
-  fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}+00", static_cast<int>(ymd.year()),
-                 static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), hms.hours().count(),
-                 hms.minutes().count(), hms.seconds().count(), hms.subseconds().count());
+  fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}+00",
+                 static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                 static_cast<unsigned>(ymd.day()), hms.hours().count(), hms.minutes().count(),
+                 hms.seconds().count(), hms.subseconds().count());
 }
 
 }  // namespace sqs2pg::sink

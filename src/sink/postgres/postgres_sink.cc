@@ -17,8 +17,8 @@ namespace {
 // alone can still fail with a unique violation on pg_type when two sessions race.
 constexpr std::int64_t kSchemaLockId = 0x5351'5332'5047;  // "SQS2PG"
 
-constexpr std::array<const char*, 7> kRowColumns = {"user_id", "device_type", "masked_ip", "masked_device_id",
-                                                    "locale",  "app_version", "create_date"};
+constexpr std::array<const char*, 7> kRowColumns = {
+    "user_id", "device_type", "masked_ip", "masked_device_id", "locale", "app_version", "create_date"};
 
 std::string QuoteIdentifier(std::string_view name) {
   std::string out = "\"";
@@ -72,7 +72,8 @@ Status PgError(PGconn* conn, const PGresult* res, std::string_view what) {
   std::string text = sqlstate.empty() ? fmt::format("{}: {}", what, message)
                                       : fmt::format("{}: {} (SQLSTATE {})", what, message, sqlstate);
   if (PQstatus(conn) != CONNECTION_OK || sqlstate.starts_with("08")) return Status::Transient(text);
-  if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate.starts_with("53") || sqlstate.starts_with("57P")) {
+  if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate.starts_with("53") ||
+      sqlstate.starts_with("57P")) {
     return Status::Transient(text);
   }
   // A value the table will not take: the caller isolates the row and rejects it.
@@ -92,7 +93,10 @@ std::string RowAsJson(const LoginRow& row) {
   auto field = [&out](const char* name, const std::optional<std::string>& v, bool last = false) {
     AppendJsonString(out, name);
     out.push_back(':');
-    if (v) AppendJsonString(out, *v); else out += "null";
+    if (v)
+      AppendJsonString(out, *v);
+    else
+      out += "null";
     if (!last) out.push_back(',');
   };
   field("user_id", row.user_id);
@@ -164,7 +168,8 @@ struct PostgresSink::Impl {
 
 Status PostgresSink::Impl::Exec(const std::string& sql, ExecStatusType expected) {
   PgResult res(PQexec(conn.get(), sql.c_str()));
-  if (PQresultStatus(res.get()) != expected) return PgError(conn.get(), res.get(), sql.substr(0, sql.find(' ', 12)));
+  if (PQresultStatus(res.get()) != expected)
+    return PgError(conn.get(), res.get(), sql.substr(0, sql.find(' ', 12)));
   return Status::Ok();
 }
 
@@ -196,9 +201,10 @@ Status PostgresSink::Impl::CreateStaging() {
   }
   rows += ") ON COMMIT DELETE ROWS";
   RETURN_IF_ERROR(Exec(rows));
-  RETURN_IF_ERROR(Exec(
-      "CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage_rejects (message_id text NOT NULL, received_at timestamptz, "
-      "reason text, body text, body_encrypted boolean) ON COMMIT DELETE ROWS"));
+  RETURN_IF_ERROR(
+      Exec("CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage_rejects (message_id text NOT NULL, received_at "
+           "timestamptz, "
+           "reason text, body text, body_encrypted boolean) ON COMMIT DELETE ROWS"));
   staging_ready = true;
   return Status::Ok();
 }
@@ -233,14 +239,16 @@ void PostgresSink::Impl::BuildStatements() {
       " ORDER BY r.message_id RETURNING 1)"
       " SELECT (SELECT count(*) FROM loaded), (SELECT count(*) FROM rejected)",
       fmt::arg("ledger", names.Quoted("_ledger")), fmt::arg("table", names.Quoted()),
-      fmt::arg("rejects", names.Quoted("_rejects")), fmt::arg("columns", columns), fmt::arg("selected", selected));
+      fmt::arg("rejects", names.Quoted("_rejects")), fmt::arg("columns", columns),
+      fmt::arg("selected", selected));
 }
 
 Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data) {
   PGconn* c = conn.get();
   PgResult begin(PQexec(c, sql.c_str()));
   if (PQresultStatus(begin.get()) != PGRES_COPY_IN) return PgError(c, begin.get(), sql.substr(0, 40));
-  if (PQputCopyData(c, data.data(), static_cast<int>(data.size())) != 1) return PgError(c, nullptr, "COPY data");
+  if (PQputCopyData(c, data.data(), static_cast<int>(data.size())) != 1)
+    return PgError(c, nullptr, "COPY data");
   if (PQputCopyEnd(c, nullptr) != 1) return PgError(c, nullptr, "COPY end");
   PgResult end(PQgetResult(c));
   Status st = PQresultStatus(end.get()) == PGRES_COMMAND_OK ? Status::Ok() : PgError(c, end.get(), "COPY");
@@ -299,13 +307,14 @@ Result<LoadSummary> PostgresSink::Impl::LoadSplitting(std::span<const ProcessedM
 Result<LoadSummary> PostgresSink::Impl::RejectRefusedRow(const ProcessedMessage& message, const Status& why) {
   const auto* row = std::get_if<LoginRow>(&message.record);
   if (row == nullptr) return Status::Permanent("storing a reject failed: " + why.message());
-  ProcessedMessage reject{message.message_id, message.received_at_ms,
-                          Rejection{"database refused the row: " + SafeDatabaseReason(why.message()),
-                                    RowAsJson(*row), false}};
+  ProcessedMessage reject{
+      message.message_id, message.received_at_ms,
+      Rejection{"database refused the row: " + SafeDatabaseReason(why.message()), RowAsJson(*row), false}};
   auto result = LoadOnce(std::span(&reject, 1));
   if (!result.ok()) {
-    return Status::Permanent(fmt::format("storing the reject for a refused row failed: {}; the row was refused: {}",
-                                         result.status().message(), why.message()));
+    return Status::Permanent(
+        fmt::format("storing the reject for a refused row failed: {}; the row was refused: {}",
+                    result.status().message(), why.message()));
   }
   result->refused_by_database = result->rejects_stored;
   return result;
@@ -343,20 +352,23 @@ Result<TableShape> PostgresSink::Prepare() {
   std::string ddl = fmt::format(
       "BEGIN;"
       "SELECT pg_advisory_xact_lock({lock});"
-      "CREATE TABLE IF NOT EXISTS {table} (user_id varchar(128), device_type varchar(32), masked_ip varchar(256),"
+      "CREATE TABLE IF NOT EXISTS {table} (user_id varchar(128), device_type varchar(32), masked_ip "
+      "varchar(256),"
       " masked_device_id varchar(256), locale varchar(32), app_version varchar(15), create_date date);"
       "CREATE TABLE IF NOT EXISTS {ledger} (message_id text PRIMARY KEY,"
       " outcome text NOT NULL CHECK (outcome IN ('loaded', 'rejected')),"
       " processed_at timestamptz NOT NULL DEFAULT now());"
-      "COMMENT ON TABLE {ledger} IS 'SQS MessageIds sqs2pg has committed: a redelivered message is not loaded again';"
+      "COMMENT ON TABLE {ledger} IS 'SQS MessageIds sqs2pg has committed: a redelivered message is not "
+      "loaded again';"
       "CREATE TABLE IF NOT EXISTS {rejects} (message_id text PRIMARY KEY, received_at timestamptz NOT NULL,"
       " rejected_at timestamptz NOT NULL DEFAULT now(), reason text NOT NULL, body text NOT NULL,"
       " body_encrypted boolean NOT NULL);"
-      "COMMENT ON TABLE {rejects} IS 'Messages sqs2pg refused, with why; ip/device_id masked, or the whole body "
+      "COMMENT ON TABLE {rejects} IS 'Messages sqs2pg refused, with why; ip/device_id masked, or the whole "
+      "body "
       "encrypted when body_encrypted (recover with sqs2pg unmask)';"
       "COMMIT",
-      fmt::arg("lock", kSchemaLockId), fmt::arg("table", table), fmt::arg("ledger", d.names.Quoted("_ledger")),
-      fmt::arg("rejects", d.names.Quoted("_rejects")));
+      fmt::arg("lock", kSchemaLockId), fmt::arg("table", table),
+      fmt::arg("ledger", d.names.Quoted("_ledger")), fmt::arg("rejects", d.names.Quoted("_rejects")));
   if (Status st = d.Exec(ddl); !st.ok()) {
     d.Exec("ROLLBACK").ok();
     return st.Annotate(fmt::format("create table {}", table));
@@ -381,17 +393,19 @@ Result<TableShape> PostgresSink::Prepare() {
     if (name == "app_version") {
       shape.app_version_is_integer = typname == "int4" || typname == "int8";
       if (!text_like && !shape.app_version_is_integer) {
-        return Status::Permanent(fmt::format("table {}: column app_version has type {}; sqs2pg stores it as text "
-                                             "or as an integer (int4/int8)",
-                                             table, PQgetvalue(cols.get(), i, 3)));
+        return Status::Permanent(
+            fmt::format("table {}: column app_version has type {}; sqs2pg stores it as text "
+                        "or as an integer (int4/int8)",
+                        table, PQgetvalue(cols.get(), i, 3)));
       }
       shape.app_version_chars = limit;
     } else if (name == "create_date") {
-      if (typname != "date") return Status::Permanent(fmt::format("table {}: column create_date must be date", table));
+      if (typname != "date")
+        return Status::Permanent(fmt::format("table {}: column create_date must be date", table));
     } else if (std::find(kRowColumns.begin(), kRowColumns.end(), name) != kRowColumns.end()) {
       if (!text_like) {
-        return Status::Permanent(fmt::format("table {}: column {} has type {}, expected varchar or text", table, name,
-                                             PQgetvalue(cols.get(), i, 3)));
+        return Status::Permanent(fmt::format("table {}: column {} has type {}, expected varchar or text",
+                                             table, name, PQgetvalue(cols.get(), i, 3)));
       }
       if (name == "user_id") shape.user_id_chars = limit;
       if (name == "device_type") shape.device_type_chars = limit;

@@ -37,7 +37,6 @@ struct TableShape {
   bool app_version_is_integer = false;
 };
 
-
 // One connection. Not thread-safe: use each sink from one thread.
 class PostgresSink : public MessageSink {
  public:

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/retry.h"
 #include "source/sqs/credentials.h"
-#include "source/sqs/retry.h"
 #include "source/sqs/sqs_types.h"
 
 namespace sqs2pg::sqs {

@@ -1,8 +1,8 @@
-#include "source/sqs/retry.h"
+#include "common/retry.h"
 
 #include <algorithm>
 
-namespace sqs2pg::sqs {
+namespace sqs2pg {
 
 std::chrono::milliseconds BackoffDelay(const RetryPolicy& policy, int retry, std::mt19937_64& rng) {
   // Past 2^20 the cap has long taken over; stopping there keeps the shift from overflowing.
@@ -14,4 +14,4 @@ std::chrono::milliseconds BackoffDelay(const RetryPolicy& policy, int retry, std
   return std::chrono::milliseconds(pick(rng));
 }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg

@@ -1,8 +1,8 @@
-#include "source/sqs/retry.h"
+#include "common/retry.h"
 
 #include <gtest/gtest.h>
 
-namespace sqs2pg::sqs {
+namespace sqs2pg {
 namespace {
 
 using std::chrono::milliseconds;
@@ -30,4 +30,4 @@ TEST(BackoffDelayTest, ZeroBaseMeansNoSleep) {
 }
 
 }  // namespace
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg

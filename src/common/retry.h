@@ -7,7 +7,7 @@
 #include <chrono>
 #include <random>
 
-namespace sqs2pg::sqs {
+namespace sqs2pg {
 
 struct RetryPolicy {
   // Attempts per request, the first one included; 1 turns retries off.
@@ -21,4 +21,4 @@ struct RetryPolicy {
 // REQUIRES: retry >= 1 (the first retry is 1).
 std::chrono::milliseconds BackoffDelay(const RetryPolicy& policy, int retry, std::mt19937_64& rng);
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg
