@@ -11,6 +11,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "pipeline/pipeline.h"
+#include "sink/null/null_sink.h"
 #include "sink/postgres/postgres_sink.h"
 #include "source/sqs/sqs_client.h"
 #include "source/sqs/sqs_source.h"
@@ -38,10 +39,11 @@ struct RunOptions {
   std::string table = "user_logins";
   std::string key_file;
   bool follow = false;
+  bool dry_run = false;
   size_t batch_size = 500;
   int batch_max_wait_ms = 1000;
   int visibility_timeout = -1;  // -1: the queue's own setting
-  int wait_seconds = -1;        // -1: 20 when following, 2 when draining
+  int wait_seconds = -1;        // -1: 20 when following, 1 when draining
 };
 
 transform::ColumnLimits LimitsFor(const sink::TableShape& shape) {
@@ -84,24 +86,35 @@ int Run(const RunOptions& o) {
   auto queue_url = ResolveQueueUrl(**client, o.queue);
   if (!queue_url.ok()) return Fail(queue_url.status());
 
-  auto sink = sink::PostgresSink::Connect({o.db, o.table});
-  if (!sink.ok()) return Fail(sink.status());
-  auto shape = (*sink)->Prepare();
-  if (!shape.ok()) return Fail(shape.status().Annotate(fmt::format("prepare table {}", o.table)));
+  // --dry-run: everything but the database; messages are still received and deleted.
+  std::unique_ptr<sink::PostgresSink> postgres;
+  sink::NullSink null_sink;
+  sink::TableShape shape;
+  if (!o.dry_run) {
+    auto connected = sink::PostgresSink::Connect({o.db, o.table});
+    if (!connected.ok()) return Fail(connected.status());
+    postgres = std::move(connected).value();
+    auto prepared = postgres->Prepare();
+    if (!prepared.ok()) return Fail(prepared.status().Annotate(fmt::format("prepare table {}", o.table)));
+    shape = *prepared;
+  }
+  MessageSink& sink = o.dry_run ? static_cast<MessageSink&>(null_sink) : *postgres;
 
   sqs::SqsSourceConfig source_config{*queue_url, std::nullopt};
   if (o.visibility_timeout >= 0) source_config.visibility_timeout_seconds = o.visibility_timeout;
   sqs::SqsSource source(**client, source_config);
-  transform::LoginTransform transform(*masker, LimitsFor(*shape));
+  transform::LoginTransform transform(*masker, LimitsFor(shape));
 
   pipeline::PipelineOptions options;
   options.follow = o.follow;
   options.batch_size = o.batch_size;
   options.batch_max_wait = std::chrono::milliseconds(o.batch_max_wait_ms);
-  options.poll_wait = std::chrono::seconds(o.wait_seconds >= 0 ? o.wait_seconds : (o.follow ? 20 : 2));
-  pipeline::Pipeline pipeline(source, transform, **sink, options);
+  options.poll_wait = std::chrono::seconds(o.wait_seconds >= 0 ? o.wait_seconds : (o.follow ? 20 : 1));
+  pipeline::Pipeline pipeline(source, transform, sink, options);
 
-  spdlog::info("consuming {} into table {} on {} ({})", *queue_url, o.table, (*sink)->ServerName(),
+  spdlog::info("consuming {} into {} ({})", *queue_url,
+               o.dry_run ? "nothing (dry run: messages are deleted, no row is written)"
+                         : fmt::format("table {} on {}", o.table, postgres->ServerName()),
                o.follow ? "following" : "until the queue is empty");
   InstallStopHandlers();
   auto progress = TerminalProgress();
@@ -123,6 +136,8 @@ Command AddRunCommand(CLI::App& app) {
   cmd->add_option("--table", o->table, "Target table, optionally SCHEMA.TABLE")->capture_default_str();
   AddKeyFileOption(*cmd, o->key_file);
   cmd->add_flag("--follow", o->follow, "Keep consuming; default is to stop once the queue is empty");
+  cmd->add_flag("--dry-run", o->dry_run,
+                "Receive, validate, mask and DELETE messages but write nothing (to measure the queue alone)");
   cmd->add_option("--batch-size", o->batch_size, "Messages per load transaction")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
@@ -134,7 +149,7 @@ Command AddRunCommand(CLI::App& app) {
                   "message visible again at once: for tests of redelivery only")
       ->check(CLI::Range(0, 43200));
   cmd->add_option("--wait-seconds", o->wait_seconds,
-                  "Long-poll wait when idle (default 20 following, 2 draining)")
+                  "Long-poll wait when idle (default 20 following, 1 draining)")
       ->check(CLI::Range(0, 20));
   return {cmd, [o]() { return Run(*o); }};
 }
