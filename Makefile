@@ -1,8 +1,9 @@
 # sqs2pg: the two commands that matter are `make demo` and `make test`; both set up a bare machine.
-.PHONY: all deps build test test-unit test-asan demo stack-up stack-down bench format clean
+.PHONY: all deps build test test-unit test-asan demo stack-up stack-down bench bench-micro format clean
 
 BUILD_DIR ?= build
 ASAN_BUILD_DIR ?= build-asan
+BENCH_BUILD_DIR ?= build-bench
 JOBS ?= $(shell nproc)
 CMAKE_GENERATOR ?= Ninja
 
@@ -35,6 +36,16 @@ test-asan: deps
 demo: build
 	@scripts/demo
 
+# Benchmarks: micro (Google Benchmark, CPU per message) and end to end (bench/e2e against a
+# private stack). Figures and the commands behind them are in docs/benchmarks.md.
+bench: bench-micro
+	bench/e2e
+
+bench-micro: deps
+	cmake -S . -B $(BENCH_BUILD_DIR) -G $(CMAKE_GENERATOR) -DCMAKE_BUILD_TYPE=Release -DSQS2PG_BUILD_BENCH=ON -DSQS2PG_BUILD_TESTS=OFF
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target micro_bench sqs2pg
+	$(BENCH_BUILD_DIR)/bench/micro/micro_bench --benchmark_min_time=0.5
+
 stack-up: deps
 	@scripts/stack up
 
@@ -45,4 +56,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(BENCH_BUILD_DIR)

@@ -14,9 +14,10 @@
 
 namespace sqs2pg::transform {
 
-// One key's AES-SIV over OpenSSL 3 ("AES-128-SIV" / "AES-192-SIV" / "AES-256-SIV").
-// The key is expanded once in Create(); every call starts from a copy of that keyed state.
-// Not thread-safe: calls reuse one working OpenSSL context. Use one AesSiv per thread.
+// One key's AES-SIV (RFC 5297: S2V over AES-CMAC, then AES-CTR), byte for byte what OpenSSL 3's
+// "AES-128-SIV" / "AES-192-SIV" / "AES-256-SIV" produce. Both key halves are expanded once in Create();
+// a call costs a few AES block encryptions and no allocation beyond the output.
+// Not thread-safe: calls reuse the keyed OpenSSL contexts. Use one AesSiv per thread.
 class AesSiv {
  public:
   // V, the synthetic IV: the first bytes of every output, and the authentication tag.
@@ -31,7 +32,8 @@ class AesSiv {
 
   // Returns V || C (kTagBytes + plaintext.size() bytes), the RFC 5297 layout.
   // Each associated_data element is one S2V component, in order: no components and one empty component are
-  // different inputs. REQUIRES: plaintext is not empty (OpenSSL 3.0 cannot seal an empty SIV message).
+  // different inputs. REQUIRES: plaintext is not empty. RFC 5297 allows an empty one, but OpenSSL 3.0's own
+  // AES-SIV cannot seal or open it, so refusing keeps every output readable by a plain OpenSSL 3.0 consumer.
   Result<std::string> Encrypt(std::string_view plaintext, std::span<const std::string_view> associated_data);
   // Encrypt into `out` (its old contents are replaced), so a caller can reuse the buffer's capacity.
   Status EncryptInto(std::string_view plaintext, std::span<const std::string_view> associated_data,

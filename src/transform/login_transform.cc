@@ -91,7 +91,8 @@ struct LoginTransform::Impl {
   simdjson::dom::parser parser;
 
   TransformOutcome Apply(std::string_view body, std::int64_t sent_timestamp_ms);
-  Result<LoginRow> Validate(simdjson::dom::object object, std::int64_t sent_timestamp_ms);
+  Result<LoginRow> Validate(simdjson::dom::object object, std::int64_t sent_timestamp_ms, bool mask);
+  Status Check(std::string_view body, std::int64_t sent_timestamp_ms);
   Result<std::string> RequiredString(const std::array<std::optional<element>, kFieldCount>& fields, Field f);
   Result<std::optional<std::string>> OptionalString(
       const std::array<std::optional<element>, kFieldCount>& fields, Field f, size_t max_chars);
@@ -112,13 +113,13 @@ TransformOutcome LoginTransform::Impl::Apply(std::string_view body, std::int64_t
   if (doc.get_object().get(object)) {
     return RejectParsed(fmt::format("body is {}, expected a JSON object", TypeName(doc.type())), doc);
   }
-  auto row = Validate(object, sent_timestamp_ms);
+  auto row = Validate(object, sent_timestamp_ms, true);
   if (!row.ok()) return RejectParsed(row.status().message(), doc);
   return std::move(row).value();
 }
 
-Result<LoginRow> LoginTransform::Impl::Validate(simdjson::dom::object object,
-                                                std::int64_t sent_timestamp_ms) {
+Result<LoginRow> LoginTransform::Impl::Validate(simdjson::dom::object object, std::int64_t sent_timestamp_ms,
+                                                bool mask) {
   std::array<std::optional<element>, kFieldCount> fields;
   for (auto [key, value] : object) {
     for (size_t f = 0; f < kFieldCount; ++f) {
@@ -141,8 +142,10 @@ Result<LoginRow> LoginTransform::Impl::Validate(simdjson::dom::object object,
   ASSIGN_OR_RETURN(row.device_type, OptionalString(fields, kDeviceType, limits.device_type));
   ASSIGN_OR_RETURN(row.locale, OptionalString(fields, kLocale, limits.locale));
   ASSIGN_OR_RETURN(row.app_version, AppVersion(fields));
-  ASSIGN_OR_RETURN(row.masked_ip, MaskField("ip", *canonical_ip));
-  ASSIGN_OR_RETURN(row.masked_device_id, MaskField("device_id", device_id));
+  if (mask) {
+    ASSIGN_OR_RETURN(row.masked_ip, MaskField("ip", *canonical_ip));
+    ASSIGN_OR_RETURN(row.masked_device_id, MaskField("device_id", device_id));
+  }
   row.create_date_days = static_cast<std::int32_t>(sent_timestamp_ms / kMillisPerDay);
   return row;
 }
@@ -269,12 +272,29 @@ void LoginTransform::Impl::AppendRedacted(std::string& out, element value, bool 
   }
 }
 
+Status LoginTransform::Impl::Check(std::string_view body, std::int64_t sent_timestamp_ms) {
+  element doc;
+  if (auto error = parser.parse(body.data(), body.size()).get(doc)) {
+    return Status::InvalidInput(fmt::format("body is not valid JSON ({})", simdjson::error_message(error)));
+  }
+  simdjson::dom::object object;
+  if (doc.get_object().get(object)) {
+    return Status::InvalidInput(fmt::format("body is {}, expected a JSON object", TypeName(doc.type())));
+  }
+  auto row = Validate(object, sent_timestamp_ms, false);
+  return row.ok() ? Status::Ok() : row.status();
+}
+
 LoginTransform::LoginTransform(Masker& masker, ColumnLimits limits)
     : impl_(std::make_unique<Impl>(masker, limits)) {}
 LoginTransform::~LoginTransform() = default;
 
 TransformOutcome LoginTransform::Apply(std::string_view body, std::int64_t sent_timestamp_ms) {
   return impl_->Apply(body, sent_timestamp_ms);
+}
+
+Status LoginTransform::Check(std::string_view body, std::int64_t sent_timestamp_ms) {
+  return impl_->Check(body, sent_timestamp_ms);
 }
 
 }  // namespace sqs2pg::transform

@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "common/login_record.h"
+#include "common/status.h"
 
 namespace sqs2pg::transform {
 
@@ -39,6 +40,9 @@ class LoginTransform {
 
   // sent_timestamp_ms: the message's SentTimestamp attribute (ms since the Unix epoch).
   TransformOutcome Apply(std::string_view body, std::int64_t sent_timestamp_ms);
+  // Parses and validates only: the reason Apply would reject the body for, without masking
+  // anything. For measuring and for checking input files.
+  Status Check(std::string_view body, std::int64_t sent_timestamp_ms);
 
  private:
   struct Impl;

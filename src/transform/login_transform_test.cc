@@ -141,6 +141,15 @@ TEST_F(LoginTransformTest, EachRuleRejectsWithAReasonNamingTheField) {
   }
 }
 
+TEST_F(LoginTransformTest, CheckGivesTheSameVerdictAsApplyWithoutMasking) {
+  LoginTransform transform(masker_, {});
+  EXPECT_TRUE(transform.Check(kGood, kSentMs).ok());
+  Status bad = transform.Check(R"({"user_id":"u","ip":"nope","device_id":"d"})", kSentMs);
+  EXPECT_EQ(bad.message(), "field ip is not a valid IPv4 or IPv6 address");
+  EXPECT_THAT(transform.Check("[1]", kSentMs).message(), HasSubstr("body is an array"));
+  EXPECT_THAT(transform.Check("{", kSentMs).message(), HasSubstr("not valid JSON"));
+}
+
 TEST_F(LoginTransformTest, LengthsCountCharactersNotBytes) {
   std::string e_acute = "\xc3\xa9";  // one character, two bytes
   std::string at_limit, over_limit;

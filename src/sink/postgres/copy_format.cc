@@ -59,4 +59,35 @@ void AppendCopyTimestamp(std::string& out, std::int64_t unix_millis) {
                  hms.seconds().count(), hms.subseconds().count());
 }
 
+void AppendCopyRow(std::string& out, std::string_view message_id, const LoginRow& row) {
+  AppendCopyText(out, message_id);
+  out += '\t';
+  AppendCopyText(out, row.user_id);
+  out += '\t';
+  AppendCopyNullable(out, row.device_type);
+  out += '\t';
+  AppendCopyText(out, row.masked_ip);
+  out += '\t';
+  AppendCopyText(out, row.masked_device_id);
+  out += '\t';
+  AppendCopyNullable(out, row.locale);
+  out += '\t';
+  AppendCopyNullable(out, row.app_version);
+  out += '\t';
+  AppendCopyDate(out, row.create_date_days);
+  out += '\n';
+}
+
+void AppendCopyReject(std::string& out, std::string_view message_id, std::int64_t received_at_ms,
+                      const Rejection& rejection) {
+  AppendCopyText(out, message_id);
+  out += '\t';
+  AppendCopyTimestamp(out, received_at_ms);
+  out += '\t';
+  AppendCopyText(out, rejection.reason);
+  out += '\t';
+  AppendCopyText(out, rejection.safe_body);
+  out += rejection.body_encrypted ? "\tt\n" : "\tf\n";
+}
+
 }  // namespace sqs2pg::sink

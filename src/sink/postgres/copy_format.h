@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/login_record.h"
+
 namespace sqs2pg::sink {
 
 // Appends one escaped column value (no separator).
@@ -17,5 +19,12 @@ void AppendCopyNullable(std::string& out, const std::optional<std::string>& valu
 void AppendCopyDate(std::string& out, std::int32_t days_since_epoch);
 // ISO timestamp in UTC with milliseconds, "YYYY-MM-DD HH:MM:SS.mmm+00".
 void AppendCopyTimestamp(std::string& out, std::int64_t unix_millis);
+
+// One line of the staging COPY: message_id, user_id, device_type, masked_ip, masked_device_id,
+// locale, app_version, create_date.
+void AppendCopyRow(std::string& out, std::string_view message_id, const LoginRow& row);
+// One line of the rejects COPY: message_id, received_at, reason, body, body_encrypted.
+void AppendCopyReject(std::string& out, std::string_view message_id, std::int64_t received_at_ms,
+                      const Rejection& rejection);
 
 }  // namespace sqs2pg::sink

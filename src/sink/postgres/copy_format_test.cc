@@ -41,5 +41,17 @@ TEST(CopyFormatTest, Timestamps) {
   EXPECT_EQ(out, "2023-11-14 22:13:20.123+00");
 }
 
+TEST(CopyFormatTest, RowLineHasEightColumnsInStagingOrder) {
+  std::string out;
+  AppendCopyRow(out, "m1", LoginRow{"u\t1", std::nullopt, "k.ip", "k.dev", "FR", "1.2.3", 19'675});
+  EXPECT_EQ(out, "m1\tu\\t1\t\\N\tk.ip\tk.dev\tFR\t1.2.3\t2023-11-14\n");
+}
+
+TEST(CopyFormatTest, RejectLine) {
+  std::string out;
+  AppendCopyReject(out, "m2", 1'700'000'000'123, Rejection{"missing field user_id", "{\"a\":1}", true});
+  EXPECT_EQ(out, "m2\t2023-11-14 22:13:20.123+00\tmissing field user_id\t{\"a\":1}\tt\n");
+}
+
 }  // namespace
 }  // namespace sqs2pg::sink

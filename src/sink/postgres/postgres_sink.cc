@@ -109,37 +109,6 @@ std::string RowAsJson(const LoginRow& row) {
   return out;
 }
 
-// Column order matches copy_rows_sql: message_id, then kRowColumns.
-void AppendRowLine(std::string& out, const std::string& message_id, const LoginRow& row) {
-  AppendCopyText(out, message_id);
-  out += '\t';
-  AppendCopyText(out, row.user_id);
-  out += '\t';
-  AppendCopyNullable(out, row.device_type);
-  out += '\t';
-  AppendCopyText(out, row.masked_ip);
-  out += '\t';
-  AppendCopyText(out, row.masked_device_id);
-  out += '\t';
-  AppendCopyNullable(out, row.locale);
-  out += '\t';
-  AppendCopyNullable(out, row.app_version);
-  out += '\t';
-  AppendCopyDate(out, row.create_date_days);
-  out += '\n';
-}
-
-void AppendRejectLine(std::string& out, const ProcessedMessage& m, const Rejection& r) {
-  AppendCopyText(out, m.message_id);
-  out += '\t';
-  AppendCopyTimestamp(out, m.received_at_ms);
-  out += '\t';
-  AppendCopyText(out, r.reason);
-  out += '\t';
-  AppendCopyText(out, r.safe_body);
-  out += r.body_encrypted ? "\tt\n" : "\tf\n";
-}
-
 size_t CharLimit(const std::string& typname, int typmod) {
   if ((typname == "varchar" || typname == "bpchar") && typmod > 4) return static_cast<size_t>(typmod - 4);
   return TableShape::kUnlimited;
@@ -263,10 +232,10 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
   for (const ProcessedMessage& m : batch) {
     if (const auto* row = std::get_if<LoginRow>(&m.record)) {
       ++row_count;
-      AppendRowLine(rows, m.message_id, *row);
+      AppendCopyRow(rows, m.message_id, *row);
     } else {
       ++reject_count;
-      AppendRejectLine(rejects, m, std::get<Rejection>(m.record));
+      AppendCopyReject(rejects, m.message_id, m.received_at_ms, std::get<Rejection>(m.record));
     }
   }
 
