@@ -2,9 +2,13 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
+#include <cstdint>
 #include <fstream>
+#include <memory>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -218,6 +222,110 @@ TEST(AesSivTest, MovedInstanceKeepsItsKey) {
   EXPECT_EQ(HexEncode(*second.Encrypt(kA1Plaintext, ad)),
             "85632d07c6e8f37f950acd320a2ecc93"
             "40c02b9690c4dc04daef7f6afe5c");
+}
+
+// OpenSSL's own AES-SIV as the reference, with a fresh context per value so nothing carries over.
+std::string OpenSslSivEncrypt(std::string_view key, std::string_view plaintext,
+                              std::span<const std::string_view> associated_data) {
+  const char* name = key.size() == 32 ? "AES-128-SIV" : key.size() == 48 ? "AES-192-SIV" : "AES-256-SIV";
+  std::unique_ptr<EVP_CIPHER, decltype(&EVP_CIPHER_free)> cipher(EVP_CIPHER_fetch(nullptr, name, nullptr),
+                                                                 EVP_CIPHER_free);
+  std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                      EVP_CIPHER_CTX_free);
+  auto bytes = [](std::string_view s) {
+    static const unsigned char kNoBytes = 0;  // an empty component must still be passed, as one component
+    return s.empty() ? &kNoBytes : reinterpret_cast<const unsigned char*>(s.data());
+  };
+  std::string out(AesSiv::kTagBytes + plaintext.size(), '\0');
+  auto* tag = reinterpret_cast<unsigned char*>(out.data());
+  int len = 0;
+  int final_len = 0;
+  bool ok = cipher && ctx && EVP_EncryptInit_ex2(ctx.get(), cipher.get(), bytes(key), nullptr, nullptr) == 1;
+  for (std::string_view component : associated_data) {
+    ok = ok && EVP_EncryptUpdate(ctx.get(), nullptr, &len, bytes(component),
+                                 static_cast<int>(component.size())) == 1;
+  }
+  ok = ok &&
+       EVP_EncryptUpdate(ctx.get(), tag + AesSiv::kTagBytes, &len, bytes(plaintext),
+                         static_cast<int>(plaintext.size())) == 1 &&
+       EVP_EncryptFinal_ex(ctx.get(), tag + AesSiv::kTagBytes + len, &final_len) == 1 &&
+       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_GET_TAG, AesSiv::kTagBytes, tag) == 1;
+  EXPECT_TRUE(ok) << "OpenSSL " << name;
+  return ok ? out : std::string();
+}
+
+// Fixed, once-random keys for the three SIV key sizes.
+const std::string kRandomKeys[] = {
+    Hex("2b2886258341a935e6ea5fb0a56e678963a565d8a855906250f439e5a5b23a34"),
+    Hex("a6b451f691c58cbaab4eaf6ca1dadbdbba811045da472aacae02d611fcdd188ee76a6f422b52bec712f063e336038dfe"),
+    Hex("f41ee387b70eb711126dc91f59d4da765265e3808d2ef75d309592263287397e"
+        "3257331b5aff83a5ac235ad34f90fa59de60988891008a65082fc498058bd525"),
+};
+
+std::string RandomBytes(size_t size, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::string bytes(size, '\0');
+  for (char& c : bytes) c = static_cast<char>(gen() & 0xff);
+  return bytes;
+}
+
+// The S2V and CTR here are assembled by hand, so compare with OpenSSL's AES-SIV over every plaintext length
+// around the block boundaries (pad vs xorend, partial last CTR block), several keystream chunks, a counter
+// carry, and AD shapes whose components are empty, short, exactly one block, and several blocks.
+TEST(AesSivTest, MatchesOpenSslAesSivForEveryLengthAndAssociatedDataShape) {
+  const std::string block = RandomBytes(16, 1);
+  const std::string long_ad = RandomBytes(100, 2);
+  const std::string two_blocks_and_one = RandomBytes(33, 3);
+  const std::vector<std::vector<std::string_view>> shapes = {
+      {}, {"0a1b2c3d"}, {""}, {"header", block, two_blocks_and_one}, {"a", "", long_ad}, {block, block},
+  };
+  std::vector<size_t> lengths;
+  for (size_t n = 1; n <= 100; ++n) lengths.push_back(n);
+  // 8 keystream blocks go per EVP call; 4097+ bytes pass 256 blocks, so the counter's last byte carries.
+  for (size_t n : {127, 128, 129, 255, 256, 1000, 4097, 5000}) lengths.push_back(n);
+  const std::string all_plaintext = RandomBytes(5000, 4);
+
+  for (const std::string& key : kRandomKeys) {
+    AesSiv siv = MustCreate(key);
+    for (size_t s = 0; s < shapes.size(); ++s) {
+      for (size_t n : lengths) {
+        SCOPED_TRACE("key bytes " + std::to_string(key.size()) + ", AD shape " + std::to_string(s) +
+                     ", plaintext bytes " + std::to_string(n));
+        std::string_view plaintext = std::string_view(all_plaintext).substr(5000 - n);
+        Result<std::string> sealed = siv.Encrypt(plaintext, shapes[s]);
+        ASSERT_TRUE(sealed.ok()) << sealed.status().message();
+        ASSERT_EQ(HexEncode(*sealed), HexEncode(OpenSslSivEncrypt(key, plaintext, shapes[s])));
+        Result<std::string> opened = siv.Decrypt(*sealed, shapes[s]);
+        ASSERT_TRUE(opened.ok()) << opened.status().message();
+        ASSERT_EQ(*opened, plaintext);
+      }
+    }
+  }
+}
+
+// Multi-block value, several AD components, the 512-bit key the masker uses.
+TEST(AesSivTest, DecryptRejectsEveryFlippedBitOfALongerValue) {
+  AesSiv siv = MustCreate(kRandomKeys[2]);
+  const std::string_view ad[] = {"0a1b2c3d", "", "third"};
+  const std::string plaintext = "2001:0db8:85a3:0000:0000:8a2e:0370:7334";
+  std::string sealed = *siv.Encrypt(plaintext, ad);
+  ASSERT_EQ(sealed.size(), AesSiv::kTagBytes + plaintext.size());
+  for (size_t i = 0; i < sealed.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      std::string tampered = sealed;
+      tampered[i] = static_cast<char>(tampered[i] ^ (1 << bit));
+      Result<std::string> opened = siv.Decrypt(tampered, ad);
+      ASSERT_FALSE(opened.ok()) << "byte " << i << " bit " << bit;
+      ASSERT_EQ(opened.status().code(), Status::Code::kInvalidInput);
+    }
+  }
+  EXPECT_FALSE(siv.Decrypt(sealed.substr(0, sealed.size() - 1), ad).ok());
+  EXPECT_FALSE(siv.Decrypt(sealed + "x", ad).ok());
+  const std::string_view reordered[] = {"", "0a1b2c3d", "third"};
+  EXPECT_FALSE(siv.Decrypt(sealed, reordered).ok());
+  Result<std::string> opened = siv.Decrypt(sealed, ad);
+  ASSERT_TRUE(opened.ok());
+  EXPECT_EQ(*opened, plaintext);
 }
 
 }  // namespace

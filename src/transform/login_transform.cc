@@ -60,6 +60,8 @@ Status CheckText(std::string_view field, std::string_view value, size_t max_char
   if (value.find('\0') != std::string_view::npos) {
     return Status::InvalidInput(fmt::format("field {} contains U+0000, which Postgres cannot store", field));
   }
+  // A character is at least one byte, so short values need no counting.
+  if (value.size() <= max_chars) return Status::Ok();
   size_t chars = CountCharacters(value);
   if (chars > max_chars) {
     return Status::InvalidInput(
@@ -78,7 +80,9 @@ std::optional<std::string> CanonicalIp(std::string_view s) {
   text[s.size()] = '\0';
   unsigned char addr[16];
   char out[INET6_ADDRSTRLEN];
-  if (inet_pton(AF_INET, text, addr) == 1) return std::string(inet_ntop(AF_INET, addr, out, sizeof out));
+  // glibc's inet_pton accepts only plain dotted decimal for IPv4 (no leading zeros, no octal or
+  // hex), which is already the canonical form; skipping inet_ntop saves a sprintf per message.
+  if (inet_pton(AF_INET, text, addr) == 1) return std::string(s);
   if (inet_pton(AF_INET6, text, addr) == 1) return std::string(inet_ntop(AF_INET6, addr, out, sizeof out));
   return std::nullopt;
 }
@@ -89,6 +93,15 @@ struct LoginTransform::Impl {
   Masker& masker;
   ColumnLimits limits;
   simdjson::dom::parser parser;
+  std::string padded;  // the body plus simdjson's padding, reused so parsing does not allocate
+
+  simdjson::simdjson_result<element> Parse(std::string_view body) {
+    if (padded.capacity() < body.size() + simdjson::SIMDJSON_PADDING) {
+      padded.reserve(body.size() + simdjson::SIMDJSON_PADDING);
+    }
+    padded.assign(body);
+    return parser.parse(padded.data(), body.size(), false);
+  }
 
   TransformOutcome Apply(std::string_view body, std::int64_t sent_timestamp_ms);
   Result<LoginRow> Validate(simdjson::dom::object object, std::int64_t sent_timestamp_ms, bool mask);
@@ -106,7 +119,7 @@ struct LoginTransform::Impl {
 
 TransformOutcome LoginTransform::Impl::Apply(std::string_view body, std::int64_t sent_timestamp_ms) {
   element doc;
-  if (auto error = parser.parse(body.data(), body.size()).get(doc)) {
+  if (auto error = Parse(body).get(doc)) {
     return RejectUnparsed(fmt::format("body is not valid JSON ({})", simdjson::error_message(error)), body);
   }
   simdjson::dom::object object;
@@ -274,7 +287,7 @@ void LoginTransform::Impl::AppendRedacted(std::string& out, element value, bool 
 
 Status LoginTransform::Impl::Check(std::string_view body, std::int64_t sent_timestamp_ms) {
   element doc;
-  if (auto error = parser.parse(body.data(), body.size()).get(doc)) {
+  if (auto error = Parse(body).get(doc)) {
     return Status::InvalidInput(fmt::format("body is not valid JSON ({})", simdjson::error_message(error)));
   }
   simdjson::dom::object object;
