@@ -38,7 +38,7 @@ demo: build
 
 # Benchmarks: micro (Google Benchmark, CPU per message) and end to end (bench/e2e against a
 # private stack). Figures and the commands behind them are in docs/benchmarks.md.
-bench: bench-micro
+bench: build bench-micro
 	bench/e2e
 
 bench-micro: deps

@@ -20,6 +20,7 @@ Postgres comes from libpq's PG* variables (or --db); SQS from --endpoint-url and
 import argparse
 import datetime
 import hashlib
+import importlib.util
 import ipaddress
 import json
 import os
@@ -30,11 +31,8 @@ DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 
 
 def import_deps():
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        if os.path.isdir(os.path.join(DEBIAN_DIST_PACKAGES, "psycopg2")):
-            sys.path.append(DEBIAN_DIST_PACKAGES)
+    if importlib.util.find_spec("psycopg2") is None and os.path.isdir(os.path.join(DEBIAN_DIST_PACKAGES, "psycopg2")):
+        sys.path.append(DEBIAN_DIST_PACKAGES)
     try:
         import boto3
         import botocore
@@ -83,7 +81,8 @@ def check(body: str):
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--queue-url", required=True)
+    p.add_argument("--check-deps", action="store_true", help="only check that boto3 and psycopg2 import, then exit")
+    p.add_argument("--queue-url")
     p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL_SQS"))
     p.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
     p.add_argument("--db", default="", help="libpq conninfo (default: PG* variables)")
@@ -94,6 +93,12 @@ def main() -> int:
     args = p.parse_args()
 
     boto3, psycopg2 = import_deps()
+    if args.check_deps:
+        print(f"boto3 {boto3.__version__} from {os.path.dirname(boto3.__file__)}, "
+              f"psycopg2 {psycopg2.__version__.split()[0]} from {os.path.dirname(psycopg2.__file__)}")
+        return 0
+    if not args.queue_url:
+        p.error("--queue-url is required")
     sqs = boto3.client("sqs", endpoint_url=args.endpoint_url, region_name=args.region)
     conn = psycopg2.connect(args.db)
     cur = conn.cursor()

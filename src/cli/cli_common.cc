@@ -31,7 +31,7 @@ void AddQueueOptions(CLI::App& app, QueueOptions& options) {
   app.add_option("--region", options.region, "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, profile)");
 }
 
-Result<std::unique_ptr<sqs::SqsClient>> MakeSqsClient(const QueueOptions& options) {
+Result<sqs::ClientConfig> MakeClientConfig(const QueueOptions& options) {
   sqs::AwsOverrides overrides;
   if (!options.region.empty()) overrides.region = options.region;
   if (!options.endpoint_url.empty()) overrides.endpoint_url = options.endpoint_url;
@@ -40,6 +40,11 @@ Result<std::unique_ptr<sqs::SqsClient>> MakeSqsClient(const QueueOptions& option
   config.endpoint_url = aws.endpoint_url;
   config.region = aws.region;
   config.credentials = aws.credentials;
+  return config;
+}
+
+Result<std::unique_ptr<sqs::SqsClient>> MakeSqsClient(const QueueOptions& options) {
+  ASSIGN_OR_RETURN(sqs::ClientConfig config, MakeClientConfig(options));
   return sqs::SqsClient::Create(std::move(config));
 }
 

@@ -12,7 +12,8 @@
 
 namespace sqs2pg::sqs {
 class SqsClient;
-}
+struct ClientConfig;
+}  // namespace sqs2pg::sqs
 
 namespace sqs2pg::cli {
 
@@ -30,7 +31,9 @@ struct QueueOptions {
 };
 void AddQueueOptions(CLI::App& app, QueueOptions& options);
 
-// The client for the configured endpoint, region and credentials.
+// Endpoint, region and credentials from the flags, the environment and the AWS files.
+Result<sqs::ClientConfig> MakeClientConfig(const QueueOptions& options);
+// A client for them.
 Result<std::unique_ptr<sqs::SqsClient>> MakeSqsClient(const QueueOptions& options);
 // --queue-url as given, else the URL of --queue looked up with GetQueueUrl.
 Result<std::string> ResolveQueueUrl(sqs::SqsClient& client, const QueueOptions& options);

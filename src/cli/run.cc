@@ -13,8 +13,8 @@
 #include "pipeline/pipeline.h"
 #include "sink/null/null_sink.h"
 #include "sink/postgres/postgres_sink.h"
+#include "source/sqs/async_sqs_source.h"
 #include "source/sqs/sqs_client.h"
-#include "source/sqs/sqs_source.h"
 #include "transform/login_transform.h"
 #include "transform/masker.h"
 
@@ -41,6 +41,9 @@ struct RunOptions {
   bool follow = false;
   bool dry_run = false;
   size_t batch_size = 500;
+  int receivers = 8;
+  int db_connections = 2;
+  size_t max_in_flight = 0;
   int batch_max_wait_ms = 1000;
   int visibility_timeout = -1;  // -1: the queue's own setting
   int wait_seconds = -1;        // -1: 20 when following, 1 when draining
@@ -55,6 +58,15 @@ transform::ColumnLimits LimitsFor(const sink::TableShape& shape) {
   limits.masked_value = std::min(shape.masked_ip_chars, shape.masked_device_id_chars);
   limits.app_version_is_integer = shape.app_version_is_integer;
   return limits;
+}
+
+// The visibility timeout receives get: the flag's, else the queue's own. The heartbeat needs it.
+Result<int> VisibilityTimeout(sqs::SqsClient& client, const std::string& queue_url, int flag) {
+  if (flag >= 0) return flag;
+  ASSIGN_OR_RETURN(auto attributes, client.GetQueueAttributes(queue_url, {"VisibilityTimeout"}));
+  auto it = attributes.find("VisibilityTimeout");
+  if (it == attributes.end()) return 30;  // SQS's documented default
+  return std::stoi(it->second);
 }
 
 std::string Summary(const pipeline::RunStats& s) {
@@ -81,41 +93,53 @@ int Run(const RunOptions& o) {
   auto masker = transform::Masker::Create(*keyring);
   if (!masker.ok()) return Fail(masker.status());
 
-  auto client = MakeSqsClient(o.queue);
+  auto client_config = MakeClientConfig(o.queue);
+  if (!client_config.ok()) return Fail(client_config.status());
+  auto client = sqs::SqsClient::Create(*client_config);
   if (!client.ok()) return Fail(client.status());
   auto queue_url = ResolveQueueUrl(**client, o.queue);
   if (!queue_url.ok()) return Fail(queue_url.status());
+  auto visibility = VisibilityTimeout(**client, *queue_url, o.visibility_timeout);
+  if (!visibility.ok()) return Fail(visibility.status());
 
   // --dry-run: everything but the database; messages are still received and deleted.
-  std::unique_ptr<sink::PostgresSink> postgres;
-  sink::NullSink null_sink;
+  std::vector<std::unique_ptr<MessageSink>> sinks;
   sink::TableShape shape;
-  if (!o.dry_run) {
+  std::string server = "nothing (dry run: messages are deleted, no row is written)";
+  for (int i = 0; i < (o.dry_run ? 1 : o.db_connections); ++i) {
+    if (o.dry_run) {
+      sinks.push_back(std::make_unique<sink::NullSink>());
+      continue;
+    }
     auto connected = sink::PostgresSink::Connect({o.db, o.table});
     if (!connected.ok()) return Fail(connected.status());
-    postgres = std::move(connected).value();
-    auto prepared = postgres->Prepare();
+    auto prepared = (*connected)->Prepare();
     if (!prepared.ok()) return Fail(prepared.status().Annotate(fmt::format("prepare table {}", o.table)));
     shape = *prepared;
+    server = fmt::format("table {} on {}", o.table, (*connected)->ServerName());
+    sinks.push_back(std::move(connected).value());
   }
-  MessageSink& sink = o.dry_run ? static_cast<MessageSink&>(null_sink) : *postgres;
 
-  sqs::SqsSourceConfig source_config{*queue_url, std::nullopt};
-  if (o.visibility_timeout >= 0) source_config.visibility_timeout_seconds = o.visibility_timeout;
-  sqs::SqsSource source(**client, source_config);
-  transform::LoginTransform transform(*masker, LimitsFor(shape));
+  std::optional<int> receive_visibility;
+  if (o.visibility_timeout >= 0) receive_visibility = o.visibility_timeout;
+  auto source = sqs::AsyncSqsSource::Create(*client_config, *queue_url, receive_visibility);
+  if (!source.ok()) return Fail(source.status());
+  // A dry run checks against the sizes of the table sqs2pg would create.
+  transform::LoginTransform transform(*masker, o.dry_run ? transform::ColumnLimits{} : LimitsFor(shape));
 
   pipeline::PipelineOptions options;
   options.follow = o.follow;
+  options.receivers = o.receivers;
   options.batch_size = o.batch_size;
+  options.max_in_flight = o.max_in_flight;
   options.batch_max_wait = std::chrono::milliseconds(o.batch_max_wait_ms);
   options.poll_wait = std::chrono::seconds(o.wait_seconds >= 0 ? o.wait_seconds : (o.follow ? 20 : 1));
-  pipeline::Pipeline pipeline(source, transform, sink, options);
+  options.visibility_timeout = std::chrono::seconds(*visibility);
+  pipeline::Pipeline pipeline(**source, transform, std::move(sinks), options);
 
-  spdlog::info("consuming {} into {} ({})", *queue_url,
-               o.dry_run ? "nothing (dry run: messages are deleted, no row is written)"
-                         : fmt::format("table {} on {}", o.table, postgres->ServerName()),
-               o.follow ? "following" : "until the queue is empty");
+  spdlog::info("consuming {} into {} ({}; {} receivers, {} connections, visibility {} s)", *queue_url, server,
+               o.follow ? "following" : "until the queue is empty", o.receivers,
+               o.dry_run ? 0 : o.db_connections, *visibility);
   InstallStopHandlers();
   auto progress = TerminalProgress();
   Status st = pipeline.Run(g_stop, progress);
@@ -141,6 +165,15 @@ Command AddRunCommand(CLI::App& app) {
   cmd->add_option("--batch-size", o->batch_size, "Messages per load transaction")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
+  cmd->add_option("--receivers", o->receivers, "ReceiveMessage calls in flight at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--db-connections", o->db_connections, "Postgres connections loading batches in parallel")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option(
+      "--max-in-flight", o->max_in_flight,
+      "Most messages received but not yet deleted (default: receivers*10 + 2 batches per connection)");
   cmd->add_option("--batch-max-wait", o->batch_max_wait_ms, "Load a partial batch after this many ms")
       ->capture_default_str()
       ->check(CLI::Range(0, 3600000));

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -22,16 +23,26 @@ struct ReceivedMessage {
   std::int64_t received_at_ms = 0;     // when sqs2pg received it (Unix ms)
 };
 
-class MessageSource {
+// The same queue for a pipeline that keeps many calls in flight on one thread. Each Start*
+// returns at once; its callback runs later inside Poll(), on the thread that calls Poll().
+class AsyncMessageSource {
  public:
-  virtual ~MessageSource() = default;
-  // Up to max_messages (at most 10). Waits up to `wait` for the first message; an empty result
-  // means none arrived in that time.
-  virtual Result<std::vector<ReceivedMessage>> Receive(int max_messages, std::chrono::seconds wait) = 0;
-  // Removes the messages from the queue for good.
-  // REQUIRES: what the sink made of each message is committed.
-  // Returns how many could not be deleted (they will be redelivered, and the ledger skips them).
-  virtual Result<size_t> Delete(std::span<const ReceivedMessage> messages) = 0;
+  using ReceiveDone = std::function<void(Result<std::vector<ReceivedMessage>>)>;
+  // The number of entries SQS refused (they are logged by the source), or the call's error.
+  using BatchDone = std::function<void(Result<size_t>)>;
+
+  virtual ~AsyncMessageSource() = default;
+  // Up to max_messages (at most 10), waiting up to `wait` for the first.
+  virtual void StartReceive(int max_messages, std::chrono::seconds wait, ReceiveDone done) = 0;
+  // At most 10 receipt handles a call. REQUIRES: the messages' outcomes are committed.
+  virtual void StartDelete(std::vector<std::string> receipt_handles, BatchDone done) = 0;
+  // Hides the messages for `timeout` more, from now. At most 10 a call.
+  virtual void StartExtendVisibility(std::vector<std::string> receipt_handles, std::chrono::seconds timeout,
+                                     BatchDone done) = 0;
+  // Runs finished calls' callbacks; waits up to max_wait when none is ready.
+  virtual void Poll(std::chrono::milliseconds max_wait) = 0;
+  // Ends a Poll() wait early. Thread-safe: loader threads call it when a batch is committed.
+  virtual void Wakeup() = 0;
 };
 
 struct LoadSummary {

@@ -1,66 +1,104 @@
 #include "pipeline/pipeline.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <thread>
-#include <unordered_map>
 
 namespace sqs2pg::pipeline {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// SQS hands out at most 10 messages a call.
-constexpr int kMaxReceive = 10;
-
-// Sleeps in short steps so a stop request is noticed.
-void SleepUnlessStopped(std::chrono::milliseconds d, const std::atomic<bool>& stop) {
-  auto until = Clock::now() + d;
-  while (!stop.load() && Clock::now() < until) {
-    std::this_thread::sleep_for(
-        std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(100)));
-  }
-}
+// SQS hands out, deletes and extends at most 10 messages a call.
+constexpr int kMaxPerCall = 10;
+// How often the loop looks at its timers (batch age, backoffs, heartbeat) when nothing happens.
+constexpr std::chrono::milliseconds kTick{50};
 
 }  // namespace
 
-Pipeline::Pipeline(MessageSource& source, transform::LoginTransform& transform, MessageSink& sink,
-                   PipelineOptions options)
-    : source_(source), transform_(transform), sink_(sink), options_(options) {}
+Pipeline::Pipeline(AsyncMessageSource& source, transform::LoginTransform& transform,
+                   std::vector<std::unique_ptr<MessageSink>> sinks, PipelineOptions options)
+    : source_(source), transform_(transform), sinks_(std::move(sinks)), options_(options) {
+  if (options_.max_in_flight == 0) {
+    options_.max_in_flight = static_cast<size_t>(options_.receivers) * kMaxPerCall +
+                             2 * options_.batch_size * std::max<size_t>(sinks_.size(), 1);
+  }
+  // A bound below one receive's worth would stop the pipeline for good.
+  options_.max_in_flight = std::max<size_t>(options_.max_in_flight, kMaxPerCall);
+}
 
-template <typename Fn>
-auto Pipeline::WithRetries(const char* what, const std::atomic<bool>& stop, Fn&& attempt)
-    -> decltype(attempt()) {
-  for (int i = 1;; ++i) {
-    auto result = attempt();
-    if (result.ok() || !result.status().IsTransient()) return result;
-    if (i >= options_.retry.max_attempts && !options_.follow) return result;
-    auto delay = BackoffDelay(options_.retry, std::min(i, options_.retry.max_attempts), rng_);
-    spdlog::warn("{} failed (attempt {}), retrying in {} ms: {}", what, i, delay.count(),
-                 result.status().message());
-    SleepUnlessStopped(delay, stop);
-    // When stopping, one last attempt is still made for a load so the batch in hand lands.
-    if (stop.load() && i >= 2) return result;
+Pipeline::~Pipeline() {
+  {
+    std::lock_guard lock(mu_);
+    shutting_down_ = true;
+  }
+  work_.notify_all();
+  for (auto& t : loaders_) t.join();
+}
+
+Pipeline::Clock::duration Pipeline::Backoff(int attempt) {
+  return BackoffDelay(options_.retry, std::max(attempt, 1), rng_);
+}
+
+void Pipeline::StartReceives(bool stopping) {
+  if (stopping || !fatal_.ok() || (idle_ && !options_.follow) || Clock::now() < receive_not_before_) return;
+  // With a visibility timeout of 0 every receive hands out the messages in hand again, each time
+  // with a new receipt handle, and SQS deletes only with the newest one. Receiving while a batch
+  // is loaded or deleted would keep replacing the handles its delete needs, so receive one at a
+  // time and only between batches.
+  bool zero_visibility = options_.visibility_timeout && options_.visibility_timeout->count() == 0;
+  if (zero_visibility && (receives_in_flight_ > 0 || BatchDue() || !ready_.empty() || loads_in_flight_ > 0 ||
+                          !deletes_.empty() || deletes_in_flight_ > 0)) {
+    return;
+  }
+  while (receives_in_flight_ < (zero_visibility ? 1 : options_.receivers) &&
+         in_hand_.size() + static_cast<size_t>(kMaxPerCall) * (receives_in_flight_ + 1) <=
+             options_.max_in_flight) {
+    ++receives_in_flight_;
+    source_.StartReceive(kMaxPerCall, options_.poll_wait,
+                         [this](Result<std::vector<ReceivedMessage>> r) { OnReceived(std::move(r)); });
   }
 }
 
-Status Pipeline::ReceiveInto(std::chrono::seconds wait, size_t& got) {
-  auto received = WithRetries("receive", *stop_, [&] { return source_.Receive(kMaxReceive, wait); });
-  if (!received.ok()) return received.status().Annotate("receive messages");
-  got = received->size();
-  if (got > 0 && pending_.empty()) oldest_pending_ = Clock::now();
+void Pipeline::OnReceived(Result<std::vector<ReceivedMessage>> received) {
+  --receives_in_flight_;
+  if (!received.ok()) {
+    ++receive_failures_;
+    bool give_up = !received.status().IsTransient() ||
+                   (!options_.follow && receive_failures_ >= options_.retry.max_attempts);
+    if (give_up) {
+      if (fatal_.ok()) fatal_ = received.status().Annotate("receive messages");
+      return;
+    }
+    auto delay = Backoff(receive_failures_);
+    spdlog::warn("receive failed ({} in a row), retrying in {} ms: {}", receive_failures_,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(),
+                 received.status().message());
+    receive_not_before_ = Clock::now() + delay;
+    return;
+  }
+  receive_failures_ = 0;
+  if (received->empty()) {
+    idle_ = true;
+    // Without a long poll an empty queue answers at once: pause instead of spinning.
+    if (options_.poll_wait.count() == 0) receive_not_before_ = Clock::now() + std::chrono::milliseconds(200);
+  } else if (idle_) {
+    saw_messages_while_idle_ = true;
+  }
+  auto now = Clock::now();
+  // In milliseconds: half of a 1 s timeout in whole seconds would be 0.
+  auto half_visibility =
+      std::chrono::milliseconds(options_.visibility_timeout.value_or(std::chrono::seconds(0))) / 2;
   for (ReceivedMessage& m : *received) {
     ++stats_.received;
-    // A message redelivered while its first delivery is still in hand: keep one copy, with the
-    // newest receipt handle (the only one SQS will still accept for the delete).
-    auto same = std::find_if(pending_.begin(), pending_.end(),
-                             [&](const ReceivedMessage& p) { return p.message_id == m.message_id; });
-    if (same != pending_.end()) {
-      same->receipt_handle = std::move(m.receipt_handle);
-      ++stats_.duplicates;
+    auto [it, fresh] = in_hand_.try_emplace(m.message_id);
+    // The newest receipt handle is the only one SQS still honours for a delete.
+    it->second.receipt_handle = m.receipt_handle;
+    it->second.extend_at = now + half_visibility;
+    if (!fresh) {
+      ++stats_.duplicates;  // delivered again while still in hand
       continue;
     }
+    if (building_.empty()) building_since_ = now;
     ProcessedMessage out{m.message_id, m.received_at_ms, {}};
     auto outcome = transform_.Apply(m.body, m.sent_timestamp_ms);
     if (auto* rejection = std::get_if<Rejection>(&outcome)) {
@@ -69,71 +107,206 @@ Status Pipeline::ReceiveInto(std::chrono::seconds wait, size_t& got) {
     } else {
       out.record = std::move(std::get<LoginRow>(outcome));
     }
-    processed_.push_back(std::move(out));
-    pending_.push_back(std::move(m));
+    building_.push_back(std::move(out));
   }
-  return Status::Ok();
+  stats_.max_in_flight_seen = std::max<std::uint64_t>(stats_.max_in_flight_seen, in_hand_.size());
+  if (idle_ && receives_in_flight_ == 0) {
+    // Every receive started before the queue looked empty has answered.
+    if (saw_messages_while_idle_) {
+      idle_ = saw_messages_while_idle_ = false;
+    } else {
+      queue_empty_ = true;
+    }
+  }
 }
 
-Status Pipeline::Flush() {
-  if (pending_.empty()) return Status::Ok();
-  auto loaded = WithRetries("load", *stop_, [&] { return sink_.Load(processed_); });
-  if (!loaded.ok()) {
-    return loaded.status().Annotate(
-        fmt::format("load {} messages (not deleted: SQS will deliver them again)", pending_.size()));
-  }
-  stats_.loaded += loaded->rows_loaded;
-  stats_.rejected += loaded->rejects_stored;
-  stats_.duplicates += loaded->duplicates;
+bool Pipeline::BatchDue() const {
+  if (building_.empty()) return false;
+  return building_.size() >= options_.batch_size || Clock::now() - building_since_ >= options_.batch_max_wait;
+}
 
-  auto undeleted = WithRetries("delete", *stop_, [&] { return source_.Delete(pending_); });
-  if (!undeleted.ok()) {
-    // Committed but not deleted: harmless (the ledger skips the redelivery), so keep going.
-    spdlog::warn("deleting {} committed messages failed, SQS will redeliver them: {}", pending_.size(),
-                 undeleted.status().message());
-    stats_.delete_failures += pending_.size();
-  } else {
-    stats_.deleted += pending_.size() - *undeleted;
-    stats_.delete_failures += *undeleted;
+void Pipeline::SealBatch(bool force) {
+  if (building_.empty()) return;
+  if (!(BatchDue() || force)) return;
+  // With a zero visibility timeout, a receive still in flight may hand out this batch's messages
+  // again with new receipt handles: seal only once it has answered (see StartReceives).
+  bool zero_visibility = options_.visibility_timeout && options_.visibility_timeout->count() == 0;
+  if (zero_visibility && receives_in_flight_ > 0) return;
+  ready_.push_back(Batch{std::move(building_), 0, Clock::now()});
+  building_.clear();
+}
+
+void Pipeline::DispatchBatches() {
+  auto now = Clock::now();
+  std::lock_guard lock(mu_);
+  while (!ready_.empty() && loads_in_flight_ < static_cast<int>(sinks_.size()) &&
+         ready_.front().not_before <= now) {
+    to_load_.push_back(std::move(ready_.front()));
+    ready_.pop_front();
+    ++loads_in_flight_;
+    work_.notify_one();
   }
-  pending_.clear();
-  processed_.clear();
-  return Status::Ok();
+}
+
+void Pipeline::LoaderLoop(MessageSink& sink) {
+  while (true) {
+    Batch batch;
+    {
+      std::unique_lock lock(mu_);
+      work_.wait(lock, [this] { return shutting_down_ || !to_load_.empty(); });
+      if (to_load_.empty()) return;
+      batch = std::move(to_load_.front());
+      to_load_.pop_front();
+    }
+    Result<LoadSummary> result = sink.Load(batch.messages);
+    {
+      std::lock_guard lock(mu_);
+      loaded_.push_back(Loaded{std::move(batch), std::move(result)});
+    }
+    source_.Wakeup();
+  }
+}
+
+void Pipeline::HandleLoaded() {
+  std::vector<Loaded> done;
+  {
+    std::lock_guard lock(mu_);
+    done.swap(loaded_);
+  }
+  for (Loaded& l : done) {
+    --loads_in_flight_;
+    if (l.result.ok()) {
+      stats_.loaded += l.result->rows_loaded;
+      stats_.rejected += l.result->rejects_stored;
+      stats_.duplicates += l.result->duplicates;
+      PendingDelete pending;
+      for (const ProcessedMessage& m : l.batch.messages) {
+        pending.message_ids.push_back(m.message_id);
+        if (pending.message_ids.size() == kMaxPerCall) deletes_.push_back(std::exchange(pending, {}));
+      }
+      if (!pending.message_ids.empty()) deletes_.push_back(std::move(pending));
+      continue;
+    }
+    Batch& batch = l.batch;
+    ++batch.attempts;
+    bool give_up = !l.result.status().IsTransient() ||
+                   (!options_.follow && batch.attempts >= options_.retry.max_attempts);
+    if (give_up) {
+      if (fatal_.ok()) {
+        fatal_ = l.result.status().Annotate(fmt::format(
+            "load {} messages (not deleted: SQS will deliver them again)", batch.messages.size()));
+      }
+      // Left for SQS to deliver again; the heartbeat must not keep them hidden.
+      for (const ProcessedMessage& m : batch.messages) in_hand_.erase(m.message_id);
+      continue;
+    }
+    auto delay = Backoff(batch.attempts);
+    spdlog::warn("load of {} messages failed (attempt {}), retrying in {} ms: {}", batch.messages.size(),
+                 batch.attempts, std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(),
+                 l.result.status().message());
+    batch.not_before = Clock::now() + delay;
+    ready_.push_front(std::move(batch));
+  }
+}
+
+void Pipeline::StartDeletes() {
+  auto now = Clock::now();
+  for (auto it = deletes_.begin(); it != deletes_.end();) {
+    if (it->not_before > now) {
+      ++it;
+      continue;
+    }
+    PendingDelete pending = std::move(*it);
+    it = deletes_.erase(it);
+    std::vector<std::string> handles;
+    for (const std::string& id : pending.message_ids) {
+      if (auto m = in_hand_.find(id); m != in_hand_.end()) handles.push_back(m->second.receipt_handle);
+    }
+    ++deletes_in_flight_;
+    source_.StartDelete(std::move(handles), [this, pending = std::move(pending)](Result<size_t> r) mutable {
+      --deletes_in_flight_;
+      if (!r.ok() && r.status().IsTransient() && ++pending.attempts < options_.retry.max_attempts) {
+        pending.not_before = Clock::now() + Backoff(pending.attempts);
+        deletes_.push_back(std::move(pending));
+        return;
+      }
+      size_t failed = r.ok() ? *r : pending.message_ids.size();
+      if (!r.ok()) {
+        // Committed but not deleted: harmless (the ledger skips the redelivery), so keep going.
+        spdlog::warn("deleting {} committed messages failed, SQS will deliver them again: {}",
+                     pending.message_ids.size(), r.status().message());
+      }
+      stats_.deleted += pending.message_ids.size() - failed;
+      stats_.delete_failures += failed;
+      for (const std::string& id : pending.message_ids) in_hand_.erase(id);
+    });
+  }
+}
+
+void Pipeline::Heartbeat() {
+  if (!options_.visibility_timeout || options_.visibility_timeout->count() <= 0) return;
+  auto now = Clock::now();
+  std::vector<std::string> ids;
+  auto flush = [&] {
+    if (ids.empty()) return;
+    std::vector<std::string> handles;
+    for (const std::string& id : ids) handles.push_back(in_hand_.find(id)->second.receipt_handle);
+    source_.StartExtendVisibility(
+        std::move(handles), *options_.visibility_timeout, [this, ids = std::move(ids)](Result<size_t> r) {
+          auto next = Clock::now() + std::chrono::milliseconds(*options_.visibility_timeout) / 2;
+          for (const std::string& id : ids) {
+            auto it = in_hand_.find(id);
+            if (it == in_hand_.end()) continue;
+            it->second.extending = false;
+            if (r.ok()) it->second.extend_at = next;
+          }
+          if (r.ok()) stats_.visibility_extended += ids.size() - *r;
+          if (!r.ok()) spdlog::warn("extending visibility failed: {}", r.status().message());
+        });
+    ids.clear();
+  };
+  for (auto& [id, m] : in_hand_) {
+    if (m.extending || m.extend_at > now) continue;
+    m.extending = true;
+    ids.push_back(id);
+    if (ids.size() == kMaxPerCall) flush();
+  }
+  flush();
+}
+
+bool Pipeline::Finished(bool stopping) const {
+  bool no_more_input = stopping || !fatal_.ok() || (queue_empty_ && !options_.follow);
+  return no_more_input && receives_in_flight_ == 0 && building_.empty() && ready_.empty() &&
+         loads_in_flight_ == 0 && deletes_.empty() && deletes_in_flight_ == 0;
 }
 
 Status Pipeline::Run(const std::atomic<bool>& stop, const ProgressFn& progress) {
-  stop_ = &stop;
+  for (auto& sink : sinks_) loaders_.emplace_back([this, s = sink.get()] { LoaderLoop(*s); });
   auto started = Clock::now();
-  auto finish = [&](Status st) {
-    stats_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
-    if (progress) progress(stats_);
-    return st;
-  };
+  auto last_heartbeat = started;
   while (true) {
-    // With messages in hand, wait for more only until the oldest must be loaded.
-    bool had_pending = !pending_.empty();
-    auto wait = options_.poll_wait;
-    if (had_pending) {
-      auto left = options_.batch_max_wait - (Clock::now() - oldest_pending_);
-      wait = std::clamp(std::chrono::ceil<std::chrono::seconds>(left), std::chrono::seconds(0), wait);
-    }
-    size_t got = 0;
-    if (!stop.load()) {
-      if (Status st = ReceiveInto(wait, got); !st.ok()) {
-        // What is already in hand can still be committed and deleted.
-        if (Status flushed = Flush(); !flushed.ok()) spdlog::error("{}", flushed.message());
-        return finish(st);
-      }
-    }
-    bool due = had_pending && Clock::now() - oldest_pending_ >= options_.batch_max_wait;
-    if (pending_.size() >= options_.batch_size || got == 0 || due || stop.load()) {
-      if (Status st = Flush(); !st.ok()) return finish(st);
+    bool stopping = stop.load();
+    StartReceives(stopping);
+    bool input_over = stopping || !fatal_.ok() || (queue_empty_ && !options_.follow);
+    SealBatch(input_over && receives_in_flight_ == 0);
+    // A failed batch is not retried once the run is failing anyway.
+    if (!fatal_.ok())
+      ready_.erase(
+          std::remove_if(ready_.begin(), ready_.end(), [](const Batch& b) { return b.attempts > 0; }),
+          ready_.end());
+    DispatchBatches();
+    StartDeletes();
+    if (Clock::now() - last_heartbeat >= std::chrono::milliseconds(250)) {
+      Heartbeat();
+      last_heartbeat = Clock::now();
     }
     stats_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
     if (progress) progress(stats_);
-    // Drained: a full-length poll, made with nothing in hand, found nothing.
-    if (stop.load() || (got == 0 && !had_pending && !options_.follow)) return finish(Status::Ok());
+    if (Finished(stopping)) break;
+    source_.Poll(kTick);
+    HandleLoaded();
   }
+  return fatal_;
 }
 
 }  // namespace sqs2pg::pipeline

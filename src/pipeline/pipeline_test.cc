@@ -1,9 +1,8 @@
 #include "pipeline/pipeline.h"
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
-#include <fmt/format.h>
 
 #include <deque>
 #include <map>
@@ -15,100 +14,162 @@
 namespace sqs2pg::pipeline {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::IsEmpty;
+using ::testing::HasSubstr;
 
 std::string Body(int i) {
   return fmt::format(R"({{"user_id":"u{}","ip":"10.0.0.{}","device_id":"d-{}","locale":"FR"}})", i, i % 250,
                      i);
 }
 
-// An in-memory queue: receive hands out messages (each delivery a new receipt handle), delete
-// checks the handle, and `redeliver` puts a delivery back as an expired visibility timeout would.
-class FakeSource : public MessageSource {
+// An in-memory SQS queue. Calls complete inside Poll(), as on the real event loop. Every delivery
+// gets a new receipt handle and only the newest one deletes, as in SQS.
+class FakeSource : public AsyncMessageSource {
  public:
-  void Add(std::string id, std::string body) {
-    queue_.push_back({std::move(id), "", std::move(body), 1'700'000'000'000, 0, 0});
+  explicit FakeSource(const std::set<std::string>* committed) : committed_(committed) {}
+
+  void Add(int n, int first = 0) {
+    std::lock_guard lock(mu_);
+    for (int i = first; i < first + n; ++i)
+      visible_.push_back({fmt::format("m{}", i), "", Body(i), 1'700'000'000'000, 0, 0});
   }
 
-  Result<std::vector<ReceivedMessage>> Receive(int max_messages, std::chrono::seconds wait) override {
-    waits.push_back(wait);
-    if (receive_error_count > 0) {
-      --receive_error_count;
-      return Status::Transient("connection reset");
-    }
-    std::vector<ReceivedMessage> out;
-    while (!queue_.empty() && static_cast<int>(out.size()) < max_messages) {
-      ReceivedMessage m = std::move(queue_.front());
-      queue_.pop_front();
-      m.receipt_handle = fmt::format("{}#{}", m.message_id, ++deliveries_);
-      ++m.receive_count;
-      in_flight_[m.message_id] = m;
-      out.push_back(m);
-      if (redeliver_now.erase(m.message_id)) queue_.push_back(m);
-    }
-    if (on_receive) on_receive(out);
-    return out;
-  }
-
-  Result<size_t> Delete(std::span<const ReceivedMessage> messages) override {
-    for (const auto& m : messages) {
-      EXPECT_TRUE(sink_committed->count(m.message_id)) << "deleted before commit: " << m.message_id;
-      auto it = in_flight_.find(m.message_id);
-      if (it != in_flight_.end() && it->second.receipt_handle == m.receipt_handle) {
-        in_flight_.erase(it);
-        deleted.push_back(m.message_id);
+  void StartReceive(int max_messages, std::chrono::seconds, ReceiveDone done) override {
+    ++receive_calls;
+    Later([this, max_messages, done = std::move(done)] {
+      if (fail_receives > 0) {
+        --fail_receives;
+        done(receive_error);
+        return;
       }
-    }
-    return size_t{0};
+      std::vector<ReceivedMessage> out;
+      while (!visible_.empty() && static_cast<int>(out.size()) < max_messages) {
+        ReceivedMessage m = std::move(visible_.front());
+        visible_.pop_front();
+        m.receipt_handle = fmt::format("{}#{}", m.message_id, ++deliveries_);
+        ++m.receive_count;
+        hidden_[m.message_id] = m;
+        out.push_back(m);
+        if (redeliver_each_once && m.receive_count == 1) visible_.push_back(m);  // a redelivery storm
+      }
+      max_hidden = std::max(max_hidden, hidden_.size());
+      done(std::move(out));
+    });
   }
 
-  bool Empty() const { return queue_.empty(); }
+  void StartDelete(std::vector<std::string> handles, BatchDone done) override {
+    EXPECT_LE(handles.size(), 10u);
+    Later([this, handles = std::move(handles), done = std::move(done)] {
+      size_t refused = 0;
+      for (const std::string& h : handles) {
+        std::string id = h.substr(0, h.find('#'));
+        {
+          std::lock_guard lock(*committed_mu);
+          EXPECT_TRUE(committed_->count(id)) << "deleted before its commit: " << id;
+        }
+        auto it = hidden_.find(id);
+        if (it != hidden_.end() && it->second.receipt_handle == h) {
+          hidden_.erase(it);
+          deleted.push_back(id);
+        } else {
+          ++refused;
+        }
+      }
+      done(refused);
+    });
+  }
 
-  std::deque<ReceivedMessage> queue_;
-  std::map<std::string, ReceivedMessage> in_flight_;
-  std::set<std::string> redeliver_now;  // ids delivered twice in a row
+  void StartExtendVisibility(std::vector<std::string> handles, std::chrono::seconds,
+                             BatchDone done) override {
+    Later([this, n = handles.size(), done = std::move(done)] {
+      extended += n;
+      extended_cv.notify_all();
+      done(size_t{0});
+    });
+  }
+
+  void Poll(std::chrono::milliseconds max_wait) override {
+    std::vector<std::function<void()>> now;
+    {
+      std::unique_lock lock(mu_);
+      if (pending_.empty()) wake_.wait_for(lock, std::min(max_wait, std::chrono::milliseconds(5)));
+      now.swap(pending_);
+    }
+    for (auto& f : now) f();
+  }
+
+  void Wakeup() override { wake_.notify_all(); }
+
+  // Messages still in the queue: visible, or received and not deleted.
+  size_t Remaining() const { return visible_.size() + hidden_.size(); }
+
+  std::atomic<int> receive_calls{0};
+  int fail_receives = 0;
+  Status receive_error = Status::Transient("connection reset by peer");
+  bool redeliver_each_once = false;
+  size_t max_hidden = 0;
+  std::atomic<size_t> extended{0};
+  std::condition_variable_any extended_cv;
   std::vector<std::string> deleted;
-  std::vector<std::chrono::seconds> waits;
-  int receive_error_count = 0;
+  std::mutex* committed_mu = nullptr;
+
+ private:
+  void Later(std::function<void()> f) {
+    std::lock_guard lock(mu_);
+    pending_.push_back(std::move(f));
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::vector<std::function<void()>> pending_;
+  std::deque<ReceivedMessage> visible_;
+  std::map<std::string, ReceivedMessage> hidden_;
   int deliveries_ = 0;
-  const std::set<std::string>* sink_committed = nullptr;
-  std::function<void(const std::vector<ReceivedMessage>&)> on_receive;
+  const std::set<std::string>* committed_;
 };
 
-// Keeps what a Postgres sink with its ledger would: each message id at most once.
+// What the Postgres sinks do together, through their shared ledger: each id at most once.
+struct Ledger {
+  std::mutex mu;
+  std::set<std::string> committed;
+  std::vector<std::string> rows;
+  int loads = 0;
+  int transient_failures = 0;
+  bool permanent_failure = false;
+  std::function<void()> before_load;  // runs on the loader thread, outside the lock
+  std::function<void()> after_load;
+};
+
 class FakeSink : public MessageSink {
  public:
+  explicit FakeSink(Ledger& ledger) : ledger_(ledger) {}
   Result<LoadSummary> Load(std::span<const ProcessedMessage> batch) override {
-    ++load_calls;
-    batch_sizes.push_back(batch.size());
-    if (transient_failures > 0) {
-      --transient_failures;
-      return Status::Transient("server closed the connection");
-    }
-    if (permanent_failure) return Status::Permanent("permission denied for table user_logins");
+    if (ledger_.before_load) ledger_.before_load();
     LoadSummary s;
-    for (const auto& m : batch) {
-      if (!committed.insert(m.message_id).second) {
-        ++s.duplicates;
-      } else if (std::holds_alternative<LoginRow>(m.record)) {
-        ++s.rows_loaded;
-        rows.push_back(std::get<LoginRow>(m.record).user_id);
-      } else {
-        ++s.rejects_stored;
+    {
+      std::lock_guard lock(ledger_.mu);
+      ++ledger_.loads;
+      if (ledger_.transient_failures > 0) {
+        --ledger_.transient_failures;
+        return Status::Transient("server closed the connection unexpectedly");
+      }
+      if (ledger_.permanent_failure) return Status::Permanent("permission denied for table user_logins");
+      for (const auto& m : batch) {
+        if (!ledger_.committed.insert(m.message_id).second) {
+          ++s.duplicates;
+        } else if (std::holds_alternative<LoginRow>(m.record)) {
+          ++s.rows_loaded;
+          ledger_.rows.push_back(m.message_id);
+        } else {
+          ++s.rejects_stored;
+        }
       }
     }
-    if (after_load) after_load();
+    if (ledger_.after_load) ledger_.after_load();
     return s;
   }
 
-  std::set<std::string> committed;
-  std::vector<std::string> rows;
-  std::vector<size_t> batch_sizes;
-  int load_calls = 0;
-  int transient_failures = 0;
-  bool permanent_failure = false;
-  std::function<void()> after_load;
+ private:
+  Ledger& ledger_;
 };
 
 class PipelineTest : public ::testing::Test {
@@ -116,15 +177,18 @@ class PipelineTest : public ::testing::Test {
   PipelineTest()
       : keyring_(std::move(transform::Keyring::Generate()).value()),
         masker_(std::move(transform::Masker::Create(keyring_)).value()),
-        transform_(masker_, {}) {
-    source_.sink_committed = &sink_.committed;
+        transform_(masker_, {}),
+        source_(&ledger_.committed) {
+    source_.committed_mu = &ledger_.mu;
     options_.poll_wait = std::chrono::seconds(1);
     options_.retry.base_delay = std::chrono::milliseconds(1);
     options_.retry.max_delay = std::chrono::milliseconds(2);
   }
 
-  Status Run() {
-    Pipeline pipeline(source_, transform_, sink_, options_);
+  Status Run(int sinks = 1) {
+    std::vector<std::unique_ptr<MessageSink>> s;
+    for (int i = 0; i < sinks; ++i) s.push_back(std::make_unique<FakeSink>(ledger_));
+    Pipeline pipeline(source_, transform_, std::move(s), options_);
     Status st = pipeline.Run(stop_);
     stats_ = pipeline.stats();
     return st;
@@ -133,120 +197,148 @@ class PipelineTest : public ::testing::Test {
   transform::Keyring keyring_;
   transform::Masker masker_;
   transform::LoginTransform transform_;
+  Ledger ledger_;
   FakeSource source_;
-  FakeSink sink_;
   PipelineOptions options_;
   RunStats stats_;
   std::atomic<bool> stop_{false};
 };
 
-TEST_F(PipelineTest, DrainLoadsEverythingThenDeletesAndStops) {
-  for (int i = 0; i < 25; ++i) source_.Add(fmt::format("m{}", i), Body(i));
-  source_.Add("bad", R"({"foo": "oops_wrong_msg_type", "bar": "123"})");
-  options_.batch_size = 10;
-  ASSERT_TRUE(Run().ok());
-  EXPECT_EQ(stats_.received, 26u);
-  EXPECT_EQ(stats_.loaded, 25u);
-  EXPECT_EQ(stats_.rejected, 1u);
-  EXPECT_EQ(stats_.deleted, 26u);
-  EXPECT_EQ(sink_.rows.size(), 25u);
-  EXPECT_TRUE(source_.Empty());
-  EXPECT_THAT(source_.in_flight_, IsEmpty());
-  for (size_t n : sink_.batch_sizes) EXPECT_LE(n, 10u);
+TEST_F(PipelineTest, DrainLoadsEveryMessageOnceWithManyReceiversAndSinks) {
+  source_.Add(1000);
+  options_.receivers = 16;
+  options_.batch_size = 50;
+  ASSERT_TRUE(Run(3).ok());
+  EXPECT_EQ(ledger_.rows.size(), 1000u);
+  EXPECT_EQ(std::set<std::string>(ledger_.rows.begin(), ledger_.rows.end()).size(), 1000u);
+  EXPECT_EQ(stats_.received, 1000u);
+  EXPECT_EQ(stats_.loaded, 1000u);
+  EXPECT_EQ(stats_.deleted, 1000u);
+  EXPECT_EQ(source_.Remaining(), 0u);
 }
 
-TEST_F(PipelineTest, NothingIsDeletedWhenTheLoadFailsForGood) {
-  for (int i = 0; i < 5; ++i) source_.Add(fmt::format("m{}", i), Body(i));
-  sink_.permanent_failure = true;
-  Status st = Run();
-  EXPECT_FALSE(st.ok());
-  EXPECT_THAT(st.message(), ::testing::HasSubstr("permission denied"));
-  EXPECT_THAT(source_.deleted, IsEmpty());
-  EXPECT_EQ(source_.in_flight_.size(), 5u);  // they come back after the visibility timeout
+TEST_F(PipelineTest, ARedeliveryStormStillLoadsEachMessageOnce) {
+  source_.Add(300);
+  source_.redeliver_each_once = true;
+  options_.receivers = 8;
+  options_.batch_size = 20;
+  ASSERT_TRUE(Run(2).ok());
+  EXPECT_EQ(ledger_.rows.size(), 300u);
+  EXPECT_EQ(stats_.received, 600u);
+  EXPECT_EQ(stats_.duplicates, 300u);
+  EXPECT_EQ(source_.Remaining(), 0u);
 }
 
-TEST_F(PipelineTest, TransientLoadFailuresAreRetriedThenDeleted) {
-  for (int i = 0; i < 5; ++i) source_.Add(fmt::format("m{}", i), Body(i));
-  sink_.transient_failures = 2;
+TEST_F(PipelineTest, RejectsAreCommittedAndDeletedToo) {
+  source_.Add(5);
+  options_.receivers = 2;
   ASSERT_TRUE(Run().ok());
-  EXPECT_EQ(sink_.rows.size(), 5u);
-  EXPECT_EQ(source_.deleted.size(), 5u);
-  EXPECT_EQ(sink_.load_calls, 3);
+  EXPECT_EQ(stats_.loaded, 5u);
+  EXPECT_EQ(source_.Remaining(), 0u);
 }
 
-TEST_F(PipelineTest, GivesUpAfterMaxAttemptsWithoutDeleting) {
-  source_.Add("m1", Body(1));
-  sink_.transient_failures = 100;
-  options_.retry.max_attempts = 3;
-  Status st = Run();
-  EXPECT_TRUE(st.IsTransient());
-  EXPECT_EQ(sink_.load_calls, 3);
-  EXPECT_THAT(source_.deleted, IsEmpty());
+TEST_F(PipelineTest, MessagesInHandNeverExceedTheBound) {
+  source_.Add(2000);
+  options_.receivers = 16;
+  options_.batch_size = 40;
+  options_.max_in_flight = 100;
+  // The database is slow: each load waits a little, so receiving outpaces loading and only the
+  // bound stops the receivers.
+  ledger_.before_load = [] { std::this_thread::sleep_for(std::chrono::milliseconds(2)); };
+  ASSERT_TRUE(Run(2).ok());
+  EXPECT_EQ(ledger_.rows.size(), 2000u);
+  EXPECT_LE(stats_.max_in_flight_seen, 100u);
+  EXPECT_LE(source_.max_hidden, 100u);
+  EXPECT_GE(stats_.max_in_flight_seen, 80u) << "the receivers never filled up to the bound";
 }
 
-TEST_F(PipelineTest, TransientReceiveFailuresAreRetried) {
-  source_.Add("m1", Body(1));
-  source_.receive_error_count = 2;
+TEST_F(PipelineTest, HeartbeatExtendsVisibilityWhileALoadIsSlow) {
+  source_.Add(30);
+  options_.visibility_timeout = std::chrono::seconds(1);  // extended after 0.5 s in hand
+  // The load does not finish until the heartbeat has extended the messages' visibility.
+  ledger_.before_load = [this] {
+    std::mutex m;
+    std::unique_lock lock(m);
+    source_.extended_cv.wait_for(lock, std::chrono::seconds(60), [this] { return source_.extended >= 30; });
+  };
   ASSERT_TRUE(Run().ok());
-  EXPECT_THAT(source_.deleted, ElementsAre("m1"));
-}
-
-TEST_F(PipelineTest, AMessageDeliveredTwiceInOneBatchIsLoadedOnceAndDeletedWithItsNewestHandle) {
-  source_.Add("m1", Body(1));
-  source_.Add("m2", Body(2));
-  source_.redeliver_now.insert("m1");
-  ASSERT_TRUE(Run().ok());
-  EXPECT_EQ(sink_.rows.size(), 2u);
-  EXPECT_EQ(stats_.duplicates, 1u);
-  EXPECT_THAT(source_.in_flight_, IsEmpty());  // the delete used the receipt handle SQS still honours
-}
-
-TEST_F(PipelineTest, ARedeliveryOfACommittedMessageIsSkippedAndDeleted) {
-  source_.Add("m1", Body(1));
-  ASSERT_TRUE(Run().ok());
-  source_.Add("m1", Body(1));  // the delete was lost, say, and SQS delivers it again
-  ASSERT_TRUE(Run().ok());
-  EXPECT_EQ(sink_.rows.size(), 1u);
-  EXPECT_EQ(stats_.duplicates, 1u);
-  EXPECT_EQ(source_.deleted.size(), 2u);
+  EXPECT_GE(source_.extended.load(), 30u);
+  EXPECT_GE(stats_.visibility_extended, 30u);
+  EXPECT_EQ(ledger_.rows.size(), 30u);
+  EXPECT_EQ(source_.Remaining(), 0u);
 }
 
 TEST_F(PipelineTest, FollowModeLoadsALoneMessageWithoutWaitingForAFullBatch) {
   options_.follow = true;
   options_.batch_size = 500;
   options_.batch_max_wait = std::chrono::milliseconds(0);
-  source_.Add("lone", Body(1));
-  // Stop only once the lone message has been committed: if the pipeline waited for a full
-  // batch this would never happen and the test would hang (ctest's timeout catches it).
-  sink_.after_load = [this] { stop_ = true; };
+  source_.Add(1);
+  // Stop only once the lone message is committed: if the pipeline waited for a full batch this
+  // never happens and the test hangs (ctest's timeout catches it).
+  ledger_.after_load = [this] { stop_ = true; };
   ASSERT_TRUE(Run().ok());
-  EXPECT_THAT(sink_.rows, ElementsAre("u1"));
-  EXPECT_THAT(source_.deleted, ElementsAre("lone"));
+  EXPECT_EQ(ledger_.rows, std::vector<std::string>{"m0"});
+  EXPECT_EQ(source_.deleted, std::vector<std::string>{"m0"});
 }
 
-TEST_F(PipelineTest, WithMessagesInHandTheNextPollIsShortened) {
-  options_.batch_max_wait = std::chrono::milliseconds(0);
-  options_.poll_wait = std::chrono::seconds(20);
-  source_.Add("m1", Body(1));
+TEST_F(PipelineTest, NothingIsDeletedWhenTheLoadFailsForGood) {
+  source_.Add(25);
+  ledger_.permanent_failure = true;
+  Status st = Run();
+  EXPECT_FALSE(st.ok());
+  EXPECT_THAT(st.message(), HasSubstr("permission denied"));
+  EXPECT_TRUE(source_.deleted.empty());
+  EXPECT_EQ(source_.Remaining(), 25u);  // they come back after their visibility timeout
+}
+
+TEST_F(PipelineTest, TransientLoadFailuresAreRetriedThenDeleted) {
+  source_.Add(5);
+  ledger_.transient_failures = 2;
   ASSERT_TRUE(Run().ok());
-  ASSERT_GE(source_.waits.size(), 2u);
-  EXPECT_EQ(source_.waits[0], std::chrono::seconds(20));  // nothing in hand: a full long poll
-  // After the first message arrives, a batch is already due, so the next receive must not
-  // block for the full long poll.
-  EXPECT_EQ(source_.waits[1], std::chrono::seconds(0));
+  EXPECT_EQ(ledger_.rows.size(), 5u);
+  EXPECT_EQ(source_.deleted.size(), 5u);
+}
+
+TEST_F(PipelineTest, ADrainRunGivesUpAfterMaxAttemptsWithoutDeleting) {
+  source_.Add(1);
+  ledger_.transient_failures = 100;
+  options_.retry.max_attempts = 3;
+  Status st = Run();
+  EXPECT_TRUE(st.IsTransient());
+  EXPECT_EQ(ledger_.loads, 3);
+  EXPECT_TRUE(source_.deleted.empty());
+}
+
+TEST_F(PipelineTest, TransientReceiveFailuresAreRetried) {
+  source_.Add(3);
+  source_.fail_receives = 2;
+  options_.receivers = 1;
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(source_.deleted.size(), 3u);
+}
+
+TEST_F(PipelineTest, AMissingQueueEndsTheRun) {
+  source_.fail_receives = 1;
+  source_.receive_error = Status::NotFound("queue login-queue does not exist at http://127.0.0.1:1");
+  options_.receivers = 1;
+  Status st = Run();
+  EXPECT_EQ(st.code(), Status::Code::kNotFound);
 }
 
 TEST_F(PipelineTest, StopRequestLoadsAndDeletesWhatIsInHand) {
   options_.follow = true;
-  options_.batch_size = 500;
   options_.batch_max_wait = std::chrono::hours(1);
-  for (int i = 0; i < 3; ++i) source_.Add(fmt::format("m{}", i), Body(i));
-  source_.on_receive = [this](const std::vector<ReceivedMessage>& got) {
-    if (!got.empty()) stop_ = true;
-  };
-  ASSERT_TRUE(Run().ok());
-  EXPECT_EQ(sink_.rows.size(), 3u);
-  EXPECT_EQ(source_.deleted.size(), 3u);
+  source_.Add(7);
+  options_.receivers = 1;
+  std::thread stopper([this] {
+    while (source_.receive_calls < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    stop_ = true;
+  });
+  Status st = Run();
+  stopper.join();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(ledger_.rows.size(), stats_.received);
+  EXPECT_EQ(source_.deleted.size(), stats_.received);
 }
 
 }  // namespace

@@ -174,5 +174,25 @@ TEST_F(EtlTest, RedeliveredMessagesAreLoadedExactlyOnce) {
   EXPECT_EQ(counts["ApproximateNumberOfMessages"], "0");
 }
 
+// Messages stay in hand for about 5 s (long polls of 5 s, a batch that is not due before the
+// queue looks empty) while their visibility timeout is 2 s. Without the heartbeat the receivers
+// still polling would get every message a second time.
+TEST_F(EtlTest, HeartbeatKeepsMessagesInHandHidden) {
+  CommandResult r = Run({"--visibility-timeout", "2", "--wait-seconds", "5", "--batch-max-wait", "10000",
+                         "--batch-size", "1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("received 100, loaded 99, duplicates skipped 0, rejected 1, deleted 100"));
+  EXPECT_EQ(db_.Count(table_), 99);
+}
+
+TEST_F(EtlTest, ManyReceiversAndConnectionsLoadEachMessageOnce) {
+  CommandResult r = Run({"--receivers", "32", "--db-connections", "4", "--batch-size", "7"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("loaded 99,"));
+  EXPECT_EQ(db_.Count(table_), 99);
+  EXPECT_EQ(db_.Count(table_ + "_ledger"), 100);
+  EXPECT_EQ(QueueCounts(queue_url_)["ApproximateNumberOfMessages"], "0");
+}
+
 }  // namespace
 }  // namespace sqs2pg::integration

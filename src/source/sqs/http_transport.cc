@@ -2,88 +2,9 @@
 
 #include <curl/curl.h>
 
-#include <new>
+#include "source/sqs/curl_util.h"
 
 namespace sqs2pg::sqs {
-namespace {
-
-struct CurlEasyCloser {
-  void operator()(CURL* h) const noexcept { curl_easy_cleanup(h); }
-};
-using CurlEasy = std::unique_ptr<CURL, CurlEasyCloser>;
-
-struct CurlSlistFreer {
-  void operator()(curl_slist* l) const noexcept { curl_slist_free_all(l); }
-};
-using CurlSlist = std::unique_ptr<curl_slist, CurlSlistFreer>;
-
-// curl_global_init is not safe to race with other threads' curl use; a function-local static
-// runs it once, before the first handle, whichever thread gets there first.
-bool CurlGlobalInit() {
-  static const CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-  return rc == CURLE_OK;
-}
-
-size_t OnBody(char* data, size_t size, size_t count, void* user) {
-  static_cast<HttpResponse*>(user)->body.append(data, size * count);
-  return size * count;
-}
-
-std::string_view TrimHeader(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
-size_t OnHeader(char* data, size_t size, size_t count, void* user) {
-  auto* response = static_cast<HttpResponse*>(user);
-  std::string_view line(data, size * count);
-  // A new status line (after "100 Continue", say) starts a new set of headers.
-  if (line.starts_with("HTTP/")) {
-    response->headers.clear();
-  } else if (size_t colon = line.find(':'); colon != std::string_view::npos) {
-    response->headers.push_back(
-        {std::string(TrimHeader(line.substr(0, colon))), std::string(TrimHeader(line.substr(colon + 1)))});
-  }
-  return size * count;
-}
-
-bool IsRetryable(CURLcode rc) {
-  switch (rc) {
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-      return true;
-    default:
-      return false;
-  }
-}
-
-CurlSlist HeaderList(const std::vector<HttpHeader>& headers) {
-  CurlSlist list;
-  auto append = [&list](const std::string& line) {
-    curl_slist* grown = curl_slist_append(list.get(), line.c_str());
-    if (grown == nullptr) throw std::bad_alloc();
-    (void)list.release();
-    list.reset(grown);
-  };
-  // curl's syntax: "Name;" sends an empty header, "Name:" removes one curl would add.
-  for (const HttpHeader& h : headers) append(h.value.empty() ? h.name + ";" : h.name + ": " + h.value);
-  append("Expect:");  // no 100-continue round trip for bodies over 1 KiB
-  return list;
-}
-
-}  // namespace
 
 struct HttpTransport::Impl {
   CurlEasy easy;
@@ -95,33 +16,14 @@ HttpTransport::HttpTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)
 HttpTransport::~HttpTransport() = default;
 
 Result<std::unique_ptr<HttpTransport>> HttpTransport::Create(std::chrono::milliseconds connect_timeout) {
-  if (!CurlGlobalInit()) return Status::Permanent("curl_global_init failed");
   auto impl = std::make_unique<Impl>();
-  impl->easy.reset(curl_easy_init());
-  if (!impl->easy) return Status::Permanent("curl_easy_init failed");
-  CURL* h = impl->easy.get();
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // timeouts without SIGALRM: safe with threads
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_timeout.count()));
-  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");  // whatever curl can decode; big receives compress well
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "sqs2pg/0.1");
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, impl->error);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, OnBody);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &impl->response);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, OnHeader);
-  curl_easy_setopt(h, CURLOPT_HEADERDATA, &impl->response);
-  curl_easy_setopt(h, CURLOPT_POST, 1L);
+  ASSIGN_OR_RETURN(impl->easy, NewPostHandle(connect_timeout, impl->error, &impl->response));
   return std::unique_ptr<HttpTransport>(new HttpTransport(std::move(impl)));
 }
 
 Result<HttpResponse> HttpTransport::Post(const HttpRequest& request) {
   CURL* h = impl_->easy.get();
-  CurlSlist headers = HeaderList(request.headers);
-  curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, request.body.data());
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
+  CurlSlist headers = SetRequest(h, request);
   impl_->response = HttpResponse();
   impl_->error[0] = '\0';
 
@@ -129,12 +31,7 @@ Result<HttpResponse> HttpTransport::Post(const HttpRequest& request) {
   // The list and the body die with this call; the handle must not keep pointers to them.
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
   curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
-  if (rc != CURLE_OK) {
-    std::string message = impl_->error[0] != '\0' ? impl_->error : curl_easy_strerror(rc);
-    return IsRetryable(rc) ? Status::Transient(std::move(message)) : Status::Permanent(std::move(message));
-  }
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &impl_->response.status);
-  return std::move(impl_->response);
+  return FinishResponse(h, rc, impl_->error, impl_->response);
 }
 
 }  // namespace sqs2pg::sqs

@@ -1,0 +1,133 @@
+#include "source/sqs/async_sqs_source.h"
+
+#include <spdlog/spdlog.h>
+
+#include "source/sqs/multi_transport.h"
+#include "source/sqs/sqs_protocol.h"
+
+namespace sqs2pg::sqs {
+namespace {
+
+std::int64_t NowMillis() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct AsyncSqsSource::Impl {
+  ClientConfig config;
+  Endpoint endpoint;
+  std::string queue_url;
+  std::optional<int> visibility_timeout_seconds;
+  std::unique_ptr<MultiTransport> transport;
+
+  // Sends one signed call; `done` gets the body of a 2xx answer or the error, with AWS's code.
+  void Call(std::string_view operation, std::string body, std::chrono::milliseconds extra_timeout,
+            std::function<void(Result<std::string>)> done) {
+    auto request = BuildSignedRequest(endpoint, operation, std::move(body), config.credentials, config.region,
+                                      std::chrono::system_clock::now());
+    if (!request.ok()) {
+      done(request.status());
+      return;
+    }
+    request->timeout = config.request_timeout + extra_timeout;
+    transport->Start(std::move(request).value(), [this, op = std::string(operation),
+                                                  done = std::move(done)](Result<HttpResponse> response) {
+      if (!response.ok()) {
+        done(response.status().Annotate("cannot reach SQS at " + endpoint.url));
+        return;
+      }
+      if (response->status >= 200 && response->status < 300) {
+        done(std::move(response->body));
+        return;
+      }
+      AwsError error = ParseError(*response);
+      Status st = ErrorStatus(error, op, queue_url, endpoint.url);
+      // Throttling and 5xx are worth another try; ErrorStatus decides the rest.
+      done(IsRetryable(error) ? Status::Transient(st.message()) : st);
+    });
+  }
+
+  void Batch(std::string_view operation, std::string body, BatchDone done) {
+    Call(operation, std::move(body), std::chrono::milliseconds(0),
+         [op = std::string(operation), done = std::move(done)](Result<std::string> body) {
+           if (!body.ok()) {
+             done(body.status());
+             return;
+           }
+           auto parsed = ParseBatchResponse(*body);
+           if (!parsed.ok()) {
+             done(parsed.status());
+             return;
+           }
+           for (const BatchEntryFailure& f : parsed->failed) {
+             spdlog::warn("SQS {}: entry {} failed: {}: {}", op, f.id, f.code, f.message);
+           }
+           done(parsed->failed.size());
+         });
+  }
+};
+
+AsyncSqsSource::AsyncSqsSource(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AsyncSqsSource::~AsyncSqsSource() = default;
+
+Result<std::unique_ptr<AsyncSqsSource>> AsyncSqsSource::Create(
+    const ClientConfig& config, std::string queue_url, std::optional<int> visibility_timeout_seconds) {
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  ASSIGN_OR_RETURN(impl->endpoint, ParseEndpoint(config.endpoint_url));
+  impl->queue_url = std::move(queue_url);
+  impl->visibility_timeout_seconds = visibility_timeout_seconds;
+  ASSIGN_OR_RETURN(impl->transport, MultiTransport::Create(config.connect_timeout));
+  return std::unique_ptr<AsyncSqsSource>(new AsyncSqsSource(std::move(impl)));
+}
+
+void AsyncSqsSource::StartReceive(int max_messages, std::chrono::seconds wait, ReceiveDone done) {
+  Impl& d = *impl_;
+  d.Call("ReceiveMessage",
+         ReceiveMessageBody(d.queue_url, max_messages, static_cast<int>(wait.count()),
+                            d.visibility_timeout_seconds),
+         wait, [done = std::move(done)](Result<std::string> body) {
+           if (!body.ok()) {
+             done(body.status());
+             return;
+           }
+           auto parsed = ParseReceiveMessageResponse(*body);
+           if (!parsed.ok()) {
+             done(parsed.status());
+             return;
+           }
+           std::int64_t now = NowMillis();
+           std::vector<ReceivedMessage> out;
+           out.reserve(parsed->size());
+           for (SqsMessage& m : *parsed) {
+             out.push_back({std::move(m.message_id), std::move(m.receipt_handle), std::move(m.body),
+                            m.sent_timestamp_ms, m.receive_count, now});
+           }
+           done(std::move(out));
+         });
+}
+
+void AsyncSqsSource::StartDelete(std::vector<std::string> receipt_handles, BatchDone done) {
+  std::vector<DeleteEntry> entries;
+  for (size_t i = 0; i < receipt_handles.size(); ++i)
+    entries.push_back({std::to_string(i), receipt_handles[i]});
+  impl_->Batch("DeleteMessageBatch", DeleteMessageBatchBody(impl_->queue_url, entries), std::move(done));
+}
+
+void AsyncSqsSource::StartExtendVisibility(std::vector<std::string> receipt_handles,
+                                           std::chrono::seconds timeout, BatchDone done) {
+  std::vector<VisibilityEntry> entries;
+  for (size_t i = 0; i < receipt_handles.size(); ++i) {
+    entries.push_back({std::to_string(i), receipt_handles[i], static_cast<int>(timeout.count())});
+  }
+  impl_->Batch("ChangeMessageVisibilityBatch", ChangeMessageVisibilityBatchBody(impl_->queue_url, entries),
+               std::move(done));
+}
+
+void AsyncSqsSource::Poll(std::chrono::milliseconds max_wait) { impl_->transport->Poll(max_wait); }
+
+void AsyncSqsSource::Wakeup() { impl_->transport->Wakeup(); }
+
+}  // namespace sqs2pg::sqs

@@ -1,0 +1,37 @@
+#pragma once
+// libcurl pieces shared by the blocking transport (one request at a time) and the multi
+// transport (many requests in flight on one event loop). Internal to src/source/sqs.
+
+#include <curl/curl.h>
+
+#include <chrono>
+#include <memory>
+
+#include "common/result.h"
+#include "source/sqs/sqs_protocol.h"
+
+namespace sqs2pg::sqs {
+
+struct CurlEasyCloser {
+  void operator()(CURL* h) const noexcept { curl_easy_cleanup(h); }
+};
+using CurlEasy = std::unique_ptr<CURL, CurlEasyCloser>;
+
+struct CurlSlistFreer {
+  void operator()(curl_slist* l) const noexcept { curl_slist_free_all(l); }
+};
+using CurlSlist = std::unique_ptr<curl_slist, CurlSlistFreer>;
+
+// A handle set up for our POSTs: keep-alive, no signals, timeouts, and the body and headers
+// collected into *response. error must hold CURL_ERROR_SIZE bytes; both must outlive the handle.
+Result<CurlEasy> NewPostHandle(std::chrono::milliseconds connect_timeout, char* error,
+                               HttpResponse* response);
+
+// Points the handle at request (URL, body, headers, timeout). The request and the returned list
+// must outlive the transfer.
+CurlSlist SetRequest(CURL* h, const HttpRequest& request);
+
+// The response of a finished transfer, or a Status saying whether trying again may help.
+Result<HttpResponse> FinishResponse(CURL* h, CURLcode rc, const char* error, HttpResponse& response);
+
+}  // namespace sqs2pg::sqs
