@@ -70,9 +70,13 @@ Result<int> VisibilityTimeout(sqs::SqsClient& client, const std::string& queue_u
 }
 
 std::string Summary(const pipeline::RunStats& s) {
-  return fmt::format(
+  std::string line = fmt::format(
       "received {}, loaded {}, duplicates skipped {}, rejected {}, deleted {}, {:.2f} s, {:.1f} messages/s",
       s.received, s.loaded, s.duplicates, s.rejected, s.deleted, s.seconds, s.MessagesPerSecond());
+  // Committed but not deleted: SQS delivers them again and the ledger skips them.
+  if (s.delete_failures > 0)
+    line += fmt::format(", {} not deleted (will be skipped when redelivered)", s.delete_failures);
+  return line;
 }
 
 // A live line on a terminal, redrawn at most four times a second.

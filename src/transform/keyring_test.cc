@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/encoding.h"
+#include "transform/test_keys.h"
 
 namespace sqs2pg::transform {
 namespace {
@@ -18,11 +19,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-std::string Material(unsigned char first) {
-  std::string m(Keyring::kKeyBytes, '\0');
-  for (size_t i = 0; i < m.size(); ++i) m[i] = static_cast<char>(first + i);
-  return m;
-}
+using testing::Material;
 
 std::string Line(const Key& key) {
   return std::string(Keyring::kLineTag) + " " + key.id + " " + HexEncode(key.material) + "\n";

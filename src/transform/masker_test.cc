@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/encoding.h"
+#include "transform/test_keys.h"
 
 namespace sqs2pg::transform {
 namespace {
@@ -15,11 +16,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 
-std::string Material(unsigned char first) {
-  std::string m(Keyring::kKeyBytes, '\0');
-  for (size_t i = 0; i < m.size(); ++i) m[i] = static_cast<char>(first + i);
-  return m;
-}
+using testing::Material;
 
 // Newest first, like a key file.
 Keyring RingOf(const std::vector<std::string>& materials) {
