@@ -308,6 +308,8 @@ Result<std::unique_ptr<PostgresSink>> PostgresSink::Connect(const PostgresSinkCo
   }
   // Our COPY text and character counts are UTF-8, whatever the server's default is.
   PQsetClientEncoding(impl->conn.get(), "UTF8");
+  // Notices such as "relation already exists, skipping" would go to stderr on every start.
+  PQsetNoticeProcessor(impl->conn.get(), [](void*, const char*) {}, nullptr);
   return std::unique_ptr<PostgresSink>(new PostgresSink(std::move(impl)));
 }
 
