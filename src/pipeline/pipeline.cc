@@ -12,6 +12,9 @@ namespace {
 constexpr int kMaxPerCall = 10;
 // How often the loop looks at its timers (batch age, backoffs, heartbeat) when nothing happens.
 constexpr std::chrono::milliseconds kTick{50};
+// DeleteMessageBatch calls in flight at once. A committed batch of 500 would otherwise open 50
+// connections in one burst; 16 keep up with any receive rate and reuse their connections.
+constexpr int kMaxDeletesInFlight = 16;
 
 }  // namespace
 
@@ -211,7 +214,7 @@ void Pipeline::HandleLoaded() {
 
 void Pipeline::StartDeletes() {
   auto now = Clock::now();
-  for (auto it = deletes_.begin(); it != deletes_.end();) {
+  for (auto it = deletes_.begin(); it != deletes_.end() && deletes_in_flight_ < kMaxDeletesInFlight;) {
     if (it->not_before > now) {
       ++it;
       continue;

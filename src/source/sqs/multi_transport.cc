@@ -25,6 +25,8 @@ struct Transfer {
   MultiTransport::Done done;
 };
 
+constexpr long kMaxIdleConnections = 512;
+
 }  // namespace
 
 struct MultiTransport::Impl {
@@ -53,6 +55,10 @@ Result<std::unique_ptr<MultiTransport>> MultiTransport::Create(std::chrono::mill
   ASSIGN_OR_RETURN(CurlEasy probe, NewPostHandle(connect_timeout, error, &scratch));
   impl->multi.reset(curl_multi_init());
   if (!impl->multi) return Status::Permanent("curl_multi_init failed");
+  // By default the connection cache shrinks with the number of handles in the multi, and each
+  // finished transfer leaves it: keep-alive connections were closed and opened again (measured:
+  // 619 connects for 4,300 requests). Keep enough for every receiver and delete in flight.
+  curl_multi_setopt(impl->multi.get(), CURLMOPT_MAXCONNECTS, kMaxIdleConnections);
   return std::unique_ptr<MultiTransport>(new MultiTransport(std::move(impl)));
 }
 

@@ -198,10 +198,22 @@ bool IsAmzDate(std::string_view s) {
 }
 
 std::string SigningKey(const Credentials& credentials, std::string_view date, const SigningScope& scope) {
+  // The key changes once a day per secret and scope, but deriving it costs four HMACs, most of the
+  // signing time; the last one derived on this thread is kept.
+  struct Cached {
+    std::string secret, date, region, service, key;
+  };
+  static thread_local Cached cached;
+  if (cached.secret == credentials.secret_access_key && cached.date == date &&
+      cached.region == scope.region && cached.service == scope.service && !cached.key.empty()) {
+    return cached.key;
+  }
   std::string key = HmacSha256("AWS4" + credentials.secret_access_key, date);
   key = HmacSha256(key, scope.region);
   key = HmacSha256(key, scope.service);
-  return HmacSha256(key, "aws4_request");
+  key = HmacSha256(key, "aws4_request");
+  cached = Cached{credentials.secret_access_key, std::string(date), scope.region, scope.service, key};
+  return key;
 }
 
 // Works out the date and the token header the signature must cover, or why it cannot be signed.
