@@ -174,6 +174,39 @@ TEST_F(EtlTest, RedeliveredMessagesAreLoadedExactlyOnce) {
   EXPECT_EQ(counts["ApproximateNumberOfMessages"], "0");
 }
 
+// --follow keeps consuming after the queue is empty; SIGTERM ends it cleanly with exit 0.
+TEST_F(EtlTest, FollowKeepsConsumingUntilSigterm) {
+  std::string dir = TestDir();
+  // sh starts sqs2pg in the background, writes its pid, then its exit status when it ends.
+  RunShell(
+      fmt::format("sh -c \"'{}' run --follow --wait-seconds 1 --queue {} --table {} --key-file '{}' "
+                  ">'{}/out' 2>'{}/err' & echo \\$! >'{}/pid'; wait \\$!; echo \\$? >'{}/exit'\" &",
+                  SQS2PG_BINARY, queue_, table_, key_, dir, dir, dir, dir));
+  auto read = [&](const std::string& name) {
+    return RunShell("cat '" + dir + "/" + name + "' 2>/dev/null").out;
+  };
+  struct StopOnExit {  // never leave the consumer running, whatever fails below
+    std::function<void()> stop;
+    ~StopOnExit() { stop(); }
+  } guard{[&] { RunShell("kill -TERM $(cat '" + dir + "/pid') 2>/dev/null"); }};
+  auto wait_for = [](auto done) {
+    for (int i = 0; i < 600 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return done();
+  };
+  auto rows = [&] {
+    if (db_.Scalar(fmt::format("SELECT to_regclass('\"{}\"') IS NOT NULL", table_)) != "t") return 0L;
+    return db_.Count(table_);
+  };
+  // The sample already queued is loaded; a second copy sent while it idles is loaded too.
+  ASSERT_TRUE(wait_for([&] { return rows() == 99; })) << read("err");
+  ASSERT_EQ(RunSqs2pg({"send", "--queue", queue_, SampleDataPath()}).exit_code, 0);
+  ASSERT_TRUE(wait_for([&] { return rows() == 198; })) << read("err");
+  guard.stop();
+  ASSERT_TRUE(wait_for([&] { return !read("exit").empty(); }));
+  EXPECT_EQ(read("exit"), "0\n");
+  EXPECT_THAT(read("out"), HasSubstr("loaded 198, duplicates skipped 0, rejected 2"));
+}
+
 // Messages stay in hand for about 5 s (long polls of 5 s, a batch that is not due before the
 // queue looks empty) while their visibility timeout is 2 s. Without the heartbeat the receivers
 // still polling would get every message a second time.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -58,8 +59,11 @@ std::string StackVar(const std::string& name) {
 }
 
 CommandResult RunShell(const std::string& command_line) {
+  // A file pair per call: a test may run commands from two threads at once.
+  static std::atomic<int> calls{0};
   std::string dir = TestDir();
-  std::string out = dir + "/stdout", err = dir + "/stderr";
+  int n = ++calls;
+  std::string out = fmt::format("{}/stdout.{}", dir, n), err = fmt::format("{}/stderr.{}", dir, n);
   int status = std::system(fmt::format("{} >{} 2>{}", command_line, out, err).c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
