@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -177,6 +178,8 @@ TEST_F(EtlTest, RedeliveredMessagesAreLoadedExactlyOnce) {
 // --follow keeps consuming after the queue is empty; SIGTERM ends it cleanly with exit 0.
 TEST_F(EtlTest, FollowKeepsConsumingUntilSigterm) {
   std::string dir = TestDir();
+  for (const char* stale : {"/pid", "/exit", "/out", "/err"})
+    std::filesystem::remove(dir + stale);  // an earlier run's
   // sh starts sqs2pg in the background, writes its pid, then its exit status when it ends.
   RunShell(
       fmt::format("sh -c \"'{}' run --follow --wait-seconds 1 --queue {} --table {} --key-file '{}' "
