@@ -18,7 +18,8 @@
 
 namespace sqs2pg::transform {
 
-// Not thread-safe: every key's AesSiv reuses one OpenSSL context. Build one Masker per thread.
+// Not thread-safe: every key's AesSiv reuses its keyed OpenSSL contexts and scratch buffers.
+// Build one Masker per thread.
 class Masker {
  public:
   static Result<Masker> Create(const Keyring& keyring);
