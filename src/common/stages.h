@@ -39,6 +39,10 @@ class AsyncMessageSource {
   // Hides the messages for `timeout` more, from now. At most 10 a call.
   virtual void StartExtendVisibility(std::vector<std::string> receipt_handles, std::chrono::seconds timeout,
                                      BatchDone done) = 0;
+  // Ends the receives in flight at once (their callbacks get an error), so a stop request need not
+  // wait out a long poll. A message SQS was handing out at that instant stays hidden until its
+  // visibility timeout and is then delivered again: nothing is lost.
+  virtual void CancelReceives() = 0;
   // Runs finished calls' callbacks; waits up to max_wait when none is ready.
   virtual void Poll(std::chrono::milliseconds max_wait) = 0;
   // Ends a Poll() wait early. Thread-safe: loader threads call it when a batch is committed.

@@ -64,6 +64,7 @@ void Pipeline::StartReceives(bool stopping) {
 
 void Pipeline::OnReceived(Result<std::vector<ReceivedMessage>> received) {
   --receives_in_flight_;
+  if (!received.ok() && stopping_) return;  // cancelled on the way out
   if (!received.ok()) {
     ++receive_failures_;
     bool give_up = !received.status().IsTransient() ||
@@ -289,6 +290,10 @@ Status Pipeline::Run(const std::atomic<bool>& stop, const ProgressFn& progress) 
   auto last_heartbeat = started;
   while (true) {
     bool stopping = stop.load();
+    if (stopping && !stopping_) {
+      stopping_ = true;
+      source_.CancelReceives();  // no need to wait out a long poll
+    }
     StartReceives(stopping);
     bool input_over = stopping || !fatal_.ok() || (queue_empty_ && !options_.follow);
     SealBatch(input_over && receives_in_flight_ == 0);

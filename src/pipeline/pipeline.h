@@ -140,6 +140,7 @@ class Pipeline {
   bool idle_ = false;  // a receive came back empty: stop starting new ones
   bool saw_messages_while_idle_ = false;
   bool queue_empty_ = false;  // drain mode: every receive since idle_ came back empty
+  bool stopping_ = false;     // a stop was requested and the receives in flight were cancelled
 
   // Shared with the loader threads, under mu_.
   std::mutex mu_;

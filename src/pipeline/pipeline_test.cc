@@ -35,6 +35,10 @@ class FakeSource : public AsyncMessageSource {
 
   void StartReceive(int max_messages, std::chrono::seconds, ReceiveDone done) override {
     ++receive_calls;
+    if (hang_when_empty && visible_.empty()) {  // a long poll on an empty queue: answers only when cancelled
+      hanging_.push_back(std::move(done));
+      return;
+    }
     Later([this, max_messages, done = std::move(done)] {
       if (fail_receives > 0) {
         --fail_receives;
@@ -87,6 +91,12 @@ class FakeSource : public AsyncMessageSource {
     });
   }
 
+  void CancelReceives() override {
+    ++cancels;
+    for (auto& done : std::exchange(hanging_, {}))
+      Later([done = std::move(done)] { done(Status::Transient("cancelled")); });
+  }
+
   void Poll(std::chrono::milliseconds max_wait) override {
     std::vector<std::function<void()>> now;
     {
@@ -106,6 +116,8 @@ class FakeSource : public AsyncMessageSource {
   int fail_receives = 0;
   Status receive_error = Status::Transient("connection reset by peer");
   bool redeliver_each_once = false;
+  bool hang_when_empty = false;
+  int cancels = 0;
   size_t max_hidden = 0;
   std::atomic<size_t> extended{0};
   std::condition_variable_any extended_cv;
@@ -121,6 +133,7 @@ class FakeSource : public AsyncMessageSource {
   std::mutex mu_;
   std::condition_variable wake_;
   std::vector<std::function<void()>> pending_;
+  std::vector<ReceiveDone> hanging_;
   std::deque<ReceivedMessage> visible_;
   std::map<std::string, ReceivedMessage> hidden_;
   int deliveries_ = 0;
@@ -339,6 +352,20 @@ TEST_F(PipelineTest, StopRequestLoadsAndDeletesWhatIsInHand) {
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(ledger_.rows.size(), stats_.received);
   EXPECT_EQ(source_.deleted.size(), stats_.received);
+}
+
+TEST_F(PipelineTest, AStopDoesNotWaitOutTheLongPollsInFlight) {
+  options_.follow = true;
+  options_.poll_wait = std::chrono::seconds(20);
+  source_.hang_when_empty = true;
+  source_.Add(3);
+  // Once the messages are committed every receiver sits in a long poll that never answers by
+  // itself: Run returns only if the stop cancels them (else ctest's timeout fails the test).
+  ledger_.after_load = [this] { stop_ = true; };
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(source_.cancels, 1);
+  EXPECT_EQ(ledger_.rows.size(), 3u);
+  EXPECT_EQ(source_.deleted.size(), 3u);
 }
 
 }  // namespace

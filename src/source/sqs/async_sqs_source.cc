@@ -24,7 +24,7 @@ struct AsyncSqsSource::Impl {
 
   // Sends one signed call; `done` gets the body of a 2xx answer or the error, with AWS's code.
   void Call(std::string_view operation, std::string body, std::chrono::milliseconds extra_timeout,
-            std::function<void(Result<std::string>)> done) {
+            std::function<void(Result<std::string>)> done, bool cancellable = false) {
     auto request = BuildSignedRequest(endpoint, operation, std::move(body), config.credentials, config.region,
                                       std::chrono::system_clock::now());
     if (!request.ok()) {
@@ -32,21 +32,23 @@ struct AsyncSqsSource::Impl {
       return;
     }
     request->timeout = config.request_timeout + extra_timeout;
-    transport->Start(std::move(request).value(), [this, op = std::string(operation),
-                                                  done = std::move(done)](Result<HttpResponse> response) {
-      if (!response.ok()) {
-        done(response.status().Annotate("cannot reach SQS at " + endpoint.url));
-        return;
-      }
-      if (response->status >= 200 && response->status < 300) {
-        done(std::move(response->body));
-        return;
-      }
-      AwsError error = ParseError(*response);
-      Status st = ErrorStatus(error, op, queue_url, endpoint.url);
-      // Throttling and 5xx are worth another try; ErrorStatus decides the rest.
-      done(IsRetryable(error) ? Status::Transient(st.message()) : st);
-    });
+    transport->Start(
+        std::move(request).value(),
+        [this, op = std::string(operation), done = std::move(done)](Result<HttpResponse> response) {
+          if (!response.ok()) {
+            done(response.status().Annotate("cannot reach SQS at " + endpoint.url));
+            return;
+          }
+          if (response->status >= 200 && response->status < 300) {
+            done(std::move(response->body));
+            return;
+          }
+          AwsError error = ParseError(*response);
+          Status st = ErrorStatus(error, op, queue_url, endpoint.url);
+          // Throttling and 5xx are worth another try; ErrorStatus decides the rest.
+          done(IsRetryable(error) ? Status::Transient(st.message()) : st);
+        },
+        cancellable);
   }
 
   void Batch(std::string_view operation, std::string body, BatchDone done) {
@@ -85,28 +87,31 @@ Result<std::unique_ptr<AsyncSqsSource>> AsyncSqsSource::Create(
 
 void AsyncSqsSource::StartReceive(int max_messages, std::chrono::seconds wait, ReceiveDone done) {
   Impl& d = *impl_;
-  d.Call("ReceiveMessage",
-         ReceiveMessageBody(d.queue_url, max_messages, static_cast<int>(wait.count()),
-                            d.visibility_timeout_seconds),
-         wait, [done = std::move(done)](Result<std::string> body) {
-           if (!body.ok()) {
-             done(body.status());
-             return;
-           }
-           auto parsed = ParseReceiveMessageResponse(*body);
-           if (!parsed.ok()) {
-             done(parsed.status());
-             return;
-           }
-           std::int64_t now = NowMillis();
-           std::vector<ReceivedMessage> out;
-           out.reserve(parsed->size());
-           for (SqsMessage& m : *parsed) {
-             out.push_back({std::move(m.message_id), std::move(m.receipt_handle), std::move(m.body),
-                            m.sent_timestamp_ms, m.receive_count, now});
-           }
-           done(std::move(out));
-         });
+  d.Call(
+      "ReceiveMessage",
+      ReceiveMessageBody(d.queue_url, max_messages, static_cast<int>(wait.count()),
+                         d.visibility_timeout_seconds),
+      wait,
+      [done = std::move(done)](Result<std::string> body) {
+        if (!body.ok()) {
+          done(body.status());
+          return;
+        }
+        auto parsed = ParseReceiveMessageResponse(*body);
+        if (!parsed.ok()) {
+          done(parsed.status());
+          return;
+        }
+        std::int64_t now = NowMillis();
+        std::vector<ReceivedMessage> out;
+        out.reserve(parsed->size());
+        for (SqsMessage& m : *parsed) {
+          out.push_back({std::move(m.message_id), std::move(m.receipt_handle), std::move(m.body),
+                         m.sent_timestamp_ms, m.receive_count, now});
+        }
+        done(std::move(out));
+      },
+      /*cancellable=*/true);
 }
 
 void AsyncSqsSource::StartDelete(std::vector<std::string> receipt_handles, BatchDone done) {
@@ -125,6 +130,8 @@ void AsyncSqsSource::StartExtendVisibility(std::vector<std::string> receipt_hand
   impl_->Batch("ChangeMessageVisibilityBatch", ChangeMessageVisibilityBatchBody(impl_->queue_url, entries),
                std::move(done));
 }
+
+void AsyncSqsSource::CancelReceives() { impl_->transport->CancelCancellable(); }
 
 void AsyncSqsSource::Poll(std::chrono::milliseconds max_wait) { impl_->transport->Poll(max_wait); }
 

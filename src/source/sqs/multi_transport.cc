@@ -23,6 +23,7 @@ struct Transfer {
   HttpRequest request;
   CurlSlist headers;
   MultiTransport::Done done;
+  bool cancellable = false;
 };
 
 constexpr long kMaxIdleConnections = 512;
@@ -62,7 +63,7 @@ Result<std::unique_ptr<MultiTransport>> MultiTransport::Create(std::chrono::mill
   return std::unique_ptr<MultiTransport>(new MultiTransport(std::move(impl)));
 }
 
-void MultiTransport::Start(HttpRequest request, Done done) {
+void MultiTransport::Start(HttpRequest request, Done done, bool cancellable) {
   std::unique_ptr<Transfer> t;
   if (!impl_->idle.empty()) {
     t = std::move(impl_->idle.back());
@@ -80,6 +81,7 @@ void MultiTransport::Start(HttpRequest request, Done done) {
   t->response = HttpResponse();
   t->error[0] = '\0';
   t->done = std::move(done);
+  t->cancellable = cancellable;
   t->headers = SetRequest(t->easy.get(), t->request);
   CURL* easy = t->easy.get();
   if (CURLMcode rc = curl_multi_add_handle(impl_->multi.get(), easy); rc != CURLM_OK) {
@@ -124,6 +126,27 @@ void MultiTransport::Poll(std::chrono::milliseconds max_wait) {
     collect();
   }
   for (auto& t : finished) impl_->idle.push_back(std::move(t));
+}
+
+void MultiTransport::CancelCancellable() {
+  std::vector<std::unique_ptr<Transfer>> cancelled;
+  for (auto it = impl_->active.begin(); it != impl_->active.end();) {
+    if (!it->second->cancellable) {
+      ++it;
+      continue;
+    }
+    curl_multi_remove_handle(impl_->multi.get(), it->first);
+    cancelled.push_back(std::move(it->second));
+    it = impl_->active.erase(it);
+  }
+  // Callbacks last: they may start new requests, which changes `active`.
+  for (auto& t : cancelled) {
+    curl_easy_setopt(t->easy.get(), CURLOPT_HTTPHEADER, nullptr);
+    curl_easy_setopt(t->easy.get(), CURLOPT_POSTFIELDS, nullptr);
+    Done done = std::move(t->done);
+    impl_->idle.push_back(std::move(t));
+    done(Status::Transient("cancelled"));
+  }
 }
 
 void MultiTransport::Wakeup() { curl_multi_wakeup(impl_->multi.get()); }

@@ -20,8 +20,11 @@ class MultiTransport {
   MultiTransport(const MultiTransport&) = delete;
   MultiTransport& operator=(const MultiTransport&) = delete;
 
-  // Queues the request; `done` runs in a later Poll(). Not thread-safe.
-  void Start(HttpRequest request, Done done);
+  // Queues the request; `done` runs in a later Poll(). Not thread-safe. A cancellable request can
+  // be ended early by CancelCancellable().
+  void Start(HttpRequest request, Done done, bool cancellable = false);
+  // Ends every cancellable request in flight; their `done` gets a Transient "cancelled" error.
+  void CancelCancellable();
   // Moves transfers along and runs the callbacks of those that finished. Waits up to max_wait
   // for network activity when none is ready; Wakeup() from any thread ends the wait early.
   void Poll(std::chrono::milliseconds max_wait);
