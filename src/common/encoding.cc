@@ -51,7 +51,12 @@ std::optional<std::string> HexDecode(std::string_view hex) {
 
 std::string Base64UrlEncode(std::string_view bytes) {
   std::string out;
-  out.reserve((bytes.size() * 4 + 2) / 3);
+  AppendBase64Url(out, bytes);
+  return out;
+}
+
+void AppendBase64Url(std::string& out, std::string_view bytes) {
+  out.reserve(out.size() + (bytes.size() * 4 + 2) / 3);
   size_t i = 0;
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
   for (; i + 3 <= bytes.size(); i += 3) {
@@ -72,7 +77,6 @@ std::string Base64UrlEncode(std::string_view bytes) {
     out.push_back(kBase64Url[(v >> 12) & 63]);
     out.push_back(kBase64Url[(v >> 6) & 63]);
   }
-  return out;
 }
 
 std::optional<std::string> Base64UrlDecode(std::string_view text) {

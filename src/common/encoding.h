@@ -14,6 +14,8 @@ std::optional<std::string> HexDecode(std::string_view hex);
 
 // RFC 4648 section 5 alphabet ('-', '_'), no padding: safe in SQL, CSV, URLs and shells.
 std::string Base64UrlEncode(std::string_view bytes);
+// The same, appended to out: no temporary string on hot paths.
+void AppendBase64Url(std::string& out, std::string_view bytes);
 // nullopt on a character outside the alphabet or an impossible length.
 std::optional<std::string> Base64UrlDecode(std::string_view text);
 

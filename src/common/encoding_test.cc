@@ -28,6 +28,12 @@ TEST(Base64UrlTest, Rfc4648Vectors) {
   EXPECT_EQ(Base64UrlEncode("\xfb\xff"), "-_8");
 }
 
+TEST(Base64UrlTest, AppendKeepsWhatIsThere) {
+  std::string out = "k1.";
+  AppendBase64Url(out, "foobar");
+  EXPECT_EQ(out, "k1.Zm9vYmFy");
+}
+
 TEST(Base64UrlTest, DecodeInvertsEncode) {
   std::string all;
   for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));

@@ -49,7 +49,7 @@ Status Masker::MaskInto(std::string_view plaintext, std::string& out) {
   RETURN_IF_ERROR(active.siv.EncryptInto(plaintext, associated_data, sealed_));
   out.reserve(MaskedLength(plaintext.size()));
   out.append(active.id).push_back(kSeparator);
-  out.append(Base64UrlEncode(sealed_));
+  AppendBase64Url(out, sealed_);
   return Status::Ok();
 }
 
