@@ -48,12 +48,11 @@ void Pipeline::StartReceives(bool stopping) {
   // with a new receipt handle, and SQS deletes only with the newest one. Receiving while a batch
   // is loaded or deleted would keep replacing the handles its delete needs, so receive one at a
   // time and only between batches.
-  bool zero_visibility = options_.visibility_timeout && options_.visibility_timeout->count() == 0;
-  if (zero_visibility && (receives_in_flight_ > 0 || BatchDue() || !ready_.empty() || loads_in_flight_ > 0 ||
-                          !deletes_.empty() || deletes_in_flight_ > 0)) {
+  if (ZeroVisibility() && (receives_in_flight_ > 0 || BatchDue() || !ready_.empty() || loads_in_flight_ > 0 ||
+                           !deletes_.empty() || deletes_in_flight_ > 0)) {
     return;
   }
-  while (receives_in_flight_ < (zero_visibility ? 1 : options_.receivers) &&
+  while (receives_in_flight_ < (ZeroVisibility() ? 1 : options_.receivers) &&
          in_hand_.size() + static_cast<size_t>(kMaxPerCall) * (receives_in_flight_ + 1) <=
              options_.max_in_flight) {
     ++receives_in_flight_;
@@ -124,6 +123,10 @@ void Pipeline::OnReceived(Result<std::vector<ReceivedMessage>> received) {
   }
 }
 
+bool Pipeline::ZeroVisibility() const {
+  return options_.visibility_timeout && options_.visibility_timeout->count() == 0;
+}
+
 bool Pipeline::BatchDue() const {
   if (building_.empty()) return false;
   return building_.size() >= options_.batch_size || Clock::now() - building_since_ >= options_.batch_max_wait;
@@ -134,8 +137,7 @@ void Pipeline::SealBatch(bool force) {
   if (!(BatchDue() || force)) return;
   // With a zero visibility timeout, a receive still in flight may hand out this batch's messages
   // again with new receipt handles: seal only once it has answered (see StartReceives).
-  bool zero_visibility = options_.visibility_timeout && options_.visibility_timeout->count() == 0;
-  if (zero_visibility && receives_in_flight_ > 0) return;
+  if (ZeroVisibility() && receives_in_flight_ > 0) return;
   ready_.push_back(Batch{std::move(building_), 0, Clock::now()});
   building_.clear();
 }

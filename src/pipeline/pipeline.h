@@ -108,6 +108,8 @@ class Pipeline {
 
   void StartReceives(bool stopping);
   void OnReceived(Result<std::vector<ReceivedMessage>> received);
+  // A visibility timeout of 0 (tests of redelivery) needs receives and deletes kept apart.
+  bool ZeroVisibility() const;
   bool BatchDue() const;
   void SealBatch(bool force);
   void DispatchBatches();
