@@ -44,6 +44,7 @@ struct AsyncSqsSource::Impl {
             return;
           }
           AwsError error = ParseError(*response);
+          error.message = RedactSecrets(std::move(error.message), config.credentials);
           Status st = ErrorStatus(error, op, queue_url, endpoint.url);
           // Throttling and 5xx are worth another try; ErrorStatus decides the rest.
           done(IsRetryable(error) ? Status::Transient(st.message()) : st);

@@ -16,17 +16,6 @@ namespace {
 
 constexpr size_t kMaxBatchEntries = 10;
 
-// Replaces every occurrence of each secret, so an echoing server cannot leak one into a log.
-std::string Redact(std::string text, const Credentials& credentials) {
-  for (const std::string& secret : {credentials.secret_access_key, credentials.session_token}) {
-    if (secret.empty()) continue;
-    for (size_t pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos)) {
-      text.replace(pos, secret.size(), "[redacted]");
-    }
-  }
-  return text;
-}
-
 }  // namespace
 
 struct SqsClient::State {
@@ -52,7 +41,7 @@ struct SqsClient::State {
     }
     if (response->status >= 200 && response->status < 300) return std::move(response->body);
     AwsError error = ParseError(*response);
-    error.message = Redact(std::move(error.message), config.credentials);
+    error.message = RedactSecrets(std::move(error.message), config.credentials);
     retry = IsRetryable(error);
     return ErrorStatus(error, operation, queue, endpoint.url);
   }

@@ -459,4 +459,15 @@ Status ErrorStatus(const AwsError& error, std::string_view operation, std::strin
   return Status::Permanent(std::move(message));
 }
 
+// Replaces every occurrence of each secret, so an echoing server cannot leak one into a log.
+std::string RedactSecrets(std::string text, const Credentials& credentials) {
+  for (const std::string& secret : {credentials.secret_access_key, credentials.session_token}) {
+    if (secret.empty()) continue;
+    for (size_t pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos)) {
+      text.replace(pos, secret.size(), "[redacted]");
+    }
+  }
+  return text;
+}
+
 }  // namespace sqs2pg::sqs

@@ -97,4 +97,8 @@ Status ErrorStatus(const AwsError& error, std::string_view operation, std::strin
 // The last path segment of a queue URL: "login-queue" for ".../000000000000/login-queue".
 std::string_view QueueNameOf(std::string_view queue_url_or_name);
 
+// The text with the credentials' secret key and session token replaced, so a server that echoes
+// them cannot leak them into a log or an error.
+std::string RedactSecrets(std::string text, const Credentials& credentials);
+
 }  // namespace sqs2pg::sqs

@@ -264,5 +264,11 @@ TEST(QueueNameOfTest, TakesTheLastPathSegment) {
   EXPECT_EQ(QueueNameOf("plain-name"), "plain-name");
 }
 
+TEST(RedactSecretsTest, RemovesEveryCopyOfTheSecretAndTheToken) {
+  Credentials credentials{"AKIDEXAMPLE", "s3cr3t/KEY", "tok3n"};
+  std::string text = RedactSecrets("bad s3cr3t/KEY and tok3n, again s3cr3t/KEY; id AKIDEXAMPLE", credentials);
+  EXPECT_EQ(text, "bad [redacted] and [redacted], again [redacted]; id AKIDEXAMPLE");
+}
+
 }  // namespace
 }  // namespace sqs2pg::sqs
