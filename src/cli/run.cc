@@ -5,8 +5,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <csignal>
 #include <iostream>
+#include <random>
+#include <thread>
+
+#include "common/retry.h"
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
@@ -22,8 +27,20 @@ namespace sqs2pg::cli {
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<int> g_signals{0};
 
-void RequestStop(int) { g_stop = true; }
+// The first SIGTERM/SIGINT asks for a bounded shutdown; a second one ends the process at once.
+// Only async-signal-safe calls here.
+void RequestStop(int signo) {
+  if (g_signals.fetch_add(1) > 0) {
+    constexpr char kMessage[] =
+        "sqs2pg: second signal, exiting now; messages not committed are left to SQS\n";
+    ssize_t ignored = write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+    (void)ignored;
+    _exit(128 + signo);
+  }
+  g_stop = true;
+}
 
 void InstallStopHandlers() {
   struct sigaction sa {};
@@ -47,6 +64,12 @@ struct RunOptions {
   int batch_max_wait_ms = 1000;
   int visibility_timeout = -1;  // -1: the queue's own setting
   int wait_seconds = -1;        // -1: 20 when following, 1 when draining
+  int sqs_retry_timeout = 300;  // seconds
+  int db_retry_timeout = 300;   // seconds
+  int shutdown_timeout = 20;    // seconds
+  int max_receives = 10;
+  size_t batch_bytes = size_t{16} << 20;
+  size_t max_in_flight_bytes = size_t{256} << 20;
 };
 
 transform::ColumnLimits LimitsFor(const sink::TableShape& shape) {
@@ -66,13 +89,56 @@ Result<int> VisibilityTimeout(sqs::SqsClient& client, const std::string& queue_u
   ASSIGN_OR_RETURN(auto attributes, client.GetQueueAttributes(queue_url, {"VisibilityTimeout"}));
   auto it = attributes.find("VisibilityTimeout");
   if (it == attributes.end()) return 30;  // SQS's documented default
-  return std::stoi(it->second);
+  int seconds = 0;
+  const std::string& text = it->second;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (ec != std::errc() || end != text.data() + text.size() || seconds < 0 || seconds > 43200) {
+    return Status::Transient(
+        "the queue's VisibilityTimeout attribute is not a number of seconds from 0 to 43200");
+  }
+  return seconds;
+}
+
+// Connects and prepares one loader's connection. Postgres being down at start is ridden out like
+// an outage mid-run: retried for the db retry timeout (for ever when following), until a stop.
+Result<std::unique_ptr<sink::PostgresSink>> ConnectSink(const RunOptions& o, sink::TableShape& shape) {
+  sink::PostgresSinkConfig config{o.db, o.table, o.max_receives};
+  FailureStreak failures;
+  std::mt19937_64 rng{std::random_device{}()};
+  RetryPolicy backoff{0, std::chrono::milliseconds(200), std::chrono::milliseconds(5000)};
+  while (true) {
+    Status st;
+    auto connected = sink::PostgresSink::Connect(config);
+    if (connected.ok()) {
+      auto prepared = (*connected)->Prepare();
+      if (prepared.ok()) {
+        shape = *prepared;
+        return std::move(connected).value();
+      }
+      st = prepared.status().Annotate(fmt::format("prepare table {}", o.table));
+    } else {
+      st = connected.status();
+    }
+    auto now = std::chrono::steady_clock::now();
+    failures.Fail(now);
+    if (!st.IsTransient() || g_stop ||
+        (!o.follow && failures.Exhausted(now, std::chrono::seconds(o.db_retry_timeout))))
+      return st;
+    auto delay = BackoffDelay(backoff, failures.failures, rng);
+    spdlog::warn("Postgres is not ready ({} tries), retrying in {} ms: {}", failures.failures, delay.count(),
+                 st.message());
+    for (auto until = now + delay; std::chrono::steady_clock::now() < until && !g_stop;)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 std::string Summary(const pipeline::RunStats& s) {
   std::string line = fmt::format(
       "received {}, loaded {}, duplicates skipped {}, rejected {}, deleted {}, {:.2f} s, {:.1f} messages/s",
       s.received, s.loaded, s.duplicates, s.rejected, s.deleted, s.seconds, s.MessagesPerSecond());
+  // Not committed: SQS delivers them again after their visibility timeout.
+  if (s.left_for_redelivery > 0)
+    line += fmt::format(", {} not committed (left in SQS for redelivery)", s.left_for_redelivery);
   // Committed but not deleted: SQS delivers them again and the ledger skips them.
   if (s.delete_failures > 0)
     line += fmt::format(", {} not deleted (will be skipped when redelivered)", s.delete_failures);
@@ -97,6 +163,8 @@ int Run(const RunOptions& o) {
   auto masker = transform::Masker::Create(*keyring);
   if (!masker.ok()) return Fail(masker.status());
 
+  // Before anything can block (a database that is down at start), so a stop is always heard.
+  InstallStopHandlers();
   auto client_config = MakeClientConfig(o.queue);
   if (!client_config.ok()) return Fail(client_config.status());
   auto client = sqs::SqsClient::Create(*client_config);
@@ -115,11 +183,13 @@ int Run(const RunOptions& o) {
       sinks.push_back(std::make_unique<sink::NullSink>());
       continue;
     }
-    auto connected = sink::PostgresSink::Connect({o.db, o.table});
+    auto connected = ConnectSink(o, shape);
+    if (!connected.ok() && g_stop) {
+      // Asked to stop while waiting for the database: nothing was received, so nothing is lost.
+      spdlog::info("stopped before Postgres was reachable: {}", connected.status().message());
+      return kExitOk;
+    }
     if (!connected.ok()) return Fail(connected.status());
-    auto prepared = (*connected)->Prepare();
-    if (!prepared.ok()) return Fail(prepared.status().Annotate(fmt::format("prepare table {}", o.table)));
-    shape = *prepared;
     server = fmt::format("table {} on {}", o.table, (*connected)->ServerName());
     sinks.push_back(std::move(connected).value());
   }
@@ -139,18 +209,43 @@ int Run(const RunOptions& o) {
   options.batch_max_wait = std::chrono::milliseconds(o.batch_max_wait_ms);
   options.poll_wait = std::chrono::seconds(o.wait_seconds >= 0 ? o.wait_seconds : (o.follow ? 20 : 1));
   options.visibility_timeout = std::chrono::seconds(*visibility);
-  pipeline::Pipeline pipeline(**source, transform, std::move(sinks), options);
+  options.batch_bytes = o.batch_bytes;
+  options.max_in_flight_bytes = o.max_in_flight_bytes;
+  options.sqs_retry_timeout = std::chrono::seconds(o.sqs_retry_timeout);
+  options.db_retry_timeout = std::chrono::seconds(o.db_retry_timeout);
+  options.shutdown_timeout = std::chrono::seconds(o.shutdown_timeout);
+  if (o.visibility_timeout < 0 && *visibility > 0 &&
+      std::chrono::seconds(*visibility) < options.shutdown_timeout) {
+    spdlog::warn("the queue's visibility timeout ({} s) is shorter than the shutdown timeout ({} s)",
+                 *visibility, o.shutdown_timeout);
+  }
+  if (g_stop) return kExitOk;  // stopped while waiting for Postgres: nothing was received
+  auto pipeline_holder = std::make_unique<pipeline::Pipeline>(**source, transform, std::move(sinks), options);
+  pipeline::Pipeline& pipeline = *pipeline_holder;
 
   spdlog::info("consuming {} into {} ({}; {} receivers, {} connections, visibility {} s)", *queue_url, server,
                o.follow ? "following" : "until the queue is empty", o.receivers,
                o.dry_run ? 0 : o.db_connections, *visibility);
-  InstallStopHandlers();
   auto progress = TerminalProgress();
   Status st = pipeline.Run(g_stop, progress);
   if (progress) std::cerr << "\r\033[K";
   std::cout << Summary(pipeline.stats()) << std::endl;
-  if (!st.ok()) return Fail(st);
-  return kExitOk;
+  const auto& stats = pipeline.stats();
+  if (stats.shutdown_timed_out) {
+    std::cerr << fmt::format(
+        "sqs2pg: stopped after the shutdown timeout ({} s): {} messages were not committed and are left in "
+        "SQS, which delivers them again after their visibility timeout\n",
+        o.shutdown_timeout, stats.left_for_redelivery);
+  }
+  int code = st.ok() ? kExitOk : Fail(st);
+  if (pipeline.loaders_busy()) {
+    // A loader is still inside libpq (a connection attempt to a host that does not answer).
+    // Nothing it holds was deleted, so ending the process here loses nothing.
+    std::cout.flush();
+    std::cerr.flush();
+    _exit(code);
+  }
+  return code;
 }
 
 }  // namespace
@@ -188,6 +283,36 @@ Command AddRunCommand(CLI::App& app) {
   cmd->add_option("--wait-seconds", o->wait_seconds,
                   "Long-poll wait when idle (default 20 following, 1 draining)")
       ->check(CLI::Range(0, 20));
+  cmd->add_option("--batch-bytes", o->batch_bytes,
+                  "Also load a batch once its message bodies total this many bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
+  cmd->add_option("--max-in-flight-bytes", o->max_in_flight_bytes,
+                  "Most bytes of message bodies received but not yet deleted: the memory bound")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1} << 20, size_t{1} << 40));
+  cmd->add_option(
+         "--sqs-retry-timeout", o->sqs_retry_timeout,
+         "Seconds a drain keeps retrying a failing SQS call before it gives up (following: for ever)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400));
+  cmd->add_option(
+         "--db-retry-timeout", o->db_retry_timeout,
+         "Seconds a drain keeps retrying Postgres (down, restarting, failing over) before it gives up "
+         "(following: for ever)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400));
+  cmd->add_option("--shutdown-timeout", o->shutdown_timeout,
+                  "Seconds to commit what is in hand after SIGTERM/SIGINT; the rest is left to SQS. A second "
+                  "signal exits at once")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
+  cmd->add_option(
+         "--max-receives", o->max_receives,
+         "Deliveries after which a message the database keeps refusing becomes a reject (0: leave it "
+         "to the queue's redrive policy)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1000));
   return {cmd, [o]() { return Run(*o); }};
 }
 

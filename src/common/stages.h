@@ -23,13 +23,20 @@ struct ReceivedMessage {
   std::int64_t received_at_ms = 0;     // when sqs2pg received it (Unix ms)
 };
 
+// What became of the entries of one DeleteMessageBatch or ChangeMessageVisibilityBatch call,
+// by their index in the request. Entries in neither list succeeded.
+struct BatchResult {
+  std::vector<size_t> retryable;  // failed on SQS's side (SenderFault=false): worth another try
+  std::vector<size_t> refused;    // refused for good, e.g. a receipt handle that is no longer valid
+};
+
 // The same queue for a pipeline that keeps many calls in flight on one thread. Each Start*
 // returns at once; its callback runs later inside Poll(), on the thread that calls Poll().
 class AsyncMessageSource {
  public:
   using ReceiveDone = std::function<void(Result<std::vector<ReceivedMessage>>)>;
-  // The number of entries SQS refused (they are logged by the source), or the call's error.
-  using BatchDone = std::function<void(Result<size_t>)>;
+  // What became of each entry (failures are logged by the source), or the whole call's error.
+  using BatchDone = std::function<void(Result<BatchResult>)>;
 
   virtual ~AsyncMessageSource() = default;
   // Up to max_messages (at most 10), waiting up to `wait` for the first.
@@ -55,12 +62,18 @@ struct LoadSummary {
   size_t duplicates = 0;  // message ids already committed earlier: redeliveries
   // Rows the database refused; each was stored as a reject instead (so also in rejects_stored).
   size_t refused_by_database = 0;
+  // Messages the database would not take for a reason other than their data (a trigger's error,
+  // say), delivered fewer than max_receives times: not committed, so they must not be deleted.
+  // SQS delivers them again; once they have been delivered max_receives times they are rejected.
+  std::vector<std::string> left_for_redelivery;
 
   LoadSummary& operator+=(const LoadSummary& o) {
     rows_loaded += o.rows_loaded;
     rejects_stored += o.rejects_stored;
     duplicates += o.duplicates;
     refused_by_database += o.refused_by_database;
+    left_for_redelivery.insert(left_for_redelivery.end(), o.left_for_redelivery.begin(),
+                               o.left_for_redelivery.end());
     return *this;
   }
 };
@@ -69,9 +82,12 @@ class MessageSink {
  public:
   virtual ~MessageSink() = default;
   // Stores the batch in one transaction, each message id at most once ever. When this returns
-  // ok every message in it is committed (as a row, a reject, or a known duplicate).
-  // Errors: kTransient (try the batch again later) or kPermanent.
+  // ok every message in it is committed (as a row, a reject, or a known duplicate), except those
+  // listed in left_for_redelivery. Errors: kTransient (try the batch again later) or kPermanent.
   virtual Result<LoadSummary> Load(std::span<const ProcessedMessage> batch) = 0;
+  // Makes a Load() in progress on another thread return soon (with an error) and later ones fail
+  // at once: for a shutdown that cannot wait any longer. Thread-safe.
+  virtual void Interrupt() {}
 };
 
 }  // namespace sqs2pg

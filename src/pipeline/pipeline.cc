@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <unordered_set>
 
 namespace sqs2pg::pipeline {
 namespace {
@@ -15,6 +16,12 @@ constexpr std::chrono::milliseconds kTick{50};
 // DeleteMessageBatch calls in flight at once. A committed batch of 500 would otherwise open 50
 // connections in one burst; 16 keep up with any receive rate and reuse their connections.
 constexpr int kMaxDeletesInFlight = 16;
+// After the shutdown timeout, how long the loaders get to notice the interrupt.
+constexpr std::chrono::seconds kInterruptGrace{2};
+
+std::int64_t Millis(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
 
 }  // namespace
 
@@ -27,6 +34,8 @@ Pipeline::Pipeline(AsyncMessageSource& source, transform::LoginTransform& transf
   }
   // A bound below one receive's worth would stop the pipeline for good.
   options_.max_in_flight = std::max<size_t>(options_.max_in_flight, kMaxPerCall);
+  backoff_.base_delay = options_.retry_first_delay;
+  backoff_.max_delay = options_.retry_max_delay;
 }
 
 Pipeline::~Pipeline() {
@@ -38,12 +47,17 @@ Pipeline::~Pipeline() {
   for (auto& t : loaders_) t.join();
 }
 
-Pipeline::Clock::duration Pipeline::Backoff(int attempt) {
-  return BackoffDelay(options_.retry, std::max(attempt, 1), rng_);
+Pipeline::Clock::duration Pipeline::Backoff(int failures) {
+  return BackoffDelay(backoff_, std::max(failures, 1), rng_);
 }
 
-void Pipeline::StartReceives(bool stopping) {
-  if (stopping || !fatal_.ok() || (idle_ && !options_.follow) || Clock::now() < receive_not_before_) return;
+bool Pipeline::NothingInHand() const {
+  return in_hand_.empty() && building_.empty() && ready_.empty() && loads_in_flight_ == 0 &&
+         deletes_.empty() && deletes_in_flight_ == 0;
+}
+
+void Pipeline::StartReceives() {
+  if (stopping_ || !fatal_.ok() || drained_ || Clock::now() < receive_not_before_) return;
   // With a visibility timeout of 0 every receive hands out the messages in hand again, each time
   // with a new receipt handle, and SQS deletes only with the newest one. Receiving while a batch
   // is loaded or deleted would keep replacing the handles its delete needs, so receive one at a
@@ -52,42 +66,70 @@ void Pipeline::StartReceives(bool stopping) {
                            !deletes_.empty() || deletes_in_flight_ > 0)) {
     return;
   }
-  while (receives_in_flight_ < (ZeroVisibility() ? 1 : options_.receivers) &&
+  int receivers = ZeroVisibility() ? 1 : options_.receivers;
+  if (!options_.follow && idle_) {
+    // The queue looked empty. That is decided only by a round of receives started once everything
+    // in hand is committed and deleted: a FIFO queue hides a group's next messages while one of
+    // the group is in hand, so empty answers received before then prove nothing. Each receive of
+    // the round must come back empty; one that fails is sent again, one with messages ends it.
+    if (!NothingInHand() || receives_in_flight_ > confirming_in_flight_) return;
+    if (confirm_needed_ == 0 && confirming_in_flight_ == 0) {
+      ++confirm_round_;
+      confirm_needed_ = receivers;
+    }
+    while (confirming_in_flight_ < confirm_needed_) StartOneReceive(confirm_round_);
+    return;
+  }
+  while (receives_in_flight_ < receivers &&
          in_hand_.size() + static_cast<size_t>(kMaxPerCall) * (receives_in_flight_ + 1) <=
-             options_.max_in_flight) {
-    ++receives_in_flight_;
-    source_.StartReceive(kMaxPerCall, options_.poll_wait,
-                         [this](Result<std::vector<ReceivedMessage>> r) { OnReceived(std::move(r)); });
+             options_.max_in_flight &&
+         bytes_in_hand_ < options_.max_in_flight_bytes) {
+    StartOneReceive(0);
   }
 }
 
-void Pipeline::OnReceived(Result<std::vector<ReceivedMessage>> received) {
+void Pipeline::StartOneReceive(int round) {
+  ++receives_in_flight_;
+  if (round > 0) ++confirming_in_flight_;
+  source_.StartReceive(
+      kMaxPerCall, options_.poll_wait,
+      [this, round](Result<std::vector<ReceivedMessage>> r) { OnReceived(round, std::move(r)); });
+}
+
+void Pipeline::OnReceived(int round, Result<std::vector<ReceivedMessage>> received) {
   --receives_in_flight_;
-  if (!received.ok() && stopping_) return;  // cancelled on the way out
+  if (round > 0) --confirming_in_flight_;
+  // Only answers to the current round's receives count towards "drained".
+  bool confirming = round > 0 && round == confirm_round_ && confirm_needed_ > 0;
+  auto now = Clock::now();
   if (!received.ok()) {
-    ++receive_failures_;
+    if (stopping_) return;  // cancelled on the way out
+    receive_failures_.Fail(now);
     bool give_up = !received.status().IsTransient() ||
-                   (!options_.follow && receive_failures_ >= options_.retry.max_attempts);
+                   (!options_.follow && receive_failures_.Exhausted(now, options_.sqs_retry_timeout));
     if (give_up) {
       if (fatal_.ok()) fatal_ = received.status().Annotate("receive messages");
       return;
     }
-    auto delay = Backoff(receive_failures_);
-    spdlog::warn("receive failed ({} in a row), retrying in {} ms: {}", receive_failures_,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(),
-                 received.status().message());
-    receive_not_before_ = Clock::now() + delay;
+    auto delay = Backoff(receive_failures_.failures);
+    spdlog::warn("receive failed ({} in a row over {} ms), retrying in {} ms: {}", receive_failures_.failures,
+                 Millis(now - receive_failures_.since), Millis(delay), received.status().message());
+    receive_not_before_ = std::max(receive_not_before_, now + delay);
     return;
   }
-  receive_failures_ = 0;
+  receive_failures_.Reset();
   if (received->empty()) {
     idle_ = true;
+    // Messages in hand may be what keeps the queue empty (a FIFO group waits for them to be
+    // deleted), and nothing else is coming to fill their batch: load them now.
+    flush_now_ = true;
     // Without a long poll an empty queue answers at once: pause instead of spinning.
-    if (options_.poll_wait.count() == 0) receive_not_before_ = Clock::now() + std::chrono::milliseconds(200);
-  } else if (idle_) {
-    saw_messages_while_idle_ = true;
+    if (options_.poll_wait.count() == 0) receive_not_before_ = now + std::chrono::milliseconds(200);
+    if (confirming && --confirm_needed_ == 0) drained_ = true;
+    return;
   }
-  auto now = Clock::now();
+  idle_ = false;
+  if (round == confirm_round_) confirm_needed_ = 0;  // messages after all: this round is over
   // In milliseconds: half of a 1 s timeout in whole seconds would be 0.
   auto half_visibility =
       std::chrono::milliseconds(options_.visibility_timeout.value_or(std::chrono::seconds(0))) / 2;
@@ -101,8 +143,10 @@ void Pipeline::OnReceived(Result<std::vector<ReceivedMessage>> received) {
       ++stats_.duplicates;  // delivered again while still in hand
       continue;
     }
+    it->second.bytes = m.body.size();
+    bytes_in_hand_ += m.body.size();
     if (building_.empty()) building_since_ = now;
-    ProcessedMessage out{m.message_id, m.received_at_ms, {}};
+    ProcessedMessage out{m.message_id, m.received_at_ms, {}, std::max(m.receive_count, 1), m.body.size()};
     auto outcome = transform_.Apply(m.body, m.sent_timestamp_ms);
     if (auto* rejection = std::get_if<Rejection>(&outcome)) {
       spdlog::info("message {} rejected: {}", m.message_id, rejection->reason);
@@ -110,17 +154,11 @@ void Pipeline::OnReceived(Result<std::vector<ReceivedMessage>> received) {
     } else {
       out.record = std::move(std::get<LoginRow>(outcome));
     }
+    building_bytes_ += out.body_bytes;
     building_.push_back(std::move(out));
   }
   stats_.max_in_flight_seen = std::max<std::uint64_t>(stats_.max_in_flight_seen, in_hand_.size());
-  if (idle_ && receives_in_flight_ == 0) {
-    // Every receive started before the queue looked empty has answered.
-    if (saw_messages_while_idle_) {
-      idle_ = saw_messages_while_idle_ = false;
-    } else {
-      queue_empty_ = true;
-    }
-  }
+  stats_.max_bytes_in_hand_seen = std::max<std::uint64_t>(stats_.max_bytes_in_hand_seen, bytes_in_hand_);
 }
 
 bool Pipeline::ZeroVisibility() const {
@@ -129,7 +167,8 @@ bool Pipeline::ZeroVisibility() const {
 
 bool Pipeline::BatchDue() const {
   if (building_.empty()) return false;
-  return building_.size() >= options_.batch_size || Clock::now() - building_since_ >= options_.batch_max_wait;
+  return building_.size() >= options_.batch_size || building_bytes_ >= options_.batch_bytes ||
+         Clock::now() - building_since_ >= options_.batch_max_wait;
 }
 
 void Pipeline::SealBatch(bool force) {
@@ -138,17 +177,23 @@ void Pipeline::SealBatch(bool force) {
   // With a zero visibility timeout, a receive still in flight may hand out this batch's messages
   // again with new receipt handles: seal only once it has answered (see StartReceives).
   if (ZeroVisibility() && receives_in_flight_ > 0) return;
-  ready_.push_back(Batch{std::move(building_), 0, Clock::now()});
+  ready_.push_back(Batch{std::move(building_), {}, Clock::now()});
   building_.clear();
+  building_bytes_ = 0;
 }
 
 void Pipeline::DispatchBatches() {
   auto now = Clock::now();
   std::lock_guard lock(mu_);
-  while (!ready_.empty() && loads_in_flight_ < static_cast<int>(sinks_.size()) &&
-         ready_.front().not_before <= now) {
-    to_load_.push_back(std::move(ready_.front()));
-    ready_.pop_front();
+  // A batch waiting out its retry backoff does not hold back the ones behind it.
+  for (auto it = ready_.begin(); it != ready_.end() && loads_in_flight_ < static_cast<int>(sinks_.size());) {
+    if (it->not_before > now) {
+      ++it;
+      continue;
+    }
+    messages_loading_ += it->messages.size();
+    to_load_.push_back(std::move(*it));
+    it = ready_.erase(it);
     ++loads_in_flight_;
     work_.notify_one();
   }
@@ -173,44 +218,69 @@ void Pipeline::LoaderLoop(MessageSink& sink) {
   }
 }
 
+void Pipeline::Release(const std::string& message_id) {
+  auto it = in_hand_.find(message_id);
+  if (it == in_hand_.end()) return;
+  bytes_in_hand_ -= it->second.bytes;
+  in_hand_.erase(it);
+}
+
 void Pipeline::HandleLoaded() {
   std::vector<Loaded> done;
   {
     std::lock_guard lock(mu_);
     done.swap(loaded_);
   }
+  auto now = Clock::now();
   for (Loaded& l : done) {
     --loads_in_flight_;
+    Batch& batch = l.batch;
+    messages_loading_ -= batch.messages.size();
     if (l.result.ok()) {
       stats_.loaded += l.result->rows_loaded;
       stats_.rejected += l.result->rejects_stored;
       stats_.duplicates += l.result->duplicates;
+      std::unordered_set<std::string> left(l.result->left_for_redelivery.begin(),
+                                           l.result->left_for_redelivery.end());
       PendingDelete pending;
-      for (const ProcessedMessage& m : l.batch.messages) {
+      for (const ProcessedMessage& m : batch.messages) {
+        if (left.count(m.message_id)) {
+          // Not committed: it must not be deleted, and the heartbeat must not keep it hidden.
+          ++stats_.left_for_redelivery;
+          Release(m.message_id);
+          continue;
+        }
         pending.message_ids.push_back(m.message_id);
         if (pending.message_ids.size() == kMaxPerCall) deletes_.push_back(std::exchange(pending, {}));
       }
       if (!pending.message_ids.empty()) deletes_.push_back(std::move(pending));
+      if (batch.failures.failures > 0) {
+        spdlog::info("load of {} messages succeeded after {} failures over {} ms", batch.messages.size(),
+                     batch.failures.failures, Millis(now - batch.failures.since));
+      }
       continue;
     }
-    Batch& batch = l.batch;
-    ++batch.attempts;
+    batch.failures.Fail(now);
     bool give_up = !l.result.status().IsTransient() ||
-                   (!options_.follow && batch.attempts >= options_.retry.max_attempts);
+                   (!options_.follow && batch.failures.Exhausted(now, options_.db_retry_timeout));
     if (give_up) {
       if (fatal_.ok()) {
         fatal_ = l.result.status().Annotate(fmt::format(
             "load {} messages (not deleted: SQS will deliver them again)", batch.messages.size()));
       }
       // Left for SQS to deliver again; the heartbeat must not keep them hidden.
-      for (const ProcessedMessage& m : batch.messages) in_hand_.erase(m.message_id);
+      stats_.left_for_redelivery += batch.messages.size();
+      for (const ProcessedMessage& m : batch.messages) Release(m.message_id);
       continue;
     }
-    auto delay = Backoff(batch.attempts);
-    spdlog::warn("load of {} messages failed (attempt {}), retrying in {} ms: {}", batch.messages.size(),
-                 batch.attempts, std::chrono::duration_cast<std::chrono::milliseconds>(delay).count(),
-                 l.result.status().message());
-    batch.not_before = Clock::now() + delay;
+    auto delay = Backoff(batch.failures.failures);
+    std::string budget = options_.follow ? "retrying until it succeeds"
+                                         : fmt::format("giving up after {} s of failures",
+                                                       Millis(options_.db_retry_timeout) / 1000);
+    spdlog::warn("load of {} messages failed ({} in a row over {} ms; {}), retrying in {} ms: {}",
+                 batch.messages.size(), batch.failures.failures, Millis(now - batch.failures.since), budget,
+                 Millis(delay), l.result.status().message());
+    batch.not_before = now + delay;
     ready_.push_front(std::move(batch));
   }
 }
@@ -229,23 +299,65 @@ void Pipeline::StartDeletes() {
       if (auto m = in_hand_.find(id); m != in_hand_.end()) handles.push_back(m->second.receipt_handle);
     }
     ++deletes_in_flight_;
-    source_.StartDelete(std::move(handles), [this, pending = std::move(pending)](Result<size_t> r) mutable {
-      --deletes_in_flight_;
-      if (!r.ok() && r.status().IsTransient() && ++pending.attempts < options_.retry.max_attempts) {
-        pending.not_before = Clock::now() + Backoff(pending.attempts);
-        deletes_.push_back(std::move(pending));
-        return;
-      }
-      size_t failed = r.ok() ? *r : pending.message_ids.size();
-      if (!r.ok()) {
-        // Committed but not deleted: harmless (the ledger skips the redelivery), so keep going.
-        spdlog::warn("deleting {} committed messages failed, SQS will deliver them again: {}",
-                     pending.message_ids.size(), r.status().message());
-      }
-      stats_.deleted += pending.message_ids.size() - failed;
-      stats_.delete_failures += failed;
-      for (const std::string& id : pending.message_ids) in_hand_.erase(id);
-    });
+    source_.StartDelete(std::move(handles),
+                        [this, pending = std::move(pending)](Result<BatchResult> r) mutable {
+                          OnDeleted(std::move(pending), std::move(r));
+                        });
+  }
+}
+
+void Pipeline::OnDeleted(PendingDelete pending, Result<BatchResult> result) {
+  --deletes_in_flight_;
+  auto now = Clock::now();
+  if (!result.ok()) {
+    pending.failures.Fail(now);
+    bool give_up = !result.status().IsTransient() ||
+                   (!options_.follow && pending.failures.Exhausted(now, options_.sqs_retry_timeout));
+    if (!give_up) {
+      auto delay = Backoff(pending.failures.failures);
+      spdlog::warn("deleting {} committed messages failed ({} in a row), retrying in {} ms: {}",
+                   pending.message_ids.size(), pending.failures.failures, Millis(delay),
+                   result.status().message());
+      pending.not_before = now + delay;
+      deletes_.push_back(std::move(pending));
+      return;
+    }
+    // Committed but not deleted: SQS delivers them again and the ledger skips them, for ever if
+    // nothing changes. Say so every time, and end a drain: this needs an operator.
+    spdlog::error(
+        "deleting {} committed messages failed for good; they will be delivered again and skipped as "
+        "duplicates until this is fixed (does the role have sqs:DeleteMessage?): {}",
+        pending.message_ids.size(), result.status().message());
+    stats_.delete_failures += pending.message_ids.size();
+    for (const std::string& id : pending.message_ids) Release(id);
+    if (!options_.follow && fatal_.ok()) fatal_ = result.status().Annotate("delete committed messages");
+    return;
+  }
+  std::vector<bool> settled(pending.message_ids.size(), true);
+  PendingDelete again;
+  again.failures = pending.failures;
+  for (size_t i : result->retryable) {
+    if (i >= settled.size()) continue;
+    settled[i] = false;
+    again.message_ids.push_back(pending.message_ids[i]);
+  }
+  for (size_t i : result->refused) {
+    if (i >= settled.size() || !settled[i]) continue;
+    // Usually a receipt handle that expired: the message was delivered again meanwhile, and
+    // that delivery is skipped as a duplicate.
+    ++stats_.delete_failures;
+    Release(pending.message_ids[i]);
+    settled[i] = false;
+  }
+  for (size_t i = 0; i < settled.size(); ++i) {
+    if (!settled[i]) continue;
+    ++stats_.deleted;
+    Release(pending.message_ids[i]);
+  }
+  if (!again.message_ids.empty()) {
+    again.failures.Fail(now);
+    again.not_before = now + Backoff(again.failures.failures);
+    deletes_.push_back(std::move(again));
   }
 }
 
@@ -258,16 +370,34 @@ void Pipeline::Heartbeat() {
     std::vector<std::string> handles;
     for (const std::string& id : ids) handles.push_back(in_hand_.find(id)->second.receipt_handle);
     source_.StartExtendVisibility(
-        std::move(handles), *options_.visibility_timeout, [this, ids = std::move(ids)](Result<size_t> r) {
-          auto next = Clock::now() + std::chrono::milliseconds(*options_.visibility_timeout) / 2;
-          for (const std::string& id : ids) {
-            auto it = in_hand_.find(id);
-            if (it == in_hand_.end()) continue;
-            it->second.extending = false;
-            if (r.ok()) it->second.extend_at = next;
+        std::move(handles), *options_.visibility_timeout,
+        [this, ids = std::move(ids)](Result<BatchResult> r) {
+          auto now = Clock::now();
+          auto next = now + std::chrono::milliseconds(*options_.visibility_timeout) / 2;
+          std::vector<bool> extended(ids.size(), r.ok());
+          if (r.ok()) {
+            for (size_t i : r->retryable)
+              if (i < extended.size()) extended[i] = false;
           }
-          if (r.ok()) stats_.visibility_extended += ids.size() - *r;
-          if (!r.ok()) spdlog::warn("extending visibility failed: {}", r.status().message());
+          for (size_t i = 0; i < ids.size(); ++i) {
+            auto it = in_hand_.find(ids[i]);
+            if (it == in_hand_.end()) continue;
+            InHand& m = it->second;
+            m.extending = false;
+            if (extended[i]) {
+              m.extend_failures = 0;
+              m.extend_at = next;
+            } else {
+              // Try again soon, but back off: a failing call must not be resent every tick.
+              m.extend_at = now + Backoff(++m.extend_failures);
+            }
+          }
+          if (r.ok()) {
+            stats_.visibility_extended += ids.size() - r->retryable.size() - r->refused.size();
+          } else {
+            spdlog::warn("extending the visibility of {} messages failed: {}", ids.size(),
+                         r.status().message());
+          }
         });
     ids.clear();
   };
@@ -280,10 +410,60 @@ void Pipeline::Heartbeat() {
   flush();
 }
 
-bool Pipeline::Finished(bool stopping) const {
-  bool no_more_input = stopping || !fatal_.ok() || (queue_empty_ && !options_.follow);
+bool Pipeline::Finished() const {
+  bool no_more_input = stopping_ || !fatal_.ok() || drained_;
   return no_more_input && receives_in_flight_ == 0 && building_.empty() && ready_.empty() &&
          loads_in_flight_ == 0 && deletes_.empty() && deletes_in_flight_ == 0;
+}
+
+void Pipeline::Abandon() {
+  stats_.shutdown_timed_out = true;
+  for (auto& sink : sinks_) sink->Interrupt();
+  // Give the loaders a moment to come back: a batch that commits now is still deleted.
+  auto grace_until = Clock::now() + kInterruptGrace;
+  while (loads_in_flight_ > 0 && Clock::now() < grace_until) {
+    source_.Poll(kTick);
+    HandleLoaded();
+    StartDeletes();
+  }
+  {
+    std::lock_guard lock(mu_);
+    // Not started: nothing to wait for.
+    loads_in_flight_ -= static_cast<int>(to_load_.size());
+    for (Batch& b : to_load_) {
+      messages_loading_ -= b.messages.size();
+      ready_.push_back(std::move(b));
+    }
+    to_load_.clear();
+  }
+  // Everything not committed goes back to SQS. Make it visible again at once, so another
+  // consumer need not wait out the visibility timeout the heartbeat kept extending.
+  std::vector<std::string> handles;
+  auto release = [&](const ProcessedMessage& m) {
+    auto it = in_hand_.find(m.message_id);
+    if (it == in_hand_.end()) return;
+    handles.push_back(it->second.receipt_handle);
+    ++stats_.left_for_redelivery;
+    Release(m.message_id);
+    if (handles.size() == kMaxPerCall) {
+      source_.StartExtendVisibility(std::exchange(handles, {}), std::chrono::seconds(0),
+                                    [](Result<BatchResult>) {});
+    }
+  };
+  for (const ProcessedMessage& m : building_) release(m);
+  for (const Batch& b : ready_)
+    for (const ProcessedMessage& m : b.messages) release(m);
+  if (!handles.empty())
+    source_.StartExtendVisibility(std::move(handles), std::chrono::seconds(0), [](Result<BatchResult>) {});
+  building_.clear();
+  ready_.clear();
+  // Committed, not yet deleted: they come back and the ledger skips them.
+  for (const PendingDelete& d : deletes_) stats_.delete_failures += d.message_ids.size();
+  deletes_.clear();
+  // Still inside a loader that did not come back: not committed as far as we know.
+  stats_.left_for_redelivery += messages_loading_;
+  auto until = Clock::now() + std::chrono::seconds(1);
+  while (Clock::now() < until) source_.Poll(kTick);
 }
 
 Status Pipeline::Run(const std::atomic<bool>& stop, const ProgressFn& progress) {
@@ -291,31 +471,51 @@ Status Pipeline::Run(const std::atomic<bool>& stop, const ProgressFn& progress) 
   auto started = Clock::now();
   auto last_heartbeat = started;
   while (true) {
-    bool stopping = stop.load();
-    if (stopping && !stopping_) {
+    auto now = Clock::now();
+    if (stop.load() && !stopping_) {
       stopping_ = true;
+      shutdown_deadline_ = now + options_.shutdown_timeout;
       source_.CancelReceives();  // no need to wait out a long poll
+      if (!NothingInHand()) {
+        spdlog::info("stopping: committing the {} messages in hand (at most {} ms)", in_hand_.size(),
+                     Millis(options_.shutdown_timeout));
+      }
     }
-    StartReceives(stopping);
-    bool input_over = stopping || !fatal_.ok() || (queue_empty_ && !options_.follow);
-    SealBatch(input_over && receives_in_flight_ == 0);
+    if (stopping_ && now >= shutdown_deadline_ && !Finished()) {
+      spdlog::warn("stopping: the shutdown timeout ({} ms) ran out with {} messages in hand",
+                   Millis(options_.shutdown_timeout), in_hand_.size());
+      Abandon();
+      break;
+    }
+    StartReceives();
+    bool input_over = stopping_ || !fatal_.ok() || drained_;
+    SealBatch(input_over || flush_now_);
+    if (building_.empty()) flush_now_ = false;
     // A failed batch is not retried once the run is failing anyway.
-    if (!fatal_.ok())
-      ready_.erase(
-          std::remove_if(ready_.begin(), ready_.end(), [](const Batch& b) { return b.attempts > 0; }),
-          ready_.end());
+    if (!fatal_.ok()) {
+      for (auto it = ready_.begin(); it != ready_.end();) {
+        if (it->failures.failures == 0) {
+          ++it;
+          continue;
+        }
+        stats_.left_for_redelivery += it->messages.size();
+        for (const ProcessedMessage& m : it->messages) Release(m.message_id);
+        it = ready_.erase(it);
+      }
+    }
     DispatchBatches();
     StartDeletes();
-    if (Clock::now() - last_heartbeat >= std::chrono::milliseconds(250)) {
+    if (now - last_heartbeat >= std::chrono::milliseconds(250)) {
       Heartbeat();
-      last_heartbeat = Clock::now();
+      last_heartbeat = now;
     }
     stats_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
     if (progress) progress(stats_);
-    if (Finished(stopping)) break;
+    if (Finished()) break;
     source_.Poll(kTick);
     HandleLoaded();
   }
+  stats_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   return fatal_;
 }
 

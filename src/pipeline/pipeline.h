@@ -34,10 +34,13 @@ struct PipelineOptions {
   int receivers = 8;
   // Messages per load transaction (one COPY).
   size_t batch_size = 500;
+  // A batch is also sealed once its message bodies add up to this many bytes, so one COPY stays
+  // a bounded size whatever the messages weigh.
+  size_t batch_bytes = size_t{16} << 20;
   // Longest a received message waits for its batch to fill before it is loaded anyway, so a
   // trickle of messages is still loaded promptly.
   std::chrono::milliseconds batch_max_wait{1000};
-  // Long-poll wait of each receive. Drain mode stops once receives come back empty.
+  // Long-poll wait of each receive.
   std::chrono::seconds poll_wait{20};
   // false (drain): stop once the queue is empty and everything received is committed and deleted.
   // true (follow): keep going until stop is requested.
@@ -45,14 +48,24 @@ struct PipelineOptions {
   // Most messages received but not yet deleted. 0: enough for every receiver and two batches per
   // sink. No receive is started that could go past it.
   size_t max_in_flight = 0;
+  // Most bytes of message bodies received but not yet deleted. No receive is started once this
+  // is reached, so the bound can be passed by at most what the receives in flight bring.
+  size_t max_in_flight_bytes = size_t{256} << 20;
   // The visibility timeout the queue applies to received messages. When set, a message still in
   // hand after half of it has its visibility extended by this much again (the heartbeat), so a
   // slow database does not cause redeliveries. nullopt or 0: no heartbeat.
   std::optional<std::chrono::seconds> visibility_timeout;
-  // For receives, loads and deletes that fail with a transient error. A drain run gives up (with
-  // the error) after max_attempts in a row; a following run keeps trying. Messages not deleted
-  // come back after their visibility timeout, so giving up loses nothing.
-  RetryPolicy retry{6, std::chrono::milliseconds(200), std::chrono::milliseconds(10'000)};
+  // Waits between retries of a failing call: full jitter, doubling from the first up to the cap.
+  std::chrono::milliseconds retry_first_delay{100};
+  std::chrono::milliseconds retry_max_delay{5000};
+  // How long a drain keeps retrying a failing SQS call, or a batch Postgres will not take, before
+  // it gives up with the error. Messages not deleted come back after their visibility timeout, so
+  // giving up loses nothing. A following run retries for as long as it runs.
+  std::chrono::milliseconds sqs_retry_timeout{std::chrono::minutes(5)};
+  std::chrono::milliseconds db_retry_timeout{std::chrono::minutes(5)};
+  // After a stop request: how long to go on committing and deleting what is in hand. What is not
+  // committed by then is left to SQS, which delivers it again (the ledger makes that safe).
+  std::chrono::milliseconds shutdown_timeout{std::chrono::seconds(20)};
 };
 
 struct RunStats {
@@ -61,9 +74,14 @@ struct RunStats {
   std::uint64_t duplicates = 0;  // deliveries of a message already in hand or already committed
   std::uint64_t rejected = 0;
   std::uint64_t deleted = 0;
-  std::uint64_t delete_failures = 0;  // will be redelivered; the ledger skips them then
+  std::uint64_t delete_failures = 0;  // committed but not deleted: redelivered, then skipped
   std::uint64_t visibility_extended = 0;
+  // Not committed, left to SQS to deliver again: a message the database would not take yet
+  // (see --max-receives), or what a stop or a failure left in hand.
+  std::uint64_t left_for_redelivery = 0;
   std::uint64_t max_in_flight_seen = 0;
+  std::uint64_t max_bytes_in_hand_seen = 0;
+  bool shutdown_timed_out = false;  // a stop could not commit everything in hand in time
   double seconds = 0;
 
   double MessagesPerSecond() const { return seconds > 0 ? static_cast<double>(received) / seconds : 0; }
@@ -76,19 +94,25 @@ class Pipeline {
   // source and transform must outlive the pipeline; each sink gets a loading thread of its own.
   Pipeline(AsyncMessageSource& source, transform::LoginTransform& transform,
            std::vector<std::unique_ptr<MessageSink>> sinks, PipelineOptions options);
+  // Joins the loading threads. REQUIRES: !loaders_busy().
   ~Pipeline();
 
   // Runs until drained (or, when following, until *stop is set). On a stop request, what is in
-  // hand is still loaded and deleted. On error, the stats so far are in stats().
+  // hand is still loaded and deleted, for at most shutdown_timeout. On error, the stats so far are
+  // in stats().
   Status Run(const std::atomic<bool>& stop, const ProgressFn& progress = nullptr);
   const RunStats& stats() const { return stats_; }
+  // True when Run returned while a loading thread was still inside the database (a connection
+  // attempt that could not be interrupted in time). The pipeline cannot be destroyed safely then:
+  // the caller should end the process (nothing is lost: those messages were not deleted).
+  bool loaders_busy() const { return loads_in_flight_ > 0; }
 
  private:
   using Clock = std::chrono::steady_clock;
 
   struct Batch {
     std::vector<ProcessedMessage> messages;
-    int attempts = 0;
+    FailureStreak failures;
     Clock::time_point not_before;
   };
   struct Loaded {
@@ -99,50 +123,72 @@ class Pipeline {
     std::string receipt_handle;
     Clock::time_point extend_at;  // when the heartbeat should extend its visibility
     bool extending = false;
+    int extend_failures = 0;
+    size_t bytes = 0;
   };
   struct PendingDelete {
     std::vector<std::string> message_ids;
-    int attempts = 0;
+    FailureStreak failures;
     Clock::time_point not_before;
   };
 
-  void StartReceives(bool stopping);
-  void OnReceived(Result<std::vector<ReceivedMessage>> received);
+  void StartReceives();
+  // round: the confirmation round the receive belongs to (see StartReceives), 0 for none.
+  void StartOneReceive(int round);
+  void OnReceived(int round, Result<std::vector<ReceivedMessage>> received);
   // A visibility timeout of 0 (tests of redelivery) needs receives and deletes kept apart.
   bool ZeroVisibility() const;
+  // Nothing received is waiting to be loaded, loaded, deleted or retried.
+  bool NothingInHand() const;
   bool BatchDue() const;
   void SealBatch(bool force);
   void DispatchBatches();
   void HandleLoaded();
   void StartDeletes();
+  void OnDeleted(PendingDelete pending, Result<BatchResult> result);
   void Heartbeat();
   void LoaderLoop(MessageSink& sink);
-  bool Finished(bool stopping) const;
-  Clock::duration Backoff(int attempt);
+  // Forgets a message: committed and deleted, or left to SQS to deliver again.
+  void Release(const std::string& message_id);
+  // After the shutdown timeout: stop the loaders and hand back what was not committed.
+  void Abandon();
+  bool Finished() const;
+  Clock::duration Backoff(int failures);
 
   AsyncMessageSource& source_;
   transform::LoginTransform& transform_;
   std::vector<std::unique_ptr<MessageSink>> sinks_;
   PipelineOptions options_;
+  RetryPolicy backoff_;
   RunStats stats_;
   Status fatal_;
   std::mt19937_64 rng_{std::random_device{}()};
 
   // Loop-thread state.
   std::unordered_map<std::string, InHand> in_hand_;
+  size_t bytes_in_hand_ = 0;
   std::vector<ProcessedMessage> building_;
+  size_t building_bytes_ = 0;
   Clock::time_point building_since_;
+  bool flush_now_ = false;  // a receive came back empty: load what is in hand without waiting
   std::deque<Batch> ready_;
   std::deque<PendingDelete> deletes_;
   int receives_in_flight_ = 0;
   int deletes_in_flight_ = 0;
   int loads_in_flight_ = 0;
-  int receive_failures_ = 0;
+  size_t messages_loading_ = 0;  // in the batches handed to the loaders
+  FailureStreak receive_failures_;
   Clock::time_point receive_not_before_;
-  bool idle_ = false;  // a receive came back empty: stop starting new ones
-  bool saw_messages_while_idle_ = false;
-  bool queue_empty_ = false;  // drain mode: every receive since idle_ came back empty
-  bool stopping_ = false;     // a stop was requested and the receives in flight were cancelled
+  bool idle_ = false;  // the latest receive came back empty
+  // Drain mode decides "empty" only with a round of receives started once nothing was in hand
+  // (see StartReceives): the current round, its receives in flight, and how many more empty
+  // answers it needs.
+  int confirm_round_ = 0;
+  int confirming_in_flight_ = 0;
+  int confirm_needed_ = 0;
+  bool drained_ = false;
+  bool stopping_ = false;  // a stop was requested and the receives in flight were cancelled
+  Clock::time_point shutdown_deadline_;
 
   // Shared with the loader threads, under mu_.
   std::mutex mu_;

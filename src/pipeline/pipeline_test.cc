@@ -45,16 +45,27 @@ class FakeSource : public AsyncMessageSource {
         done(receive_error);
         return;
       }
-      std::vector<ReceivedMessage> out;
-      while (!visible_.empty() && static_cast<int>(out.size()) < max_messages) {
-        ReceivedMessage m = std::move(visible_.front());
-        visible_.pop_front();
+      // A flaky network once the queue is empty: every other receive fails.
+      if (flaky_when_empty && visible_.empty() && (++empty_receives_ % 2 == 0)) {
+        done(Status::Transient("connection reset by peer"));
+        return;
+      }
+      std::vector<ReceivedMessage> out, storm;
+      for (auto it = visible_.begin(); it != visible_.end() && static_cast<int>(out.size()) < max_messages;) {
+        // FIFO: a group's next message is not handed out while one of the group is in flight.
+        if (fifo_groups > 0 && GroupInFlight(Group(it->message_id), out)) {
+          ++it;
+          continue;
+        }
+        ReceivedMessage m = std::move(*it);
+        it = visible_.erase(it);
         m.receipt_handle = fmt::format("{}#{}", m.message_id, ++deliveries_);
         ++m.receive_count;
         hidden_[m.message_id] = m;
         out.push_back(m);
-        if (redeliver_each_once && m.receive_count == 1) visible_.push_back(m);  // a redelivery storm
+        if (redeliver_each_once && m.receive_count == 1) storm.push_back(m);  // delivered again at once
       }
+      visible_.insert(visible_.end(), storm.begin(), storm.end());
       max_hidden = std::max(max_hidden, hidden_.size());
       done(std::move(out));
     });
@@ -63,8 +74,19 @@ class FakeSource : public AsyncMessageSource {
   void StartDelete(std::vector<std::string> handles, BatchDone done) override {
     EXPECT_LE(handles.size(), 10u);
     Later([this, handles = std::move(handles), done = std::move(done)] {
-      size_t refused = 0;
-      for (const std::string& h : handles) {
+      ++delete_calls;
+      if (!delete_error.ok()) {
+        done(delete_error);
+        return;
+      }
+      BatchResult result;
+      for (size_t i = 0; i < handles.size(); ++i) {
+        const std::string& h = handles[i];
+        // SQS failed this entry on its side (SenderFault=false): it stays, and is worth a retry.
+        if (fail_delete_entry_once.erase(h.substr(0, h.find('#')))) {
+          result.retryable.push_back(i);
+          continue;
+        }
         std::string id = h.substr(0, h.find('#'));
         {
           std::lock_guard lock(*committed_mu);
@@ -75,10 +97,10 @@ class FakeSource : public AsyncMessageSource {
           hidden_.erase(it);
           deleted.push_back(id);
         } else {
-          ++refused;
+          result.refused.push_back(i);
         }
       }
-      done(refused);
+      done(std::move(result));
     });
   }
 
@@ -87,7 +109,7 @@ class FakeSource : public AsyncMessageSource {
     Later([this, n = handles.size(), done = std::move(done)] {
       extended += n;
       extended_cv.notify_all();
-      done(size_t{0});
+      done(BatchResult{});
     });
   }
 
@@ -113,6 +135,11 @@ class FakeSource : public AsyncMessageSource {
   size_t Remaining() const { return visible_.size() + hidden_.size(); }
 
   std::atomic<int> receive_calls{0};
+  int fifo_groups = 0;  // > 0: message mN is in group N % fifo_groups, delivered in group order
+  bool flaky_when_empty = false;
+  std::set<std::string> fail_delete_entry_once;
+  Status delete_error;
+  int delete_calls = 0;
   int fail_receives = 0;
   Status receive_error = Status::Transient("connection reset by peer");
   bool redeliver_each_once = false;
@@ -129,6 +156,14 @@ class FakeSource : public AsyncMessageSource {
     std::lock_guard lock(mu_);
     pending_.push_back(std::move(f));
   }
+  int Group(const std::string& id) const { return std::stoi(id.substr(1)) % fifo_groups; }
+  bool GroupInFlight(int group, const std::vector<ReceivedMessage>& taking) const {
+    for (const auto& [id, m] : hidden_)
+      if (Group(id) == group) return true;
+    for (const auto& m : taking)
+      if (Group(m.message_id) == group) return true;
+    return false;
+  }
 
   std::mutex mu_;
   std::condition_variable wake_;
@@ -137,6 +172,7 @@ class FakeSource : public AsyncMessageSource {
   std::deque<ReceivedMessage> visible_;
   std::map<std::string, ReceivedMessage> hidden_;
   int deliveries_ = 0;
+  int empty_receives_ = 0;
   const std::set<std::string>* committed_;
 };
 
@@ -148,6 +184,8 @@ struct Ledger {
   int loads = 0;
   int transient_failures = 0;
   bool permanent_failure = false;
+  std::set<std::string> poison;  // never loaded: reported as left for redelivery
+  std::atomic<bool> interrupted{false};
   std::function<void()> before_load;  // runs on the loader thread, outside the lock
   std::function<void()> after_load;
 };
@@ -167,6 +205,10 @@ class FakeSink : public MessageSink {
       }
       if (ledger_.permanent_failure) return Status::Permanent("permission denied for table user_logins");
       for (const auto& m : batch) {
+        if (ledger_.poison.count(m.message_id)) {
+          s.left_for_redelivery.push_back(m.message_id);
+          continue;
+        }
         if (!ledger_.committed.insert(m.message_id).second) {
           ++s.duplicates;
         } else if (std::holds_alternative<LoginRow>(m.record)) {
@@ -180,6 +222,7 @@ class FakeSink : public MessageSink {
     if (ledger_.after_load) ledger_.after_load();
     return s;
   }
+  void Interrupt() override { ledger_.interrupted = true; }
 
  private:
   Ledger& ledger_;
@@ -194,8 +237,8 @@ class PipelineTest : public ::testing::Test {
         source_(&ledger_.committed) {
     source_.committed_mu = &ledger_.mu;
     options_.poll_wait = std::chrono::seconds(1);
-    options_.retry.base_delay = std::chrono::milliseconds(1);
-    options_.retry.max_delay = std::chrono::milliseconds(2);
+    options_.retry_first_delay = std::chrono::milliseconds(1);
+    options_.retry_max_delay = std::chrono::milliseconds(2);
   }
 
   Status Run(int sinks = 1) {
@@ -312,14 +355,20 @@ TEST_F(PipelineTest, TransientLoadFailuresAreRetriedThenDeleted) {
   EXPECT_EQ(source_.deleted.size(), 5u);
 }
 
-TEST_F(PipelineTest, ADrainRunGivesUpAfterMaxAttemptsWithoutDeleting) {
+TEST_F(PipelineTest, ADrainRunGivesUpOnceTheRetryTimeoutRunsOutWithoutDeleting) {
   source_.Add(1);
-  ledger_.transient_failures = 100;
-  options_.retry.max_attempts = 3;
+  ledger_.transient_failures = 1'000'000;
+  options_.db_retry_timeout = std::chrono::milliseconds(300);
+  options_.retry_max_delay = std::chrono::milliseconds(20);
+  auto started = std::chrono::steady_clock::now();
   Status st = Run();
+  auto took = std::chrono::steady_clock::now() - started;
   EXPECT_TRUE(st.IsTransient());
-  EXPECT_EQ(ledger_.loads, 3);
+  // Many attempts, not a fixed count: the budget is time.
+  EXPECT_GT(ledger_.loads, 5);
+  EXPECT_GE(took, std::chrono::milliseconds(300));
   EXPECT_TRUE(source_.deleted.empty());
+  EXPECT_EQ(stats_.left_for_redelivery, 1u);
 }
 
 TEST_F(PipelineTest, TransientReceiveFailuresAreRetried) {
@@ -366,6 +415,110 @@ TEST_F(PipelineTest, AStopDoesNotWaitOutTheLongPollsInFlight) {
   EXPECT_EQ(source_.cancels, 1);
   EXPECT_EQ(ledger_.rows.size(), 3u);
   EXPECT_EQ(source_.deleted.size(), 3u);
+}
+
+TEST_F(PipelineTest, ADrainEndsWhenTheLastReceiveFailsAfterAnEmptyOne) {
+  // Regression: a failed receive returned before the "queue looks empty" bookkeeping, so when the
+  // last receive in flight failed after another came back empty, the drain never ended.
+  source_.Add(50);
+  source_.flaky_when_empty = true;
+  options_.receivers = 8;
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(ledger_.rows.size(), 50u);
+  EXPECT_EQ(source_.Remaining(), 0u);
+}
+
+TEST_F(PipelineTest, AFifoDrainReadsEveryGroupToTheEndInOneRun) {
+  // A group's next messages stay hidden while one of it is in hand, so receives come back empty
+  // long before the queue is. The drain must load what it holds at once (not after
+  // batch_max_wait) and decide "empty" only once nothing is in hand.
+  source_.fifo_groups = 6;
+  source_.Add(600);
+  options_.receivers = 4;
+  options_.batch_max_wait = std::chrono::hours(1);
+  ASSERT_TRUE(Run(2).ok());
+  EXPECT_EQ(ledger_.rows.size(), 600u);
+  EXPECT_EQ(stats_.deleted, 600u);
+  EXPECT_EQ(source_.Remaining(), 0u);
+}
+
+TEST_F(PipelineTest, ASingleHotFifoGroupIsDrainedToo) {
+  source_.fifo_groups = 1;
+  source_.Add(120);
+  options_.batch_max_wait = std::chrono::hours(1);
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(ledger_.rows.size(), 120u);
+  EXPECT_EQ(source_.Remaining(), 0u);
+}
+
+TEST_F(PipelineTest, DeleteEntriesThatFailedOnSqsSideAreRetried) {
+  source_.Add(20);
+  source_.fail_delete_entry_once = {"m3", "m7", "m15"};
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(stats_.deleted, 20u);
+  EXPECT_EQ(stats_.delete_failures, 0u);
+  EXPECT_EQ(source_.Remaining(), 0u);
+}
+
+TEST_F(PipelineTest, APermanentDeleteFailureEndsADrain) {
+  source_.Add(20);
+  source_.delete_error = Status::Permanent("SQS DeleteMessageBatch: AccessDenied (HTTP 403)");
+  Status st = Run();
+  EXPECT_FALSE(st.ok());
+  EXPECT_THAT(st.message(), HasSubstr("AccessDenied"));
+  EXPECT_EQ(ledger_.rows.size(), 20u);  // committed: a redelivery is skipped
+  EXPECT_EQ(stats_.delete_failures, 20u);
+}
+
+TEST_F(PipelineTest, APermanentDeleteFailureDoesNotEndAFollowingRun) {
+  options_.follow = true;
+  source_.Add(20);
+  source_.delete_error = Status::Permanent("SQS DeleteMessageBatch: AccessDenied (HTTP 403)");
+  ledger_.after_load = [this] {
+    if (ledger_.rows.size() == 20) stop_ = true;
+  };
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(stats_.delete_failures, 20u);
+}
+
+TEST_F(PipelineTest, AMessageTheSinkLeavesIsNotDeletedButItsBatchMatesAre) {
+  source_.Add(30);
+  ledger_.poison = {"m11"};
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(ledger_.rows.size(), 29u);
+  EXPECT_EQ(stats_.deleted, 29u);
+  EXPECT_EQ(stats_.left_for_redelivery, 1u);
+  EXPECT_EQ(source_.Remaining(), 1u);  // m11 comes back after its visibility timeout
+}
+
+TEST_F(PipelineTest, AStopGivesUpOnADatabaseThatDoesNotAnswerAfterTheShutdownTimeout) {
+  options_.follow = true;
+  options_.shutdown_timeout = std::chrono::milliseconds(300);
+  source_.Add(10);
+  // The database is down: every load fails, for as long as the run lasts.
+  ledger_.transient_failures = 1'000'000;
+  ledger_.before_load = [this] { stop_ = true; };
+  auto started = std::chrono::steady_clock::now();
+  Status st = Run();
+  auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_TRUE(st.ok()) << st.message();
+  EXPECT_LT(took, std::chrono::seconds(5));
+  EXPECT_TRUE(stats_.shutdown_timed_out);
+  EXPECT_EQ(stats_.left_for_redelivery, 10u);
+  EXPECT_TRUE(source_.deleted.empty());
+  EXPECT_TRUE(ledger_.interrupted);
+}
+
+TEST_F(PipelineTest, BytesInHandStayNearTheBound) {
+  source_.Add(500);
+  options_.receivers = 4;
+  options_.batch_size = 20;
+  options_.max_in_flight_bytes = 4000;  // a body is about 70 bytes
+  ledger_.before_load = [] { std::this_thread::sleep_for(std::chrono::milliseconds(1)); };
+  ASSERT_TRUE(Run(2).ok());
+  EXPECT_EQ(ledger_.rows.size(), 500u);
+  // At most the bound plus what the receives in flight bring (4 receives of 10 messages).
+  EXPECT_LE(stats_.max_bytes_in_hand_seen, 4000u + 4 * 10 * 80);
 }
 
 }  // namespace

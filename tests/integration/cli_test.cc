@@ -1,6 +1,8 @@
 // The command line's promises: exit codes, messages that say what to do, key file handling.
 
 #include <fmt/format.h>
+#include <chrono>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -36,10 +38,32 @@ TEST(CliTest, UnreachablePostgresIsARuntimeFailure) {
   std::string key = MakeKeyFile();
   std::string queue = UniqueName("q");
   ASSERT_EQ(RunSqs2pg({"send", "--create-queue", "--queue", queue, SampleDataPath()}).exit_code, 0);
-  CommandResult r = RunSqs2pg(
-      {"run", "--queue", queue, "--key-file", key, "--db", "host=127.0.0.1 port=1 connect_timeout=2"});
+  // A drain retries a database that is down for --db-retry-timeout, then gives up with exit 1.
+  auto started = std::chrono::steady_clock::now();
+  CommandResult r = RunSqs2pg({"run", "--queue", queue, "--key-file", key, "--db-retry-timeout", "3", "--db",
+                               "host=127.0.0.1 port=1 connect_timeout=2"});
+  auto took = std::chrono::steady_clock::now() - started;
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("cannot connect to Postgres at 127.0.0.1:1"));
+  EXPECT_THAT(r.err, HasSubstr("Postgres is not ready"));  // it did retry
+  EXPECT_GE(took, std::chrono::seconds(3));
+  EXPECT_LT(took, std::chrono::seconds(30));
+}
+
+TEST(CliTest, SigtermWhileWaitingForPostgresExitsPromptly) {
+  std::string key = MakeKeyFile();
+  std::string queue = UniqueName("q");
+  ASSERT_EQ(RunSqs2pg({"send", "--create-queue", "--queue", queue, SampleDataPath()}).exit_code, 0);
+  // --follow waits for Postgres for ever; SIGTERM after 2 s must still end it within seconds.
+  auto started = std::chrono::steady_clock::now();
+  CommandResult r = RunShell(fmt::format(
+      "( {} run --follow --queue {} --key-file {} --db 'host=127.0.0.1 port=1 connect_timeout=2' & pid=$!; "
+      "sleep 2; kill -TERM $pid; wait $pid )",
+      SQS2PG_BINARY, queue, key));
+  auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(r.exit_code, 0) << r.err;  // a requested stop; nothing was received
+  EXPECT_THAT(r.err, HasSubstr("stopped before Postgres was reachable"));
+  EXPECT_LT(took, std::chrono::seconds(10)) << r.err;
 }
 
 TEST(CliTest, UsageErrorsExitWith2) {

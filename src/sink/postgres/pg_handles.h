@@ -13,7 +13,11 @@ struct PgConnCloser {
 struct PgResultCloser {
   void operator()(PGresult* r) const noexcept { PQclear(r); }
 };
+struct PgCancelCloser {
+  void operator()(PGcancel* c) const noexcept { PQfreeCancel(c); }
+};
 using PgConn = std::unique_ptr<PGconn, PgConnCloser>;
 using PgResult = std::unique_ptr<PGresult, PgResultCloser>;
+using PgCancel = std::unique_ptr<PGcancel, PgCancelCloser>;
 
 }  // namespace sqs2pg::sink

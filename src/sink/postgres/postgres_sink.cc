@@ -1,9 +1,13 @@
 #include "sink/postgres/postgres_sink.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
 #include <vector>
 
 #include "common/json_writer.h"
@@ -61,8 +65,35 @@ std::string ResultField(const PGresult* res, int field) {
   return v ? v : "";
 }
 
-// Maps a failed statement to a Status whose code tells the caller what to do with the batch.
-Status PgError(PGconn* conn, const PGresult* res, std::string_view what) {
+// What a failed statement means for the batch.
+enum class Failure {
+  kRetry,    // the connection, the server or a lock: the same batch may well load later
+  kData,     // a value the table will not take: isolate the row and reject it
+  kConfig,   // schema, privileges, authentication: nothing loads until an operator acts
+  kMessage,  // refused for another reason (a trigger's RAISE, say): isolate the message
+};
+
+Failure Classify(PGconn* conn, const std::string& sqlstate) {
+  if (PQstatus(conn) != CONNECTION_OK || sqlstate.empty() || sqlstate.starts_with("08"))
+    return Failure::kRetry;
+  if (sqlstate == "40001" || sqlstate == "40P01" ||  // serialization failure, deadlock
+      sqlstate.starts_with("53") ||                  // insufficient resources, too many connections
+      sqlstate.starts_with("57") ||                  // statement timeout, admin shutdown, crash recovery
+      sqlstate == "55P03" || sqlstate == "55006" ||  // lock timeout, object in use
+      sqlstate == "25006" ||  // read-only transaction: connected to a node that became a standby
+      sqlstate == "58000" || sqlstate == "58030") {  // system error, I/O error
+    return Failure::kRetry;
+  }
+  if (sqlstate.starts_with("22") || sqlstate.starts_with("23")) return Failure::kData;
+  if (sqlstate.starts_with("42") || sqlstate.starts_with("28") || sqlstate.starts_with("3D") ||
+      sqlstate.starts_with("3F") || sqlstate == "0A000") {
+    return Failure::kConfig;
+  }
+  return Failure::kMessage;
+}
+
+// A Status whose code tells the caller what to do with the batch, and the failure class.
+std::pair<Status, Failure> PgError(PGconn* conn, const PGresult* res, std::string_view what) {
   std::string sqlstate = ResultField(res, PG_DIAG_SQLSTATE);
   std::string message = ResultField(res, PG_DIAG_MESSAGE_PRIMARY);
   if (message.empty()) {
@@ -71,14 +102,48 @@ Status PgError(PGconn* conn, const PGresult* res, std::string_view what) {
   }
   std::string text = sqlstate.empty() ? fmt::format("{}: {}", what, message)
                                       : fmt::format("{}: {} (SQLSTATE {})", what, message, sqlstate);
-  if (PQstatus(conn) != CONNECTION_OK || sqlstate.starts_with("08")) return Status::Transient(text);
-  if (sqlstate == "40001" || sqlstate == "40P01" || sqlstate.starts_with("53") ||
-      sqlstate.starts_with("57P")) {
-    return Status::Transient(text);
+  Failure failure = Classify(conn, sqlstate);
+  switch (failure) {
+    case Failure::kRetry:
+      return {Status::Transient(std::move(text)), failure};
+    case Failure::kData:
+      return {Status::InvalidInput(std::move(text)), failure};
+    default:
+      return {Status::Permanent(std::move(text)), failure};
   }
-  // A value the table will not take: the caller isolates the row and rejects it.
-  if (sqlstate.starts_with("22") || sqlstate.starts_with("23")) return Status::InvalidInput(text);
-  return Status::Permanent(text);
+}
+
+// libpq settings sqs2pg needs whatever the user gives. Later keywords win in
+// PQconnectdbParams, so these come after the user's conninfo.
+constexpr std::array<std::pair<const char*, const char*>, 1> kForcedConnectionSettings = {{
+    {"client_encoding", "UTF8"},  // our COPY text and character counts are UTF-8; kept across PQreset
+}};
+
+// Defaults the user's conninfo (or libpq's environment variables) can override: they come
+// before it. Without them a dead host blocks a loader for the kernel's two hours of keepalive.
+std::vector<std::pair<const char*, const char*>> DefaultConnectionSettings() {
+  std::vector<std::pair<const char*, const char*>> out = {
+      {"fallback_application_name", "sqs2pg"},
+      {"keepalives", "1"},
+      {"keepalives_idle", "10"},
+      {"keepalives_interval", "5"},
+      {"keepalives_count", "3"},
+      // Unacknowledged data (a COPY to a host that vanished) fails after 30 s.
+      {"tcp_user_timeout", "30000"},
+  };
+  // A keyword given here would hide libpq's environment variable for it.
+  if (std::getenv("PGCONNECT_TIMEOUT") == nullptr) out.push_back({"connect_timeout", "10"});
+  return out;
+}
+
+// Synchronous replication: when a COMMIT's wait for the standby is cancelled (a timeout, or the
+// server shutting down for a failover), the COMMIT still answers OK, with this WARNING. The
+// batch is then committed locally only, and may not exist on the node that survives.
+bool IsUnreplicatedCommitWarning(const PGresult* notice) {
+  std::string detail = ResultField(notice, PG_DIAG_MESSAGE_DETAIL);
+  std::string primary = ResultField(notice, PG_DIAG_MESSAGE_PRIMARY);
+  return detail.find("might not have been replicated") != std::string::npos ||
+         primary.find("synchronous replication") != std::string::npos;
 }
 
 // Data errors can quote the offending value after a colon ("invalid input syntax for type
@@ -120,25 +185,41 @@ struct PostgresSink::Impl {
   PostgresSinkConfig config;
   TableNames names;
   PgConn conn;
+  Failure last_failure = Failure::kRetry;  // of the newest error from Fail()
+  bool unreplicated_commit = false;        // the notice receiver saw the WARNING above
+  bool reconnect = false;                  // drop the connection before the next batch
+  std::atomic<bool> interrupted{false};
+  std::mutex cancel_mu;  // guards cancel: Interrupt() runs on another thread
+  PgCancel cancel;
   std::vector<std::string> column_types;  // format_type() of each kRowColumns entry, from Prepare()
   bool staging_ready = false;             // temp tables live per connection
   std::string copy_rows_sql, copy_rejects_sql, merge_sql;
 
+  Status Fail(const PGresult* res, std::string_view what) {
+    auto [st, failure] = PgError(conn.get(), res, what);
+    last_failure = failure;
+    // A standby after a failover stays one: reconnect, so target_session_attrs finds the primary.
+    if (ResultField(res, PG_DIAG_SQLSTATE) == "25006") reconnect = true;
+    return st;
+  }
+  Status SetUpSession();
+  static void OnNotice(void* self, const PGresult* notice);
   Status Exec(const std::string& sql, ExecStatusType expected = PGRES_COMMAND_OK);
   Result<PgResult> Query(const std::string& sql, const std::vector<std::string>& params = {});
   Status EnsureConnected();
   Status CreateStaging();
-  Status Copy(const std::string& sql, const std::string& data);
+  // COPY of `rows` rows; an error unless the server reports exactly that many.
+  Status Copy(const std::string& sql, const std::string& data, size_t rows);
   Result<LoadSummary> LoadOnce(std::span<const ProcessedMessage> batch);
   Result<LoadSummary> LoadSplitting(std::span<const ProcessedMessage> batch);
-  Result<LoadSummary> RejectRefusedRow(const ProcessedMessage& message, const Status& why);
+  Result<LoadSummary> RejectRefusedRow(const ProcessedMessage& message, const Status& why,
+                                       std::string_view reason);
   void BuildStatements();
 };
 
 Status PostgresSink::Impl::Exec(const std::string& sql, ExecStatusType expected) {
   PgResult res(PQexec(conn.get(), sql.c_str()));
-  if (PQresultStatus(res.get()) != expected)
-    return PgError(conn.get(), res.get(), sql.substr(0, sql.find(' ', 12)));
+  if (PQresultStatus(res.get()) != expected) return Fail(res.get(), sql.substr(0, sql.find(' ', 12)));
   return Status::Ok();
 }
 
@@ -147,19 +228,48 @@ Result<PgResult> PostgresSink::Impl::Query(const std::string& sql, const std::ve
   for (const auto& p : params) values.push_back(p.c_str());
   PgResult res(PQexecParams(conn.get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
                             nullptr, nullptr, 0));
-  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return PgError(conn.get(), res.get(), "query catalog");
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return Fail(res.get(), "query catalog");
   return res;
 }
 
-Status PostgresSink::Impl::EnsureConnected() {
-  if (PQstatus(conn.get()) == CONNECTION_OK) return Status::Ok();
-  PQreset(conn.get());
-  staging_ready = false;
-  if (PQstatus(conn.get()) != CONNECTION_OK) {
-    return Status::Transient(fmt::format("cannot reconnect to Postgres at {}:{}: {}", PQhost(conn.get()),
-                                         PQport(conn.get()), PQerrorMessage(conn.get())));
+void PostgresSink::Impl::OnNotice(void* self, const PGresult* notice) {
+  // Runs on the loader thread, inside the PQexec that caused the notice.
+  if (IsUnreplicatedCommitWarning(notice)) static_cast<Impl*>(self)->unreplicated_commit = true;
+}
+
+Status PostgresSink::Impl::SetUpSession() {
+  PQsetNoticeReceiver(conn.get(), &Impl::OnNotice, this);
+  {
+    std::lock_guard lock(cancel_mu);
+    cancel = PgCancel(PQgetCancel(conn.get()));
   }
+  // Our statement timeout only where nobody set one (conninfo options, PGOPTIONS, the role).
+  std::string sql = fmt::format(
+      "SELECT set_config('statement_timeout', '{}ms', false) WHERE current_setting('statement_timeout') = "
+      "'0'",
+      config.statement_timeout.count());
+  PgResult res(PQexec(conn.get(), sql.c_str()));
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return Fail(res.get(), "set statement_timeout");
   return Status::Ok();
+}
+
+Status PostgresSink::Impl::EnsureConnected() {
+  if (interrupted) return Status::Transient("interrupted: shutting down");
+  // `reconnect`: the server may still answer, but as a standby now, or it could not replicate.
+  if (PQstatus(conn.get()) == CONNECTION_OK && !reconnect) return Status::Ok();
+  reconnect = false;
+  staging_ready = false;
+  // PQreset reconnects with the same settings, trying every host of a multi-host conninfo again.
+  PQreset(conn.get());
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    std::string why = PQerrorMessage(conn.get());
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    const char* host = PQhost(conn.get());
+    const char* port = PQport(conn.get());
+    return Status::Transient(fmt::format("cannot reconnect to Postgres at {}:{}: {}",
+                                         host ? host : "(default)", port ? port : "(default)", why));
+  }
+  return SetUpSession();
 }
 
 Status PostgresSink::Impl::CreateStaging() {
@@ -212,15 +322,26 @@ void PostgresSink::Impl::BuildStatements() {
       fmt::arg("selected", selected));
 }
 
-Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data) {
+Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data, size_t rows) {
+  // PQputCopyData takes an int length: send in chunks, so no batch size can overflow it.
+  constexpr size_t kChunk = size_t{1} << 20;
   PGconn* c = conn.get();
   PgResult begin(PQexec(c, sql.c_str()));
-  if (PQresultStatus(begin.get()) != PGRES_COPY_IN) return PgError(c, begin.get(), sql.substr(0, 40));
-  if (PQputCopyData(c, data.data(), static_cast<int>(data.size())) != 1)
-    return PgError(c, nullptr, "COPY data");
-  if (PQputCopyEnd(c, nullptr) != 1) return PgError(c, nullptr, "COPY end");
+  if (PQresultStatus(begin.get()) != PGRES_COPY_IN) return Fail(begin.get(), sql.substr(0, 40));
+  for (size_t at = 0; at < data.size(); at += kChunk) {
+    size_t n = std::min(kChunk, data.size() - at);
+    if (PQputCopyData(c, data.data() + at, static_cast<int>(n)) != 1) return Fail(nullptr, "COPY data");
+  }
+  if (PQputCopyEnd(c, nullptr) != 1) return Fail(nullptr, "COPY end");
   PgResult end(PQgetResult(c));
-  Status st = PQresultStatus(end.get()) == PGRES_COMMAND_OK ? Status::Ok() : PgError(c, end.get(), "COPY");
+  Status st = Status::Ok();
+  if (PQresultStatus(end.get()) != PGRES_COMMAND_OK) {
+    st = Fail(end.get(), "COPY");
+  } else if (std::string copied = PQcmdTuples(end.get()); copied != std::to_string(rows)) {
+    // COPY text that split or merged rows would load something else than the batch.
+    last_failure = Failure::kRetry;
+    st = Status::Permanent(fmt::format("COPY took {} rows where {} were sent", copied, rows));
+  }
   while (PgResult extra{PQgetResult(c)}) {
   }  // drain to nullptr so the connection is ready for the next command
   return st;
@@ -245,27 +366,57 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
     return st;
   };
   if (row_count > 0) {
-    if (Status st = Copy(copy_rows_sql, rows); !st.ok()) return fail(st);
+    if (Status st = Copy(copy_rows_sql, rows, row_count); !st.ok()) return fail(st);
   }
   if (reject_count > 0) {
-    if (Status st = Copy(copy_rejects_sql, rejects); !st.ok()) return fail(st);
+    if (Status st = Copy(copy_rejects_sql, rejects, reject_count); !st.ok()) return fail(st);
   }
   PgResult merged(PQexec(conn.get(), merge_sql.c_str()));
   if (PQresultStatus(merged.get()) != PGRES_TUPLES_OK) {
-    return fail(PgError(conn.get(), merged.get(), fmt::format("insert into {}", names.Quoted())));
+    return fail(Fail(merged.get(), fmt::format("insert into {}", names.Quoted())));
   }
   LoadSummary summary;
-  summary.rows_loaded = std::stoul(PQgetvalue(merged.get(), 0, 0));
-  summary.rejects_stored = std::stoul(PQgetvalue(merged.get(), 0, 1));
-  summary.duplicates = batch.size() - summary.rows_loaded - summary.rejects_stored;
+  // Counts from count(*): digits only, at most the batch size.
+  summary.rows_loaded = std::strtoul(PQgetvalue(merged.get(), 0, 0), nullptr, 10);
+  summary.rejects_stored = std::strtoul(PQgetvalue(merged.get(), 0, 1), nullptr, 10);
+  summary.duplicates = batch.size() - std::min(batch.size(), summary.rows_loaded + summary.rejects_stored);
+  unreplicated_commit = false;
   if (Status st = Exec("COMMIT"); !st.ok()) return fail(st);
+  if (unreplicated_commit) {
+    // Not durable: keep the messages. They come back and the ledger on whichever node survives
+    // decides whether they are loaded or skipped.
+    reconnect = true;
+    last_failure = Failure::kRetry;
+    return Status::Transient(
+        "COMMIT was not confirmed by the synchronous standby (cancelled wait, or the server is going down "
+        "for a failover); the batch will be loaded again, and the ledger skips what did commit");
+  }
   return summary;
 }
 
 Result<LoadSummary> PostgresSink::Impl::LoadSplitting(std::span<const ProcessedMessage> batch) {
   auto result = LoadOnce(batch);
-  if (result.ok() || result.status().code() != Status::Code::kInvalidInput) return result;
-  if (batch.size() == 1) return RejectRefusedRow(batch.front(), result.status());
+  if (result.ok()) return result;
+  // One row (or message) spoils the whole COPY: halve the batch until it is found.
+  bool isolate = last_failure == Failure::kData || last_failure == Failure::kMessage;
+  if (!isolate) return result;
+  if (batch.size() == 1) {
+    const ProcessedMessage& m = batch.front();
+    if (last_failure == Failure::kData)
+      return RejectRefusedRow(m, result.status(), "database refused the row");
+    // Not its data as such: maybe a passing condition of a trigger. SQS delivers it again, and
+    // only after max_receives deliveries does it become a reject.
+    if (config.max_receives <= 0 || m.receive_count < config.max_receives) {
+      spdlog::warn("message {} was refused by the database (delivery {}), left for SQS to deliver again: {}",
+                   m.message_id, m.receive_count, result.status().message());
+      LoadSummary left;
+      left.left_for_redelivery.push_back(m.message_id);
+      return left;
+    }
+    return RejectRefusedRow(
+        m, result.status(),
+        fmt::format("database refused the message at each of {} deliveries", m.receive_count));
+  }
   size_t half = batch.size() / 2;
   ASSIGN_OR_RETURN(LoadSummary summary, LoadSplitting(batch.first(half)));
   ASSIGN_OR_RETURN(LoadSummary rest, LoadSplitting(batch.subspan(half)));
@@ -273,12 +424,13 @@ Result<LoadSummary> PostgresSink::Impl::LoadSplitting(std::span<const ProcessedM
   return summary;
 }
 
-Result<LoadSummary> PostgresSink::Impl::RejectRefusedRow(const ProcessedMessage& message, const Status& why) {
+Result<LoadSummary> PostgresSink::Impl::RejectRefusedRow(const ProcessedMessage& message, const Status& why,
+                                                         std::string_view reason) {
   const auto* row = std::get_if<LoginRow>(&message.record);
   if (row == nullptr) return Status::Permanent("storing a reject failed: " + why.message());
   ProcessedMessage reject{
       message.message_id, message.received_at_ms,
-      Rejection{"database refused the row: " + SafeDatabaseReason(why.message()), RowAsJson(*row), false}};
+      Rejection{fmt::format("{}: {}", reason, SafeDatabaseReason(why.message())), RowAsJson(*row), false}};
   auto result = LoadOnce(std::span(&reject, 1));
   if (!result.ok()) {
     return Status::Permanent(
@@ -296,7 +448,22 @@ Result<std::unique_ptr<PostgresSink>> PostgresSink::Connect(const PostgresSinkCo
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   ASSIGN_OR_RETURN(impl->names, ParseTableName(config.table));
-  impl->conn = PgConn(PQconnectdb(config.conninfo.c_str()));
+  // Our defaults, then the user's conninfo (dbname is expanded as a whole conninfo string or
+  // URI), then what must hold whatever the user says: later keywords win.
+  std::vector<const char*> keys, values;
+  for (const auto& [k, v] : DefaultConnectionSettings()) {
+    keys.push_back(k);
+    values.push_back(v);
+  }
+  keys.push_back("dbname");
+  values.push_back(config.conninfo.c_str());
+  for (const auto& [k, v] : kForcedConnectionSettings) {
+    keys.push_back(k);
+    values.push_back(v);
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  impl->conn = PgConn(PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1));
   if (!impl->conn) return Status::Transient("cannot connect to Postgres: out of memory");
   if (PQstatus(impl->conn.get()) != CONNECTION_OK) {
     std::string why = PQerrorMessage(impl->conn.get());
@@ -306,10 +473,8 @@ Result<std::unique_ptr<PostgresSink>> PostgresSink::Connect(const PostgresSinkCo
     return Status::Transient(fmt::format("cannot connect to Postgres at {}:{}: {}", host ? host : "(default)",
                                          port ? port : "(default)", why));
   }
-  // Our COPY text and character counts are UTF-8, whatever the server's default is.
-  PQsetClientEncoding(impl->conn.get(), "UTF8");
-  // Notices such as "relation already exists, skipping" would go to stderr on every start.
-  PQsetNoticeProcessor(impl->conn.get(), [](void*, const char*) {}, nullptr);
+  // The notice receiver also keeps notices such as "relation already exists, skipping" off stderr.
+  RETURN_IF_ERROR(impl->SetUpSession());
   return std::unique_ptr<PostgresSink>(new PostgresSink(std::move(impl)));
 }
 
@@ -394,6 +559,14 @@ Result<TableShape> PostgresSink::Prepare() {
   d.staging_ready = false;
   RETURN_IF_ERROR(d.CreateStaging());
   return shape;
+}
+
+void PostgresSink::Interrupt() {
+  impl_->interrupted = true;
+  std::lock_guard lock(impl_->cancel_mu);
+  char why[256];
+  // Asks the server to cancel what this connection runs now; harmless when it runs nothing.
+  if (impl_->cancel) PQcancel(impl_->cancel.get(), why, sizeof why);
 }
 
 Result<LoadSummary> PostgresSink::Load(std::span<const ProcessedMessage> batch) {

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <charconv>
+
 #include "source/sqs/multi_transport.h"
 #include "source/sqs/sqs_protocol.h"
 
@@ -64,10 +66,20 @@ struct AsyncSqsSource::Impl {
              done(parsed.status());
              return;
            }
+           // Entry ids are the entries' indexes in the request (see StartDelete).
+           BatchResult result;
            for (const BatchEntryFailure& f : parsed->failed) {
-             spdlog::warn("SQS {}: entry {} failed: {}: {}", op, f.id, f.code, f.message);
+             size_t index = 0;
+             auto [end, ec] = std::from_chars(f.id.data(), f.id.data() + f.id.size(), index);
+             if (ec != std::errc() || end != f.id.data() + f.id.size()) {
+               spdlog::warn("SQS {}: a failed entry has an id we did not send", op);
+               continue;
+             }
+             spdlog::warn("SQS {}: entry {} failed{}: {}: {}", op, f.id,
+                          f.sender_fault ? "" : " (will retry)", f.code, f.message);
+             (f.sender_fault ? result.refused : result.retryable).push_back(index);
            }
-           done(parsed->failed.size());
+           done(std::move(result));
          });
   }
 };
@@ -107,6 +119,11 @@ void AsyncSqsSource::StartReceive(int max_messages, std::chrono::seconds wait, R
         std::vector<ReceivedMessage> out;
         out.reserve(parsed->size());
         for (SqsMessage& m : *parsed) {
+          if (m.body_corrupt) {
+            spdlog::warn("message {}: body does not match its MD5OfBody; left for SQS to deliver again",
+                         m.message_id);
+            continue;
+          }
           out.push_back({std::move(m.message_id), std::move(m.receipt_handle), std::move(m.body),
                          m.sent_timestamp_ms, m.receive_count, now});
         }

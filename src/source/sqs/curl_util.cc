@@ -12,8 +12,17 @@ bool CurlGlobalInit() {
   return rc == CURLE_OK;
 }
 
+// Ten messages of SQS's largest size (1 MiB), escaped as JSON, with room to spare: a server or
+// proxy sending more is broken, and must not make us buffer without bound.
+constexpr size_t kMaxResponseBytes = size_t{64} << 20;
+
 size_t OnBody(char* data, size_t size, size_t count, void* user) {
-  static_cast<HttpResponse*>(user)->body.append(data, size * count);
+  auto* response = static_cast<HttpResponse*>(user);
+  if (response->body.size() + size * count > kMaxResponseBytes) {
+    response->too_large = true;
+    return 0;  // curl ends the transfer with CURLE_WRITE_ERROR
+  }
+  response->body.append(data, size * count);
   return size * count;
 }
 
@@ -104,6 +113,10 @@ CurlSlist SetRequest(CURL* h, const HttpRequest& request) {
 }
 
 Result<HttpResponse> FinishResponse(CURL* h, CURLcode rc, const char* error, HttpResponse& response) {
+  if (rc != CURLE_OK && response.too_large) {
+    return Status::Transient("the response was larger than " + std::to_string(kMaxResponseBytes >> 20) +
+                             " MiB: not read");
+  }
   if (rc != CURLE_OK) {
     std::string message = error[0] != '\0' ? error : curl_easy_strerror(rc);
     return IsRetryable(rc) ? Status::Transient(std::move(message)) : Status::Permanent(std::move(message));

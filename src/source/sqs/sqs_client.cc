@@ -176,7 +176,14 @@ Result<std::vector<SqsMessage>> SqsClient::ReceiveMessage(const std::string& que
       ReceiveMessageBody(queue_url, max_messages, wait_time_seconds, visibility_timeout_seconds);
   ASSIGN_OR_RETURN(std::string response,
                    state_->Call("ReceiveMessage", body, queue_url, std::chrono::seconds(wait_time_seconds)));
-  return ParseReceiveMessageResponse(response);
+  ASSIGN_OR_RETURN(std::vector<SqsMessage> messages, ParseReceiveMessageResponse(response));
+  std::erase_if(messages, [](const SqsMessage& m) {
+    if (m.body_corrupt)
+      spdlog::warn("message {}: body does not match its MD5OfBody; left for SQS to deliver again",
+                   m.message_id);
+    return m.body_corrupt;
+  });
+  return messages;
 }
 
 Result<std::vector<BatchEntryFailure>> SqsClient::DeleteMessageBatch(const std::string& queue_url,

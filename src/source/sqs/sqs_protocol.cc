@@ -133,10 +133,8 @@ Result<SqsMessage> ParseMessage(dom::element element) {
   RETURN_IF_ERROR(OptionalString(object, "Body", message.body, "Message"));
   std::string md5;
   RETURN_IF_ERROR(OptionalString(object, "MD5OfBody", md5, "Message"));
-  if (!md5.empty() && !EqualsIgnoreCase(md5, HexEncode(Md5(message.body)))) {
-    return Status::Transient("message " + message.message_id +
-                             ": MD5OfBody does not match the body received");
-  }
+  // One damaged entry must not cost the other nine of the receive: flag it, keep parsing.
+  message.body_corrupt = !md5.empty() && !EqualsIgnoreCase(md5, HexEncode(Md5(message.body)));
   ASSIGN_OR_RETURN(auto attributes, StringMap(object, "Attributes", "Message"));
   message.sent_timestamp_ms = ParseIntOr0<std::int64_t>(attributes, "SentTimestamp");
   message.receive_count = ParseIntOr0<int>(attributes, "ApproximateReceiveCount");
@@ -433,7 +431,9 @@ bool IsQueueDoesNotExist(std::string_view code) {
 }
 
 bool IsRetryable(const AwsError& error) {
-  return error.http_status == 429 || error.http_status >= 500 || IsThrottlingCode(error.code);
+  // 408: a proxy or load balancer gave up waiting; the call may be sent again.
+  return error.http_status == 408 || error.http_status == 429 || error.http_status >= 500 ||
+         IsThrottlingCode(error.code);
 }
 
 std::string_view QueueNameOf(std::string_view queue_url_or_name) {

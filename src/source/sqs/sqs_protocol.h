@@ -29,6 +29,7 @@ struct HttpResponse {
   long status = 0;
   std::vector<HttpHeader> headers;
   std::string body;
+  bool too_large = false;  // the transport stopped reading a body past its size limit
 
   // Case-insensitive; the first header of that name, or nullptr.
   const std::string* Header(std::string_view name) const;
@@ -64,7 +65,7 @@ std::string GetQueueAttributesBody(std::string_view queue_url, const std::vector
 
 // Response bodies. A malformed response is Transient: a proxy or a cut connection can cause it.
 Result<std::string> ParseQueueUrlResponse(std::string_view body);  // GetQueueUrl, CreateQueue
-// Transient naming the message when an MD5OfBody does not match its body.
+// A message whose MD5OfBody does not match its body comes back with body_corrupt set.
 Result<std::vector<SqsMessage>> ParseReceiveMessageResponse(std::string_view body);
 struct BatchResponse {
   std::vector<std::string> successful_ids;

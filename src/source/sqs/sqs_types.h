@@ -12,6 +12,9 @@ struct SqsMessage {
   std::string body;
   std::int64_t sent_timestamp_ms = 0;  // SentTimestamp: when the producer sent it (Unix ms); 0 if absent
   int receive_count = 0;               // ApproximateReceiveCount: 1 on first delivery; 0 if absent
+  // The body does not match MD5OfBody: damaged on the way. Not to be used: SQS delivers the
+  // message again once its visibility timeout ends.
+  bool body_corrupt = false;
 };
 
 // One entry of a batch call that did not succeed.
