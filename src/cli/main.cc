@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
 
   CLI::App app{"sqs2pg: SQS login events to PostgreSQL, with keyed PII masking"};
   app.require_subcommand(1);
+  // Subcommands made after this pass the options they do not know up to app, so global options
+  // work before and after the subcommand: `sqs2pg run --log-level debug` too.
+  app.fallthrough();
   app.set_version_flag("--version", "sqs2pg 0.1.0");
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")

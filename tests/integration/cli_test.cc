@@ -72,6 +72,23 @@ TEST(CliTest, UsageErrorsExitWith2) {
   EXPECT_EQ(RunSqs2pg({"mask", "--field", "email", "x"}).exit_code, 2);
 }
 
+TEST(CliTest, GlobalOptionsWorkAfterTheSubcommandToo) {
+  std::string key = MakeKeyFile();
+  std::string queue = UniqueName("q");
+  std::string table = UniqueName("t");
+  ASSERT_EQ(RunSqs2pg({"send", "--create-queue", "--queue", queue, SampleDataPath()}).exit_code, 0);
+  // warn hides run's "consuming ..." info line, so this shows the level took effect.
+  CommandResult after =
+      RunSqs2pg({"run", "--queue", queue, "--table", table, "--key-file", key, "--log-level", "warn"});
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_THAT(after.out, HasSubstr("loaded 99"));
+  EXPECT_THAT(after.err, Not(HasSubstr("consuming")));
+  CommandResult before =
+      RunSqs2pg({"--log-level", "debug", "run", "--queue", queue, "--table", table, "--key-file", key});
+  ASSERT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_THAT(before.err, HasSubstr("consuming"));
+}
+
 TEST(CliTest, KeygenWrites0600AndNeverOverwrites) {
   std::string path = TestDir() + "/k";
   std::filesystem::remove(path);

@@ -64,7 +64,9 @@ CommandResult RunShell(const std::string& command_line) {
   std::string dir = TestDir();
   int n = ++calls;
   std::string out = fmt::format("{}/stdout.{}", dir, n), err = fmt::format("{}/stderr.{}", dir, n);
-  int status = std::system(fmt::format("{} >{} 2>{}", command_line, out, err).c_str());
+  // Quoted: the build tree may be on a path with a space.
+  int status =
+      std::system(fmt::format("{} >{} 2>{}", command_line, ShellQuote(out), ShellQuote(err)).c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.out = ReadFile(out);
