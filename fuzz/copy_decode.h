@@ -9,8 +9,8 @@
 
 namespace sqs2pg::fuzz {
 
-// The columns of one line (without its newline); nullopt for \N. nullopt for the whole line if it is not valid
-// COPY text (a raw newline or carriage return, a backslash escape PostgreSQL would read differently).
+// The columns of one line (without its newline); nullopt for \N. nullopt for the whole line if it is not
+// valid COPY text (a raw newline or carriage return, a backslash escape PostgreSQL would read differently).
 inline std::optional<std::vector<std::optional<std::string>>> DecodeCopyLine(std::string_view line) {
   std::vector<std::optional<std::string>> columns;
   std::string current;
@@ -37,15 +37,24 @@ inline std::optional<std::vector<std::optional<std::string>>> DecodeCopyLine(std
     }
     if (++i == line.size()) return std::nullopt;
     switch (line[i]) {
-      case '\\': current.push_back('\\'); break;
-      case 't': current.push_back('\t'); break;
-      case 'n': current.push_back('\n'); break;
-      case 'r': current.push_back('\r'); break;
+      case '\\':
+        current.push_back('\\');
+        break;
+      case 't':
+        current.push_back('\t');
+        break;
+      case 'n':
+        current.push_back('\n');
+        break;
+      case 'r':
+        current.push_back('\r');
+        break;
       case 'N':
         if (column_started || is_null) return std::nullopt;
         is_null = true;
         continue;
-      default: return std::nullopt;  // sqs2pg writes no other escape
+      default:
+        return std::nullopt;  // sqs2pg writes no other escape
     }
     if (is_null) return std::nullopt;
     column_started = true;

@@ -31,16 +31,16 @@ void FuzzUnmask(std::string_view data);
 
 }  // namespace sqs2pg::fuzz
 
-#define FUZZ_CHECK(cond)                                                       \
-  do {                                                                         \
-    if (!(cond)) ::sqs2pg::fuzz::CheckFailed(__FILE__, __LINE__, #cond);       \
+#define FUZZ_CHECK(cond)                                                 \
+  do {                                                                   \
+    if (!(cond)) ::sqs2pg::fuzz::CheckFailed(__FILE__, __LINE__, #cond); \
   } while (0)
 
 #ifdef SQS2PG_FUZZ_MAIN
-#define SQS2PG_FUZZ_ENTRY(fn)                                                        \
+#define SQS2PG_FUZZ_ENTRY(fn)                                                         \
   extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) { \
-    fn(std::string_view(reinterpret_cast<const char*>(data), size));               \
-    return 0;                                                                       \
+    fn(std::string_view(reinterpret_cast<const char*>(data), size));                  \
+    return 0;                                                                         \
   }
 #else
 #define SQS2PG_FUZZ_ENTRY(fn)

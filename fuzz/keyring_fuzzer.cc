@@ -12,7 +12,9 @@ namespace {
 
 // Runs of at least 16 hex digits in the input: what could be (part of) a key.
 bool QuotesHexRunOf(std::string_view message, std::string_view input) {
-  auto is_hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); };
+  auto is_hex = [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+  };
   for (size_t i = 0; i < input.size();) {
     if (!is_hex(input[i])) {
       ++i;

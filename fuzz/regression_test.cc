@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <iterator>
 #include <string>
 #include <vector>
@@ -23,6 +24,7 @@ struct Case {
   const char* name;
   Target target;
 };
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 const Case kTargets[] = {{"transform", FuzzTransform},
                          {"sqs_response", FuzzSqsResponse},
@@ -37,7 +39,8 @@ size_t ReplayDir(const fs::path& dir, Target target) {
     if (entry.is_regular_file()) files.push_back(entry.path());
   std::sort(files.begin(), files.end());
   for (const fs::path& file : files) {
-    SCOPED_TRACE(file.string());
+    // A broken invariant aborts the test binary: say first which file it was.
+    std::cout << "replay " << file.string() << std::endl;
     std::ifstream in(file, std::ios::binary);
     std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     target(data);  // a broken invariant aborts, naming it

@@ -46,7 +46,8 @@ void FuzzSqsResponse(std::string_view data) {
       std::string_view("[redacted]").find(credentials.secret_access_key) == std::string_view::npos) {
     FUZZ_CHECK(redacted.find(credentials.secret_access_key) == std::string::npos);
   }
-  Status status = ErrorStatus(error, "ReceiveMessage", "https://sqs.example/123/login-queue", "https://sqs.example");
+  Status status =
+      ErrorStatus(error, "ReceiveMessage", "https://sqs.example/123/login-queue", "https://sqs.example");
   FUZZ_CHECK(!status.ok() && !status.message().empty());
 
   if (auto endpoint = ParseEndpoint(data); endpoint.ok()) {

@@ -11,8 +11,8 @@ namespace sqs2pg::fuzz {
 inline const transform::Keyring& TestKeyring() {
   static const transform::Keyring keyring = [] {
     std::string material = transform::testing::Material(1);
-    std::string text = std::string(transform::Keyring::kLineTag) + " " + transform::Keyring::KeyIdFor(material) +
-                       " " + HexEncode(material) + "\n";
+    std::string text = std::string(transform::Keyring::kLineTag) + " " +
+                       transform::Keyring::KeyIdFor(material) + " " + HexEncode(material) + "\n";
     return transform::Keyring::Parse(text).value();
   }();
   return keyring;
