@@ -224,7 +224,8 @@ Result<std::string> ResolveCaFile(const Environment& env, const AwsOverrides& ov
     return Status::InvalidInput("CA file " + path + " (from " + origin + ") " +
                                 (ec ? "cannot be read: " + ec.message() : "is not a file"));
   }
-  if (!std::ifstream(path)) return Status::InvalidInput("CA file " + path + " (from " + origin + ") cannot be read");
+  if (!std::ifstream(path))
+    return Status::InvalidInput("CA file " + path + " (from " + origin + ") cannot be read");
   return path;
 }
 

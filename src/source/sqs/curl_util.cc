@@ -118,8 +118,9 @@ Result<HttpResponse> FinishResponse(CURL* h, CURLcode rc, const char* error, Htt
     std::string message = error[0] != '\0' ? error : curl_easy_strerror(rc);
     if (rc == CURLE_PEER_FAILED_VERIFICATION) {
       // curl says what is wrong with the certificate; say what to do about it.
-      message += " (TLS certificate verification failed: if the endpoint's certificate comes from a private "
-                 "CA, pass that CA's PEM file with --ca-file or AWS_CA_BUNDLE)";
+      message +=
+          " (TLS certificate verification failed: if the endpoint's certificate comes from a private "
+          "CA, pass that CA's PEM file with --ca-file or AWS_CA_BUNDLE)";
     }
     return IsRetryable(rc) ? Status::Transient(std::move(message)) : Status::Permanent(std::move(message));
   }
