@@ -7,6 +7,7 @@
 
 #include <simdjson.h>
 
+#include <cctype>
 #include <cstring>
 #include <vector>
 
@@ -97,6 +98,29 @@ bool Searchable(std::string_view s) {
   return true;
 }
 
+// The text with every masked value ("<key id>.<base64url>") cut out. Masked values are ciphertext,
+// checked by unmasking them; libFuzzer, which sees every comparison, can grow an input whose
+// device_id equals a piece of another value's ciphertext, and that is no leak.
+std::string WithoutMaskedValues(std::string_view text) {
+  const std::string prefix = TestMasker().active_key_id() + ".";
+  std::string out;
+  for (size_t at = 0; at < text.size();) {
+    size_t hit = text.find(prefix, at);
+    if (hit == std::string_view::npos) {
+      out.append(text.substr(at));
+      break;
+    }
+    out.append(text.substr(at, hit - at));
+    at = hit + prefix.size();
+    while (at < text.size() &&
+           (std::isalnum(static_cast<unsigned char>(text[at])) || text[at] == '-' || text[at] == '_')) {
+      ++at;
+    }
+    out.push_back('\x01');  // keeps the pieces on either side apart
+  }
+  return out;
+}
+
 void CheckNoPlaintext(std::string_view body, const std::vector<std::string_view>& outputs) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
@@ -109,7 +133,9 @@ void CheckNoPlaintext(std::string_view body, const std::vector<std::string_view>
     bool elsewhere = false;  // the same text may legitimately be kept as another field's value
     for (const std::string& other : others) elsewhere = elsewhere || other.find(secret) != std::string::npos;
     if (elsewhere) continue;
-    for (std::string_view out : outputs) FUZZ_CHECK(out.find(secret) == std::string_view::npos);
+    for (std::string_view out : outputs) {
+      FUZZ_CHECK(WithoutMaskedValues(out).find(secret) == std::string::npos);
+    }
   }
 }
 
@@ -202,7 +228,7 @@ void FuzzTransform(std::string_view data) {
   std::vector<std::string_view> outputs;
   if (const auto* row = std::get_if<LoginRow>(&outcome)) {
     CheckRow(*row, sent_ms, flags);
-    outputs = {row->user_id, row->masked_ip, row->masked_device_id};
+    outputs = {row->user_id};  // the masked columns are checked by unmasking them
     for (const auto* f : {&row->device_type, &row->locale, &row->app_version})
       if (*f) outputs.push_back(**f);
   } else {
