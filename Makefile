@@ -1,9 +1,14 @@
 # sqs2pg: the two commands that matter are `make demo` and `make test`; both set up a bare machine.
-.PHONY: all deps build test test-unit test-asan demo stack-up stack-down bench bench-micro format clean
+.PHONY: all deps build test test-unit test-asan fuzz fuzz-ci demo stack-up stack-down bench bench-micro format clean
 
 BUILD_DIR ?= build
 ASAN_BUILD_DIR ?= build-asan
 BENCH_BUILD_DIR ?= build-bench
+FUZZ_BUILD_DIR ?= build-fuzz
+# Seconds each libFuzzer target runs: `make fuzz` (FUZZ_SECONDS=600 make fuzz for a long run) and
+# the short pass in `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 30
 JOBS ?= $(shell nproc)
 CMAKE_GENERATOR ?= Ninja
 
@@ -20,10 +25,12 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 	@echo "built $(BUILD_DIR)/sqs2pg"
 
 # Unit and integration tests (integration tests start their own Postgres, fauxqs and moto_server
-# on free loopback ports and stop them afterwards), then the same suite built with ASan+UBSan.
+# on free loopback ports and stop them afterwards), then the same suite built with ASan+UBSan,
+# then every fuzz target for FUZZ_CI_SECONDS.
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) test-asan
+	$(MAKE) fuzz-ci
 
 test-unit: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L unit
@@ -32,6 +39,14 @@ test-asan: deps
 	cmake -S . -B $(ASAN_BUILD_DIR) -G $(CMAKE_GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DSQS2PG_SANITIZE=ON
 	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
 	cd $(ASAN_BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# libFuzzer targets (fuzz/), built with clang, ASan and UBSan in $(FUZZ_BUILD_DIR). A crash stops
+# with exit 1 and leaves the input in $(FUZZ_BUILD_DIR)/artifacts/. Figures: docs/reliability.md.
+fuzz: deps
+	FUZZ_BUILD_DIR=$(FUZZ_BUILD_DIR) JOBS=$(JOBS) scripts/fuzz --seconds $(FUZZ_SECONDS)
+
+fuzz-ci: deps
+	FUZZ_BUILD_DIR=$(FUZZ_BUILD_DIR) JOBS=$(JOBS) scripts/fuzz --seconds $(FUZZ_CI_SECONDS)
 
 demo: build
 	@scripts/demo
@@ -56,4 +71,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(BENCH_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(BENCH_BUILD_DIR) $(FUZZ_BUILD_DIR)

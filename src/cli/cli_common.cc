@@ -29,17 +29,22 @@ void AddQueueOptions(CLI::App& app, QueueOptions& options) {
                  "SQS endpoint, e.g. http://127.0.0.1:4566 (default: AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL, "
                  "or AWS for the region)");
   app.add_option("--region", options.region, "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, profile)");
+  app.add_option("--ca-file", options.ca_file,
+                 "PEM file of the CA certificates to trust for an https endpoint, instead of the system's "
+                 "(default: AWS_CA_BUNDLE, the profile's ca_bundle). Certificates are always verified");
 }
 
 Result<sqs::ClientConfig> MakeClientConfig(const QueueOptions& options) {
   sqs::AwsOverrides overrides;
   if (!options.region.empty()) overrides.region = options.region;
   if (!options.endpoint_url.empty()) overrides.endpoint_url = options.endpoint_url;
+  if (!options.ca_file.empty()) overrides.ca_file = options.ca_file;
   ASSIGN_OR_RETURN(sqs::AwsConfig aws, sqs::ResolveAwsConfig(sqs::ProcessEnvironment(), overrides));
   sqs::ClientConfig config;
   config.endpoint_url = aws.endpoint_url;
   config.region = aws.region;
   config.credentials = aws.credentials;
+  config.ca_file = aws.ca_file;
   return config;
 }
 

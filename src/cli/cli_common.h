@@ -28,6 +28,7 @@ struct QueueOptions {
   std::string queue_name = "login-queue";
   std::string endpoint_url;
   std::string region;
+  std::string ca_file;
 };
 void AddQueueOptions(CLI::App& app, QueueOptions& options);
 

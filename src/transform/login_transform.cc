@@ -20,6 +20,9 @@ using simdjson::dom::element;
 using simdjson::dom::element_type;
 
 constexpr std::int64_t kMillisPerDay = 86'400'000;
+// 10000-01-01T00:00:00Z. A later SentTimestamp overflowed the day count (found by fuzz_transform)
+// and stored a wrong create_date; ISO dates end at 9999-12-31 anyway.
+constexpr std::int64_t kEndOfYear9999Ms = 253'402'300'800'000;
 
 // Postgres counts characters; simdjson has already checked that strings are valid UTF-8,
 // so counting the bytes that start a code point is exact.
@@ -143,6 +146,9 @@ Result<LoginRow> LoginTransform::Impl::Validate(simdjson::dom::object object, st
     }
   }
   if (sent_timestamp_ms <= 0) return Status::InvalidInput("message has no SentTimestamp attribute");
+  if (sent_timestamp_ms >= kEndOfYear9999Ms) {
+    return Status::InvalidInput("message's SentTimestamp is after 9999-12-31");
+  }
 
   LoginRow row;
   ASSIGN_OR_RETURN(row.user_id, RequiredString(fields, kUserId));

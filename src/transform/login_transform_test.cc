@@ -206,6 +206,17 @@ TEST_F(LoginTransformTest, MissingSentTimestampIsRejected) {
   EXPECT_THAT(std::get<Rejection>(outcome).reason, HasSubstr("SentTimestamp"));
 }
 
+TEST_F(LoginTransformTest, SentTimestampPastYear9999IsRejected) {
+  LoginTransform transform(masker_, {});
+  // The last millisecond of 9999-12-31 is a date; the next one is not.
+  EXPECT_EQ(std::get<LoginRow>(transform.Apply(kGood, 253'402'300'799'999)).create_date_days, 2'932'896);
+  for (std::int64_t ms : {std::int64_t{253'402'300'800'000}, std::int64_t{3'531'105'282'835'179'520}}) {
+    auto outcome = transform.Apply(kGood, ms);
+    ASSERT_TRUE(std::holds_alternative<Rejection>(outcome));
+    EXPECT_THAT(std::get<Rejection>(outcome).reason, HasSubstr("SentTimestamp is after 9999-12-31"));
+  }
+}
+
 TEST_F(LoginTransformTest, RejectedBodyKeepsNoPlaintextPii) {
   Rejection r = Reject(
       R"({"user_id":"u","ip":"10.9.8.7","device_id":"","locale":5,

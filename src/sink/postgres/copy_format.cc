@@ -49,10 +49,18 @@ void AppendCopyDate(std::string& out, std::int32_t days_since_epoch) {
 
 void AppendCopyTimestamp(std::string& out, std::int64_t unix_millis) {
   using namespace std::chrono;
-  sys_time<milliseconds> t{milliseconds{unix_millis}};
-  auto day = floor<days>(t);
-  year_month_day ymd{day};
-  hh_mm_ss<milliseconds> hms{t - day};
+  // Day and time of day by integer floor division: std::chrono's floor<days> and `t - day` convert
+  // the day back to milliseconds, which overflows int64 near its ends (UBSan, found by
+  // fuzz_copy_format). Years outside 1-9999 are not written correctly, but no value is undefined.
+  constexpr std::int64_t kMillisPerDay = 86'400'000;
+  std::int64_t day_number = unix_millis / kMillisPerDay;
+  std::int64_t millis_of_day = unix_millis % kMillisPerDay;
+  if (millis_of_day < 0) {
+    millis_of_day += kMillisPerDay;
+    --day_number;
+  }
+  year_month_day ymd{sys_days{days{day_number}}};
+  hh_mm_ss<milliseconds> hms{milliseconds{millis_of_day}};
   fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}+00",
                  static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
                  static_cast<unsigned>(ymd.day()), hms.hours().count(), hms.minutes().count(),

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace sqs2pg::sink {
 namespace {
 
@@ -39,6 +41,18 @@ TEST(CopyFormatTest, Timestamps) {
   std::string out;
   AppendCopyTimestamp(out, 1'700'000'000'123);
   EXPECT_EQ(out, "2023-11-14 22:13:20.123+00");
+  out.clear();
+  AppendCopyTimestamp(out, -1);
+  EXPECT_EQ(out, "1969-12-31 23:59:59.999+00");
+}
+
+TEST(CopyFormatTest, TimestampsAtTheEndsOfInt64AreDefined) {
+  // Found by fuzz_copy_format: std::chrono's floor<days> overflowed (UBSan) near INT64_MIN. The
+  // text is not a real date there; what matters is that nothing is undefined.
+  std::string out;
+  AppendCopyTimestamp(out, std::numeric_limits<std::int64_t>::min());
+  AppendCopyTimestamp(out, std::numeric_limits<std::int64_t>::max());
+  EXPECT_FALSE(out.empty());
 }
 
 TEST(CopyFormatTest, RowLineHasEightColumnsInStagingOrder) {

@@ -94,7 +94,7 @@ Result<std::unique_ptr<AsyncSqsSource>> AsyncSqsSource::Create(
   ASSIGN_OR_RETURN(impl->endpoint, ParseEndpoint(config.endpoint_url));
   impl->queue_url = std::move(queue_url);
   impl->visibility_timeout_seconds = visibility_timeout_seconds;
-  ASSIGN_OR_RETURN(impl->transport, MultiTransport::Create(config.connect_timeout));
+  ASSIGN_OR_RETURN(impl->transport, MultiTransport::Create({config.connect_timeout, config.ca_file}));
   return std::unique_ptr<AsyncSqsSource>(new AsyncSqsSource(std::move(impl)));
 }
 

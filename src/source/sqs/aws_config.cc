@@ -203,6 +203,32 @@ Result<std::string> ResolveEndpoint(const Environment& env, const AwsOverrides& 
   return url;
 }
 
+// A bad path is a configuration error now, not a TLS failure on the first request.
+Result<std::string> ResolveCaFile(const Environment& env, const AwsOverrides& overrides, const Files& files,
+                                  const std::string& profile) {
+  std::string path = overrides.ca_file.value_or("");
+  std::string origin = "--ca-file";
+  if (path.empty()) {
+    path = Get(env, "AWS_CA_BUNDLE");
+    origin = "AWS_CA_BUNDLE";
+  }
+  if (path.empty()) {
+    path = Value(ConfigSection(files, profile), "ca_bundle");
+    origin = "ca_bundle of AWS profile '" + profile + "' in " + files.config_path;
+  }
+  if (path.empty()) return std::string();
+  std::string home = Get(env, "HOME");
+  if (path.starts_with("~/") && !home.empty()) path = home + path.substr(1);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return Status::InvalidInput("CA file " + path + " (from " + origin + ") " +
+                                (ec ? "cannot be read: " + ec.message() : "is not a file"));
+  }
+  if (!std::ifstream(path))
+    return Status::InvalidInput("CA file " + path + " (from " + origin + ") cannot be read");
+  return path;
+}
+
 }  // namespace
 
 Environment ProcessEnvironment() {
@@ -233,6 +259,7 @@ Result<AwsConfig> ResolveAwsConfig(const Environment& env, const AwsOverrides& o
   AwsConfig config;
   ASSIGN_OR_RETURN(config.region, ResolveRegion(env, overrides, files, profile));
   ASSIGN_OR_RETURN(config.endpoint_url, ResolveEndpoint(env, overrides, config.region));
+  ASSIGN_OR_RETURN(config.ca_file, ResolveCaFile(env, overrides, files, profile));
   ASSIGN_OR_RETURN(config.credentials, CredentialsFromEnvironment(env));
   if (!config.credentials.access_key_id.empty()) {
     config.credentials_source = "environment";

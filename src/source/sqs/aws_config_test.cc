@@ -191,6 +191,35 @@ TEST_F(AwsConfigTest, EndpointPrecedence) {
   EXPECT_THAT(bad.status().message(), HasSubstr("http://"));
 }
 
+TEST_F(AwsConfigTest, CaFilePrecedence) {
+  SetEnvKeys();
+  env_["AWS_REGION"] = "eu-west-1";
+  for (const char* name : {"profile.pem", "env.pem", "flag.pem"}) Write(home_ / name, "PEM\n");
+  EXPECT_EQ(ResolveAwsConfig(env_)->ca_file, "");  // the system's store
+  WriteConfig("[default]\nca_bundle = ~/profile.pem\n");
+  EXPECT_EQ(ResolveAwsConfig(env_)->ca_file, (home_ / "profile.pem").string());
+  env_["AWS_CA_BUNDLE"] = (home_ / "env.pem").string();
+  EXPECT_EQ(ResolveAwsConfig(env_)->ca_file, (home_ / "env.pem").string());
+  AwsOverrides flags;
+  flags.ca_file = (home_ / "flag.pem").string();
+  EXPECT_EQ(ResolveAwsConfig(env_, flags)->ca_file, (home_ / "flag.pem").string());
+}
+
+TEST_F(AwsConfigTest, MissingCaFileIsAConfigurationErrorNamingItsOrigin) {
+  SetEnvKeys();
+  env_["AWS_REGION"] = "eu-west-1";
+  env_["AWS_CA_BUNDLE"] = (home_ / "nope.pem").string();
+  auto bad = ResolveAwsConfig(env_);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Status::Code::kInvalidInput);
+  EXPECT_THAT(bad.status().message(), HasSubstr("nope.pem (from AWS_CA_BUNDLE)"));
+  AwsOverrides flags;
+  flags.ca_file = home_.string();  // a directory
+  bad = ResolveAwsConfig(env_, flags);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("(from --ca-file) is not a file"));
+}
+
 TEST(ProcessEnvironmentTest, KeepsOnlyAwsVariablesAndHome) {
   setenv("AWS_SQS2PG_TEST_VARIABLE", "x", 1);
   setenv("SQS2PG_NOT_AWS", "y", 1);

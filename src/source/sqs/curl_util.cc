@@ -82,14 +82,24 @@ CurlSlist HeaderList(const std::vector<HttpHeader>& headers) {
 
 }  // namespace
 
-Result<CurlEasy> NewPostHandle(std::chrono::milliseconds connect_timeout, char* error,
-                               HttpResponse* response) {
+Result<CurlEasy> NewPostHandle(const TransportOptions& options, char* error, HttpResponse* response) {
   if (!CurlGlobalInit()) return Status::Permanent("curl_global_init failed");
   CurlEasy easy(curl_easy_init());
   if (!easy) return Status::Permanent("curl_easy_init failed");
   CURL* h = easy.get();
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);  // timeouts without SIGALRM: safe with threads
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_timeout.count()));
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.connect_timeout.count()));
+  // Verification is libcurl's default; set it anyway so no build or environment can lose it.
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!options.ca_file.empty()) {
+    // Replaces the system's store: the endpoint must chain to a CA in this file (as the AWS CLI's
+    // --ca-bundle does).
+    if (CURLcode rc = curl_easy_setopt(h, CURLOPT_CAINFO, options.ca_file.c_str()); rc != CURLE_OK) {
+      return Status::Permanent(std::string("cannot use CA file ") + options.ca_file + ": " +
+                               curl_easy_strerror(rc));
+    }
+  }
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");  // whatever curl can decode; big receives compress well
   curl_easy_setopt(h, CURLOPT_USERAGENT, "sqs2pg/0.1");
@@ -119,6 +129,12 @@ Result<HttpResponse> FinishResponse(CURL* h, CURLcode rc, const char* error, Htt
   }
   if (rc != CURLE_OK) {
     std::string message = error[0] != '\0' ? error : curl_easy_strerror(rc);
+    if (rc == CURLE_PEER_FAILED_VERIFICATION) {
+      // curl says what is wrong with the certificate; say what to do about it.
+      message +=
+          " (TLS certificate verification failed: if the endpoint's certificate comes from a private "
+          "CA, pass that CA's PEM file with --ca-file or AWS_CA_BUNDLE)";
+    }
     return IsRetryable(rc) ? Status::Transient(std::move(message)) : Status::Permanent(std::move(message));
   }
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &response.status);

@@ -9,6 +9,7 @@
 
 #include "common/result.h"
 #include "source/sqs/sqs_protocol.h"
+#include "source/sqs/transport_options.h"
 
 namespace sqs2pg::sqs {
 
@@ -22,10 +23,10 @@ struct CurlSlistFreer {
 };
 using CurlSlist = std::unique_ptr<curl_slist, CurlSlistFreer>;
 
-// A handle set up for our POSTs: keep-alive, no signals, timeouts, and the body and headers
-// collected into *response. error must hold CURL_ERROR_SIZE bytes; both must outlive the handle.
-Result<CurlEasy> NewPostHandle(std::chrono::milliseconds connect_timeout, char* error,
-                               HttpResponse* response);
+// A handle set up for our POSTs: keep-alive, no signals, timeouts, TLS verified against the
+// options' CA file (or the system's store), and the body and headers collected into *response.
+// error must hold CURL_ERROR_SIZE bytes; both must outlive the handle.
+Result<CurlEasy> NewPostHandle(const TransportOptions& options, char* error, HttpResponse* response);
 
 // Points the handle at request (URL, body, headers, timeout). The request and the returned list
 // must outlive the transfer.

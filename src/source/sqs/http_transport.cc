@@ -15,9 +15,9 @@ struct HttpTransport::Impl {
 HttpTransport::HttpTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpTransport::~HttpTransport() = default;
 
-Result<std::unique_ptr<HttpTransport>> HttpTransport::Create(std::chrono::milliseconds connect_timeout) {
+Result<std::unique_ptr<HttpTransport>> HttpTransport::Create(const TransportOptions& options) {
   auto impl = std::make_unique<Impl>();
-  ASSIGN_OR_RETURN(impl->easy, NewPostHandle(connect_timeout, impl->error, &impl->response));
+  ASSIGN_OR_RETURN(impl->easy, NewPostHandle(options, impl->error, &impl->response));
   return std::unique_ptr<HttpTransport>(new HttpTransport(std::move(impl)));
 }
 

@@ -7,12 +7,13 @@
 
 #include "common/result.h"
 #include "source/sqs/sqs_protocol.h"
+#include "source/sqs/transport_options.h"
 
 namespace sqs2pg::sqs {
 
 class HttpTransport {
  public:
-  static Result<std::unique_ptr<HttpTransport>> Create(std::chrono::milliseconds connect_timeout);
+  static Result<std::unique_ptr<HttpTransport>> Create(const TransportOptions& options);
   ~HttpTransport();
   HttpTransport(const HttpTransport&) = delete;
   HttpTransport& operator=(const HttpTransport&) = delete;

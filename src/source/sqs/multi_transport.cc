@@ -31,7 +31,7 @@ constexpr long kMaxIdleConnections = 512;
 }  // namespace
 
 struct MultiTransport::Impl {
-  std::chrono::milliseconds connect_timeout;
+  TransportOptions options;
   // Declared before the transfers so it is destroyed after them.
   CurlMulti multi;
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> active;
@@ -47,13 +47,13 @@ struct MultiTransport::Impl {
 MultiTransport::MultiTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 MultiTransport::~MultiTransport() = default;
 
-Result<std::unique_ptr<MultiTransport>> MultiTransport::Create(std::chrono::milliseconds connect_timeout) {
+Result<std::unique_ptr<MultiTransport>> MultiTransport::Create(const TransportOptions& options) {
   auto impl = std::make_unique<Impl>();
-  impl->connect_timeout = connect_timeout;
+  impl->options = options;
   // NewPostHandle runs curl_global_init; make one handle first so the multi comes after it.
   HttpResponse scratch;
   char error[CURL_ERROR_SIZE];
-  ASSIGN_OR_RETURN(CurlEasy probe, NewPostHandle(connect_timeout, error, &scratch));
+  ASSIGN_OR_RETURN(CurlEasy probe, NewPostHandle(options, error, &scratch));
   impl->multi.reset(curl_multi_init());
   if (!impl->multi) return Status::Permanent("curl_multi_init failed");
   // By default the connection cache shrinks with the number of handles in the multi, and each
@@ -70,7 +70,7 @@ void MultiTransport::Start(HttpRequest request, Done done, bool cancellable) {
     impl_->idle.pop_back();
   } else {
     t = std::make_unique<Transfer>();
-    auto easy = NewPostHandle(impl_->connect_timeout, t->error, &t->response);
+    auto easy = NewPostHandle(impl_->options, t->error, &t->response);
     if (!easy.ok()) {
       done(easy.status());
       return;

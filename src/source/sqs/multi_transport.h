@@ -8,6 +8,7 @@
 
 #include "common/result.h"
 #include "source/sqs/sqs_protocol.h"
+#include "source/sqs/transport_options.h"
 
 namespace sqs2pg::sqs {
 
@@ -15,7 +16,7 @@ class MultiTransport {
  public:
   using Done = std::function<void(Result<HttpResponse>)>;
 
-  static Result<std::unique_ptr<MultiTransport>> Create(std::chrono::milliseconds connect_timeout);
+  static Result<std::unique_ptr<MultiTransport>> Create(const TransportOptions& options);
   ~MultiTransport();
   MultiTransport(const MultiTransport&) = delete;
   MultiTransport& operator=(const MultiTransport&) = delete;

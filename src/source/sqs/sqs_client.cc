@@ -139,7 +139,7 @@ Result<std::unique_ptr<SqsClient>> SqsClient::Create(ClientConfig config) {
   }
   auto state = std::make_unique<State>();
   ASSIGN_OR_RETURN(state->endpoint, ParseEndpoint(config.endpoint_url));
-  ASSIGN_OR_RETURN(state->transport, HttpTransport::Create(config.connect_timeout));
+  ASSIGN_OR_RETURN(state->transport, HttpTransport::Create({config.connect_timeout, config.ca_file}));
   state->config = std::move(config);
   return std::unique_ptr<SqsClient>(new SqsClient(std::move(state)));
 }

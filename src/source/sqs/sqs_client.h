@@ -34,6 +34,9 @@ struct ClientConfig {
   RetryPolicy retry;
   // TCP (and TLS) connection set-up, per attempt.
   std::chrono::milliseconds connect_timeout{3000};
+  // PEM file of the CAs trusted for an https:// endpoint; empty: the system's store. Certificates
+  // are always verified.
+  std::string ca_file;
   // One whole exchange, per attempt. ReceiveMessage gets its long-poll wait on top.
   std::chrono::milliseconds request_timeout{10000};
 };

@@ -271,5 +271,11 @@ TEST(RedactSecretsTest, RemovesEveryCopyOfTheSecretAndTheToken) {
   EXPECT_EQ(text, "bad [redacted] and [redacted], again [redacted]; id AKIDEXAMPLE");
 }
 
+TEST(RedactSecretsTest, EndsWhenTheSecretOccursInTheMark) {
+  // Found by fuzz_sqs_response: "d" is in "[redacted]", and the search used to restart inside it.
+  EXPECT_EQ(RedactSecrets("odd", Credentials{"AKID", "d", ""}), "o[redacted][redacted]");
+  EXPECT_EQ(RedactSecrets("[redacted]", Credentials{"AKID", "[redacted]", ""}), "[redacted]");
+}
+
 }  // namespace
 }  // namespace sqs2pg::sqs
