@@ -351,6 +351,10 @@ TEST_F(PrivacyTest, DryRunLeavesTheQueueAndTheDatabaseAsTheyWere) {
   ASSERT_TRUE(peek.ok()) << peek.status().message();
   ASSERT_EQ(peek->size(), 10u);
   ASSERT_EQ(Psql(WriteFile("schema.sql", RunSqs2pg({"schema", "--table", table_}).out)).exit_code, 0);
+  std::vector<sqs::VisibilityEntry> back;
+  for (const auto& m : *peek) back.push_back({fmt::format("v{}", back.size()), m.receipt_handle, 0});
+  auto visible = FauxqsClient()->ChangeMessageVisibilityBatch(queue_url_, back);
+  ASSERT_TRUE(visible.ok() && visible->empty());
   for (const auto& m : *peek) {
     db_.Exec(fmt::format("INSERT INTO \"{}_ledger\" (message_id, outcome) VALUES ('{}', 'loaded')", table_,
                          m.message_id));

@@ -484,7 +484,7 @@ Result<std::string> SchemaScript(std::string_view table, std::string_view role) 
         names.schema_prefix.empty() ? "current_schema()" : QuoteLiteral(table.substr(0, table.find('.')));
     out += fmt::format(
         "-- What role {role} needs: USAGE on the schema, TEMPORARY on the database (each batch is staged in\n"
-        "-- temporary tables), SELECT and INSERT on the three tables. No UPDATE, DELETE or DDL.\n"
+        "-- temporary tables), SELECT and INSERT on the three tables, and nothing more.\n"
         "DO $sqs2pg$ BEGIN\n"
         "  EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', {schema}, {role_literal});\n"
         "  EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %I', current_database(), {role_literal});\n"
