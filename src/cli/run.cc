@@ -145,7 +145,7 @@ int Run(const RunOptions& o) {
 
   std::vector<std::unique_ptr<MessageSink>> sinks;
   sink::DryRunSink* dry_sink = nullptr;
-  sink::TableShape shape;
+  std::optional<sink::TableShape> shape;  // the live table's, when there is one to read
   std::string server;
   if (o.discard_messages) {
     // The benchmark's ceiling: receive and delete, write nothing. Loses every message it reads.
@@ -186,7 +186,7 @@ int Run(const RunOptions& o) {
       auto prepared = (*connected)->Prepare();
       if (!prepared.ok()) return Fail(prepared.status().Annotate(fmt::format("prepare table {}", o.table)));
       shape = *prepared;
-      if (i == 0 && shape.rejects_lack_shape_columns) {
+      if (i == 0 && shape->rejects_lack_shape_columns) {
         spdlog::warn(
             "table {}_rejects has no body_bytes/body_shape columns and this role may not add them: each "
             "reject's size and shape go into its reason; `sqs2pg schema --table {}` shows the migration",
@@ -206,8 +206,7 @@ int Run(const RunOptions& o) {
   AsyncMessageSource* messages = sqs_source->get();
   if (o.dry_run) messages = &dry_source.emplace(**sqs_source, std::chrono::seconds(*visibility));
   // Without a table to read, checks use the sizes of the table sqs2pg would create.
-  transform::LoginTransform transform(*masker,
-                                      o.discard_messages ? transform::ColumnLimits{} : LimitsFor(shape));
+  transform::LoginTransform transform(*masker, shape ? LimitsFor(*shape) : transform::ColumnLimits{});
 
   pipeline::PipelineOptions options;
   options.follow = o.follow;
