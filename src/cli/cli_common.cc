@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <openssl/crypto.h>
+#include <stdlib.h>
+
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 #include "source/sqs/aws_config.h"
@@ -58,13 +62,30 @@ Result<std::string> ResolveQueueUrl(sqs::SqsClient& client, const QueueOptions& 
   return client.GetQueueUrl(options.queue_name);
 }
 
+// Takes SQS2PG_KEYS out of the environment: the value is copied, its bytes in the environment
+// block wiped (which /proc/<pid>/environ shows) and the variable unset, so no child process (a
+// libpq or curl helper, a shell) inherits the keys. Empty if it was not set.
+std::string TakeKeysFromEnvironment() {
+  char* value = std::getenv("SQS2PG_KEYS");
+  if (value == nullptr) return "";
+  std::string keys(value);
+  OPENSSL_cleanse(value, std::strlen(value));
+  unsetenv("SQS2PG_KEYS");
+  return keys;
+}
+
 Result<transform::Keyring> LoadKeyring(const std::string& key_file_flag) {
+  std::string keys = TakeKeysFromEnvironment();
+  struct WipeOnExit {
+    std::string& s;
+    ~WipeOnExit() {
+      if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
+    }
+  } wipe{keys};
   if (!key_file_flag.empty()) return transform::Keyring::LoadFile(key_file_flag);
   if (const char* path = std::getenv("SQS2PG_KEY_FILE"); path && *path)
     return transform::Keyring::LoadFile(path);
-  if (const char* keys = std::getenv("SQS2PG_KEYS"); keys && *keys) {
-    return transform::Keyring::FromEnvironmentValue(keys, "SQS2PG_KEYS");
-  }
+  if (!keys.empty()) return transform::Keyring::FromEnvironmentValue(keys, "SQS2PG_KEYS");
   return Status::InvalidInput(
       "no masking key: pass --key-file PATH or set SQS2PG_KEY_FILE (make a key with: sqs2pg keygen --out "
       "PATH)");

@@ -18,5 +18,6 @@ Command AddSendCommand(CLI::App& app);
 Command AddKeygenCommand(CLI::App& app);
 Command AddMaskCommand(CLI::App& app);
 Command AddUnmaskCommand(CLI::App& app);
+Command AddSchemaCommand(CLI::App& app);
 
 }  // namespace sqs2pg::cli

@@ -26,8 +26,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
-  std::vector<Command> commands = {AddRunCommand(app), AddSendCommand(app), AddKeygenCommand(app),
-                                   AddMaskCommand(app), AddUnmaskCommand(app)};
+  std::vector<Command> commands = {AddRunCommand(app),  AddSendCommand(app),   AddKeygenCommand(app),
+                                   AddMaskCommand(app), AddUnmaskCommand(app), AddSchemaCommand(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -17,7 +17,9 @@
 #include "cli/commands.h"
 #include "pipeline/pipeline.h"
 #include "sink/null/null_sink.h"
+#include "sink/postgres/dry_run_sink.h"
 #include "sink/postgres/postgres_sink.h"
+#include "source/dry_run/dry_run_source.h"
 #include "source/sqs/async_sqs_source.h"
 #include "source/sqs/sqs_client.h"
 #include "transform/login_transform.h"
@@ -57,6 +59,7 @@ struct RunOptions {
   std::string key_file;
   bool follow = false;
   bool dry_run = false;
+  bool discard_messages = false;
   size_t batch_size = 500;
   int receivers = 8;
   int db_connections = 2;
@@ -89,20 +92,23 @@ Result<int> VisibilityTimeout(sqs::SqsClient& client, const std::string& queue_u
   ASSIGN_OR_RETURN(auto attributes, client.GetQueueAttributes(queue_url, {"VisibilityTimeout"}));
   auto it = attributes.find("VisibilityTimeout");
   if (it == attributes.end()) return 30;  // SQS's documented default
-  int seconds = 0;
+  // From the server: a value that is not a number is an error, never an exception.
+  int seconds = -1;
   const std::string& text = it->second;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
-  if (ec != std::errc() || end != text.data() + text.size() || seconds < 0 || seconds > 43200) {
-    return Status::Transient(
-        "the queue's VisibilityTimeout attribute is not a number of seconds from 0 to 43200");
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (error != std::errc() || end != text.data() + text.size() || seconds < 0 || seconds > 43200) {
+    return Status::Permanent(
+        "queue attribute VisibilityTimeout is not a number of seconds from 0 to 43200; pass "
+        "--visibility-timeout");
   }
   return seconds;
 }
 
 // Connects and prepares one loader's connection. Postgres being down at start is ridden out like
 // an outage mid-run: retried for the db retry timeout (for ever when following), until a stop.
-Result<std::unique_ptr<sink::PostgresSink>> ConnectSink(const RunOptions& o, sink::TableShape& shape) {
-  sink::PostgresSinkConfig config{o.db, o.table, o.max_receives};
+Result<std::unique_ptr<sink::PostgresSink>> ConnectSink(const RunOptions& o,
+                                                        const sink::PostgresSinkConfig& config,
+                                                        std::optional<sink::TableShape>& shape) {
   FailureStreak failures;
   std::mt19937_64 rng{std::random_device{}()};
   RetryPolicy backoff{0, std::chrono::milliseconds(200), std::chrono::milliseconds(5000)};
@@ -157,7 +163,31 @@ pipeline::Pipeline::ProgressFn TerminalProgress() {
   };
 }
 
+// What a dry run found, on stdout: what a real run would have done, and that nothing changed.
+void PrintDryRunReport(const pipeline::RunStats& s, const sink::DryRunSink& sink,
+                       const Result<size_t>& released) {
+  std::string ledger = sink.ledger_error().empty() ? "duplicates per the ledger"
+                                                   : "duplicates not checked: " + sink.ledger_error();
+  std::cout << fmt::format(
+                   "dry run: received {}; a real run would load {}, reject {}, skip {} as duplicates ({}); "
+                   "nothing was written or deleted, {} messages made visible again, {:.2f} s",
+                   s.received, s.loaded, s.rejected, s.duplicates, ledger, released.ok() ? *released : 0,
+                   s.seconds)
+            << "\n";
+  for (const auto& [reason, count] : sink.RejectsByReason()) {
+    std::cout << fmt::format("  {:>8}  rejected: {}", count, reason) << "\n";
+  }
+  std::cout << std::flush;
+}
+
 int Run(const RunOptions& o) {
+  if (o.dry_run && o.discard_messages) {
+    return Fail(Status::InvalidInput("--dry-run and --discard-messages exclude each other"));
+  }
+  if (o.dry_run && o.follow) {
+    // A dry run keeps every message it read hidden until it ends, so it must end.
+    return Fail(Status::InvalidInput("--dry-run drains the queue once; it cannot --follow"));
+  }
   auto keyring = LoadKeyring(o.key_file);
   if (!keyring.ok()) return Fail(keyring.status());
   auto masker = transform::Masker::Create(*keyring);
@@ -174,32 +204,73 @@ int Run(const RunOptions& o) {
   auto visibility = VisibilityTimeout(**client, *queue_url, o.visibility_timeout);
   if (!visibility.ok()) return Fail(visibility.status());
 
-  // --dry-run: everything but the database; messages are still received and deleted.
   std::vector<std::unique_ptr<MessageSink>> sinks;
-  sink::TableShape shape;
-  std::string server = "nothing (dry run: messages are deleted, no row is written)";
-  for (int i = 0; i < (o.dry_run ? 1 : o.db_connections); ++i) {
-    if (o.dry_run) {
-      sinks.push_back(std::make_unique<sink::NullSink>());
-      continue;
+  sink::DryRunSink* dry_sink = nullptr;
+  std::optional<sink::TableShape> shape;  // the live table's, when there is one to read
+  std::string server;
+  if (o.discard_messages) {
+    // The benchmark's ceiling: receive and delete, write nothing. Loses every message it reads.
+    sinks.push_back(std::make_unique<sink::NullSink>());
+    server = "nothing (--discard-messages: messages are deleted, no row is written)";
+  } else if (o.dry_run) {
+    // Read-only: the live column sizes and the ledger, if the database answers; no DDL, no write.
+    std::unique_ptr<sink::PostgresSink> ledger;
+    auto connected = sink::PostgresSink::Connect({o.db, o.table});
+    if (connected.ok()) {
+      auto inspected = (*connected)->Inspect();
+      if (inspected.ok()) {
+        shape = *inspected;
+      } else {
+        spdlog::warn("dry run: {}; checking against the sizes of the table sqs2pg would create",
+                     inspected.status().message());
+      }
+      ledger = std::move(connected).value();
+    } else {
+      spdlog::warn("dry run: {}; checking against default column sizes, duplicates not checked",
+                   connected.status().message());
     }
-    auto connected = ConnectSink(o, shape);
-    if (!connected.ok() && g_stop) {
-      // Asked to stop while waiting for the database: nothing was received, so nothing is lost.
-      spdlog::info("stopped before Postgres was reachable: {}", connected.status().message());
-      return kExitOk;
+    auto dry = std::make_unique<sink::DryRunSink>(std::move(ledger));
+    dry_sink = dry.get();
+    sinks.push_back(std::move(dry));
+    server = "nothing (dry run: no row is written and no message deleted)";
+  } else {
+    for (int i = 0; i < o.db_connections; ++i) {
+      // Each sink loads on a thread of its own, and a Masker is not thread-safe: one each, for the
+      // bodies of rows the database refuses.
+      auto sink_masker = transform::Masker::Create(*keyring);
+      if (!sink_masker.ok()) return Fail(sink_masker.status());
+      auto sealer = std::make_shared<transform::Masker>(std::move(sink_masker).value());
+      sink::PostgresSinkConfig config{o.db, o.table};
+      config.max_receives = o.max_receives;
+      config.seal_body = [sealer](std::string_view plain) { return sealer->Mask(plain); };
+      auto connected = ConnectSink(o, config, shape);
+      if (!connected.ok() && g_stop) {
+        // Asked to stop while waiting for the database: nothing was received, so nothing is lost.
+        spdlog::info("stopped before Postgres was reachable: {}", connected.status().message());
+        return kExitOk;
+      }
+      if (!connected.ok()) return Fail(connected.status());
+      if (i == 0 && shape->rejects_lack_shape_columns) {
+        spdlog::warn(
+            "table {}_rejects has no body_bytes/body_shape columns and this role may not add them: each "
+            "reject's size and shape go into its reason; `sqs2pg schema --table {}` shows the migration",
+            o.table, o.table);
+      }
+      server = fmt::format("table {} on {}", o.table, (*connected)->ServerName());
+      sinks.push_back(std::move(connected).value());
     }
-    if (!connected.ok()) return Fail(connected.status());
-    server = fmt::format("table {} on {}", o.table, (*connected)->ServerName());
-    sinks.push_back(std::move(connected).value());
   }
 
   std::optional<int> receive_visibility;
   if (o.visibility_timeout >= 0) receive_visibility = o.visibility_timeout;
-  auto source = sqs::AsyncSqsSource::Create(*client_config, *queue_url, receive_visibility);
-  if (!source.ok()) return Fail(source.status());
-  // A dry run checks against the sizes of the table sqs2pg would create.
-  transform::LoginTransform transform(*masker, o.dry_run ? transform::ColumnLimits{} : LimitsFor(shape));
+  auto sqs_source = sqs::AsyncSqsSource::Create(*client_config, *queue_url, receive_visibility);
+  if (!sqs_source.ok()) return Fail(sqs_source.status());
+  // A dry run reads through DryRunSource, which deletes nothing and releases all at the end.
+  std::optional<source::DryRunSource> dry_source;
+  AsyncMessageSource* messages = sqs_source->get();
+  if (o.dry_run) messages = &dry_source.emplace(**sqs_source, std::chrono::seconds(*visibility));
+  // Without a table to read, checks use the sizes of the table sqs2pg would create.
+  transform::LoginTransform transform(*masker, shape ? LimitsFor(*shape) : transform::ColumnLimits{});
 
   pipeline::PipelineOptions options;
   options.follow = o.follow;
@@ -220,15 +291,23 @@ int Run(const RunOptions& o) {
                  *visibility, o.shutdown_timeout);
   }
   if (g_stop) return kExitOk;  // stopped while waiting for Postgres: nothing was received
-  auto pipeline_holder = std::make_unique<pipeline::Pipeline>(**source, transform, std::move(sinks), options);
+  auto pipeline_holder =
+      std::make_unique<pipeline::Pipeline>(*messages, transform, std::move(sinks), options);
   pipeline::Pipeline& pipeline = *pipeline_holder;
 
   spdlog::info("consuming {} into {} ({}; {} receivers, {} connections, visibility {} s)", *queue_url, server,
                o.follow ? "following" : "until the queue is empty", o.receivers,
-               o.dry_run ? 0 : o.db_connections, *visibility);
+               (o.dry_run || o.discard_messages) ? 0 : o.db_connections, *visibility);
   auto progress = TerminalProgress();
   Status st = pipeline.Run(g_stop, progress);
   if (progress) std::cerr << "\r\033[K";
+  if (o.dry_run) {
+    auto released = dry_source->Release();
+    PrintDryRunReport(pipeline.stats(), *dry_sink, released);
+    if (!st.ok()) return Fail(st);
+    if (!released.ok()) return Fail(released.status());
+    return kExitOk;
+  }
   std::cout << Summary(pipeline.stats()) << std::endl;
   const auto& stats = pipeline.stats();
   if (stats.shutdown_timed_out) {
@@ -260,7 +339,12 @@ Command AddRunCommand(CLI::App& app) {
   AddKeyFileOption(*cmd, o->key_file);
   cmd->add_flag("--follow", o->follow, "Keep consuming; default is to stop once the queue is empty");
   cmd->add_flag("--dry-run", o->dry_run,
-                "Receive, validate, mask and DELETE messages but write nothing (to measure the queue alone)");
+                "Receive, validate and mask, report what a real run would do, then make the messages visible "
+                "again: deletes nothing, writes nothing");
+  // For the benchmark's queue-only ceiling; hidden from --help (group "") because it loses data.
+  cmd->add_flag("--discard-messages", o->discard_messages,
+                "Receive, validate, mask and DELETE every message, writing nothing")
+      ->group("");
   cmd->add_option("--batch-size", o->batch_size, "Messages per load transaction")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));

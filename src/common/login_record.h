@@ -3,6 +3,7 @@
 // neither knows how the other works. Every field here is already safe to store: ip and
 // device_id are masked, and a reject's body holds no plaintext PII.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -22,11 +23,18 @@ struct LoginRow {
   std::int32_t create_date_days = 0;  // UTC date of the message's SentTimestamp, days since 1970-01-01
 };
 
-// Why a message was refused, and what of it may be kept.
+// Why a message was refused, and what of it may be kept. Any member of a body can hold PII
+// (a misspelt "IP", a free-text field), so the body itself is only ever kept encrypted; what
+// stays in clear diagnoses the refusal without revealing a value.
 struct Rejection {
   std::string reason;     // names the field and the rule; never a value
-  std::string safe_body;  // JSON with ip/device_id masked, or the whole body encrypted
-  bool body_encrypted = false;
+  std::string safe_body;  // the whole body encrypted (`sqs2pg unmask` recovers it); empty for an empty body
+  bool body_encrypted = false;  // true whenever safe_body is not empty
+  std::size_t body_bytes = 0;   // the body's size in bytes
+  // Top-level key names with their JSON types ({"user_id":"string","IP":"string"}), or the body's
+  // type when it is not an object ("array", "invalid JSON"). Key names that do not look like
+  // identifiers are replaced by placeholders ("#2": the second key).
+  std::string body_shape{};
 };
 
 }  // namespace sqs2pg

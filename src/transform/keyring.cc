@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "common/digest.h"
 #include "common/encoding.h"
@@ -85,7 +86,10 @@ Result<Key> ParseKeyLine(const std::vector<std::string_view>& fields) {
     return Status::InvalidInput("the key must be " + std::to_string(2 * Keyring::kKeyBytes) +
                                 " lowercase hex characters");
   }
-  ASSIGN_OR_RETURN(Key key, Keyring::KeyFromMaterial(*HexDecode(key_hex)));
+  std::optional<std::string> material = HexDecode(key_hex);
+  Result<Key> decoded = Keyring::KeyFromMaterial(*material);
+  OPENSSL_cleanse(material->data(), material->size());
+  ASSIGN_OR_RETURN(Key key, std::move(decoded));
   if (key.id != id) return Status::InvalidInput("key id does not match the key (file damaged?)");
   return key;
 }
@@ -143,6 +147,36 @@ Status WriteAll(int fd, std::string_view data) {
 }
 
 }  // namespace
+
+namespace {
+void Wipe(std::string& s) {
+  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
+  s.clear();
+}
+}  // namespace
+
+Key::Key(Key&& other) noexcept : id(std::move(other.id)), material(std::move(other.material)) {
+  Wipe(other.material);  // a short string is copied, not moved: clear what stayed behind
+}
+
+Key& Key::operator=(const Key& other) {
+  if (this == &other) return *this;
+  Wipe(material);
+  id = other.id;
+  material = other.material;
+  return *this;
+}
+
+Key& Key::operator=(Key&& other) noexcept {
+  if (this == &other) return *this;
+  Wipe(material);
+  id = std::move(other.id);
+  material = std::move(other.material);
+  Wipe(other.material);  // a short string is copied, not moved: clear what stayed behind
+  return *this;
+}
+
+Key::~Key() { Wipe(material); }
 
 std::string Keyring::KeyIdFor(std::string_view material) {
   return HexEncode(HmacSha256(material, kKeyIdLabel)).substr(0, kKeyIdChars);
@@ -238,13 +272,27 @@ Status Keyring::WriteNewFile(const std::string& path) const {
 
 Status Keyring::ReplaceFile(const std::string& path) const {
   // Write beside the old file, then rename over it: a crash leaves the old keyring or the new
-  // one, never a torn file that would lose keys needed to unmask stored values.
-  std::string temp = path + ".new";
+  // one, never a torn file that would lose keys needed to unmask stored values. The temporary
+  // name is fixed, so a crash leaves at most one such file, which the next rotation replaces:
+  // it is a leftover of a rotation that never took effect.
+  const std::string temp = path + ".tmp";
+  const std::string origin = "key file " + path;
+  if (::unlink(temp.c_str()) != 0 && errno != ENOENT) {
+    return Status::InvalidInput(origin + ": cannot remove the leftover " + temp + ": " + ErrnoText(errno));
+  }
+  // WriteNewFile creates it 0600 with O_EXCL (no symlink followed, no file shared) and fsyncs it.
   RETURN_IF_ERROR(WriteNewFile(temp));
   if (::rename(temp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(temp.c_str());
-    return Status::InvalidInput("key file " + path + ": cannot replace: " + ErrnoText(err));
+    return Status::InvalidInput(origin + ": cannot replace: " + ErrnoText(err));
+  }
+  // The rename is durable only once the directory is on disk.
+  std::string dir = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+  if (dir.empty()) dir = "/";
+  UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir_fd.get() < 0 || ::fsync(dir_fd.get()) != 0) {
+    return Status::InvalidInput(origin + ": replaced, but syncing its directory failed: " + ErrnoText(errno));
   }
   return Status::Ok();
 }

@@ -18,9 +18,20 @@
 
 namespace sqs2pg::transform {
 
+// The material is wiped (OPENSSL_cleanse) before its memory is freed or overwritten, so a freed
+// key does not linger in the heap for a core dump or a later allocation to reveal.
 struct Key {
   std::string id;        // kKeyIdChars lowercase hex chars; public (every masked value starts with it)
   std::string material;  // kKeyBytes raw bytes; secret
+
+  Key() = default;
+  Key(std::string key_id, std::string key_material)
+      : id(std::move(key_id)), material(std::move(key_material)) {}
+  Key(const Key&) = default;
+  Key(Key&& other) noexcept;
+  Key& operator=(const Key& other);
+  Key& operator=(Key&& other) noexcept;
+  ~Key();
 };
 
 // Holds at least one key: every factory refuses an empty keyring, so active() is always valid.

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <string>
@@ -52,12 +53,67 @@ const char* TypeName(element_type type) {
   return "an unknown type";
 }
 
+// The JSON type names a reject's body_shape uses.
+std::string_view ShapeTypeName(element_type type) {
+  switch (type) {
+    case element_type::ARRAY:
+      return "array";
+    case element_type::OBJECT:
+      return "object";
+    case element_type::INT64:
+    case element_type::UINT64:
+    case element_type::DOUBLE:
+      return "number";
+    case element_type::STRING:
+      return "string";
+    case element_type::BOOL:
+      return "boolean";
+    case element_type::NULL_VALUE:
+      return "null";
+  }
+  return "unknown";
+}
+
+// [A-Za-z_][A-Za-z0-9_.-]{0,63}: a name a program chose. Anything else (an address, an e-mail,
+// free text) may be a value someone used as a key, so it is not kept.
+bool LooksLikeIdentifier(std::string_view key) {
+  if (key.empty() || key.size() > 64) return false;
+  auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
+  if (!alpha(key[0])) return false;
+  return std::all_of(key.begin() + 1, key.end(),
+                     [&](char c) { return alpha(c) || (c >= '0' && c <= '9') || c == '.' || c == '-'; });
+}
+
+// A reject's shape is for diagnosis; a body with thousands of keys needs no more than this many.
+constexpr size_t kMaxShapeKeys = 64;
+
+// {"user_id":"string","IP":"string","#3":"number"}: the top-level keys in order (duplicates
+// too, since a duplicate is itself a reason), identifier-like names kept, others "#<position>".
+std::string ObjectShape(simdjson::dom::object object) {
+  std::string out = "{";
+  size_t position = 0;
+  for (auto [key, value] : object) {
+    ++position;
+    if (position > kMaxShapeKeys) continue;  // counted below
+    if (position > 1) out.push_back(',');
+    AppendJsonString(out, LooksLikeIdentifier(key) ? std::string(key) : fmt::format("#{}", position));
+    out.push_back(':');
+    AppendJsonString(out, ShapeTypeName(value.type()));
+  }
+  if (position > kMaxShapeKeys) {
+    out.push_back(',');
+    AppendJsonString(out, "...");
+    out.push_back(':');
+    AppendJsonString(out, fmt::format("{} more keys", position - kMaxShapeKeys));
+  }
+  out.push_back('}');
+  return out;
+}
+
 // The fields we read. Anything else in the body is ignored.
 enum Field { kUserId, kIp, kDeviceId, kDeviceType, kLocale, kAppVersion, kFieldCount };
 constexpr std::array<std::string_view, kFieldCount> kFieldNames = {"user_id",     "ip",     "device_id",
                                                                    "device_type", "locale", "app_version"};
-
-bool IsPiiField(std::string_view key) { return key == "ip" || key == "device_id"; }
 
 Status CheckText(std::string_view field, std::string_view value, size_t max_chars) {
   if (value.find('\0') != std::string_view::npos) {
@@ -76,8 +132,9 @@ Status CheckText(std::string_view field, std::string_view value, size_t max_char
 }  // namespace
 
 std::optional<std::string> CanonicalIp(std::string_view s) {
-  // inet_pton needs a terminated string; the longest textual IPv6 form is 45 characters.
-  if (s.size() > 45) return std::nullopt;
+  // inet_pton needs a terminated string; the longest textual IPv6 form is 45 characters. An
+  // embedded NUL would end the string early and let "198.51.100.16\0x" pass as an address.
+  if (s.size() > 45 || s.find('\0') != std::string_view::npos) return std::nullopt;
   char text[64];
   s.copy(text, s.size());
   text[s.size()] = '\0';
@@ -86,8 +143,14 @@ std::optional<std::string> CanonicalIp(std::string_view s) {
   // glibc's inet_pton accepts only plain dotted decimal for IPv4 (no leading zeros, no octal or
   // hex), which is already the canonical form; skipping inet_ntop saves a sprintf per message.
   if (inet_pton(AF_INET, text, addr) == 1) return std::string(s);
-  if (inet_pton(AF_INET6, text, addr) == 1) return std::string(inet_ntop(AF_INET6, addr, out, sizeof out));
-  return std::nullopt;
+  if (inet_pton(AF_INET6, text, addr) != 1) return std::nullopt;
+  // ::ffff:a.b.c.d is how a dual-stack socket reports an IPv4 client: the same address as
+  // a.b.c.d, so it must mask the same.
+  constexpr unsigned char kV4MappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::equal(std::begin(kV4MappedPrefix), std::end(kV4MappedPrefix), addr)) {
+    return std::string(inet_ntop(AF_INET, addr + 12, out, sizeof out));
+  }
+  return std::string(inet_ntop(AF_INET6, addr, out, sizeof out));
 }
 
 struct LoginTransform::Impl {
@@ -115,22 +178,22 @@ struct LoginTransform::Impl {
   Result<std::string> MaskField(std::string_view field, std::string_view value);
   Result<std::optional<std::string>> AppVersion(
       const std::array<std::optional<element>, kFieldCount>& fields);
-  Rejection RejectParsed(std::string reason, element doc);
-  Rejection RejectUnparsed(std::string reason, std::string_view body);
-  void AppendRedacted(std::string& out, element value, bool mask_here);
+  Rejection Reject(std::string reason, std::string_view body, std::string shape);
 };
 
 TransformOutcome LoginTransform::Impl::Apply(std::string_view body, std::int64_t sent_timestamp_ms) {
   element doc;
   if (auto error = Parse(body).get(doc)) {
-    return RejectUnparsed(fmt::format("body is not valid JSON ({})", simdjson::error_message(error)), body);
+    return Reject(fmt::format("body is not valid JSON ({})", simdjson::error_message(error)), body,
+                  body.empty() ? "empty" : "invalid JSON");
   }
   simdjson::dom::object object;
   if (doc.get_object().get(object)) {
-    return RejectParsed(fmt::format("body is {}, expected a JSON object", TypeName(doc.type())), doc);
+    return Reject(fmt::format("body is {}, expected a JSON object", TypeName(doc.type())), body,
+                  std::string(ShapeTypeName(doc.type())));
   }
   auto row = Validate(object, sent_timestamp_ms, true);
-  if (!row.ok()) return RejectParsed(row.status().message(), doc);
+  if (!row.ok()) return Reject(row.status().message(), body, ObjectShape(object));
   return std::move(row).value();
 }
 
@@ -154,6 +217,7 @@ Result<LoginRow> LoginTransform::Impl::Validate(simdjson::dom::object object, st
   ASSIGN_OR_RETURN(row.user_id, RequiredString(fields, kUserId));
   RETURN_IF_ERROR(CheckText("user_id", row.user_id, limits.user_id));
   ASSIGN_OR_RETURN(std::string ip, RequiredString(fields, kIp));
+  RETURN_IF_ERROR(CheckText("ip", ip, SIZE_MAX));
   auto canonical_ip = CanonicalIp(ip);
   if (!canonical_ip) return Status::InvalidInput("field ip is not a valid IPv4 or IPv6 address");
   ASSIGN_OR_RETURN(std::string device_id, RequiredString(fields, kDeviceId));
@@ -222,73 +286,20 @@ Result<std::string> LoginTransform::Impl::MaskField(std::string_view field, std:
   return masked;
 }
 
-Rejection LoginTransform::Impl::RejectParsed(std::string reason, element doc) {
-  Rejection r{std::move(reason), {}, false};
-  AppendRedacted(r.safe_body, doc, false);
-  return r;
-}
-
-Rejection LoginTransform::Impl::RejectUnparsed(std::string reason, std::string_view body) {
-  Rejection r{std::move(reason), {}, false};
-  if (body.empty()) return r;  // nothing to hide
-  auto sealed = masker.Mask(body);
-  if (sealed.ok()) {
-    r.safe_body = std::move(sealed).value();
+Rejection LoginTransform::Impl::Reject(std::string reason, std::string_view body, std::string shape) {
+  Rejection r;
+  r.reason = std::move(reason);
+  r.body_bytes = body.size();
+  r.body_shape = std::move(shape);
+  if (body.empty()) return r;  // nothing to hide, and AES-SIV here cannot seal an empty value
+  // The whole body, whatever it holds: no list of member names can say where PII is.
+  if (Status st = masker.MaskInto(body, r.safe_body); st.ok()) {
     r.body_encrypted = true;
   } else {
-    r.reason += "; the body could not be encrypted and was dropped (" + sealed.status().message() + ")";
+    r.safe_body.clear();
+    r.reason += "; the body could not be encrypted and was not kept (" + st.message() + ")";
   }
   return r;
-}
-
-// Re-serializes the document with the value of every "ip" and "device_id" member, at any depth,
-// replaced by its masked form; a non-string value is masked as its JSON text.
-void LoginTransform::Impl::AppendRedacted(std::string& out, element value, bool mask_here) {
-  if (mask_here) {
-    std::string_view text;
-    std::string json;
-    if (value.get_string().get(text)) {
-      json = simdjson::to_string(value);
-      text = json;
-    }
-    if (text.empty()) {
-      AppendJsonString(out, "");
-      return;
-    }
-    auto masked = masker.Mask(text);
-    AppendJsonString(out, masked.ok() ? masked.value() : "(unmaskable value removed)");
-    return;
-  }
-  switch (value.type()) {
-    case element_type::OBJECT: {
-      out.push_back('{');
-      bool first = true;
-      simdjson::dom::object object = value.get_object().value_unsafe();
-      for (auto [key, member] : object) {
-        if (!first) out.push_back(',');
-        first = false;
-        AppendJsonString(out, key);
-        out.push_back(':');
-        AppendRedacted(out, member, IsPiiField(key));
-      }
-      out.push_back('}');
-      return;
-    }
-    case element_type::ARRAY: {
-      out.push_back('[');
-      bool first = true;
-      simdjson::dom::array array = value.get_array().value_unsafe();
-      for (element item : array) {
-        if (!first) out.push_back(',');
-        first = false;
-        AppendRedacted(out, item, false);
-      }
-      out.push_back(']');
-      return;
-    }
-    default:
-      out += simdjson::to_string(value);
-  }
 }
 
 Status LoginTransform::Impl::Check(std::string_view body, std::int64_t sent_timestamp_ms) {

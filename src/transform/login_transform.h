@@ -49,8 +49,11 @@ class LoginTransform {
   std::unique_ptr<Impl> impl_;
 };
 
-// The text form ip is masked in, so equal addresses mask equally however they were written
-// (RFC 5952 for IPv6: "2001:DB8:0::1" -> "2001:db8::1"). nullopt if s is not an IPv4 or IPv6 address.
+// The text form ip is masked in, so equal addresses mask equally however they were written:
+// IPv4 in dotted decimal as given (glibc accepts no other spelling), IPv6 per RFC 5952
+// ("2001:DB8:0::1" -> "2001:db8::1"), and an IPv4-mapped IPv6 address as its IPv4 form
+// ("::ffff:198.51.100.17" -> "198.51.100.17"). nullopt if s is not an IPv4 or IPv6 address or
+// holds U+0000 anywhere.
 std::optional<std::string> CanonicalIp(std::string_view s);
 
 }  // namespace sqs2pg::transform

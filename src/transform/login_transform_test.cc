@@ -93,9 +93,38 @@ TEST_F(LoginTransformTest, Ipv6IsMaskedInCanonicalForm) {
   EXPECT_EQ(Unmask(a.masked_ip), "2001:db8::1");
 }
 
+TEST_F(LoginTransformTest, Ipv4MappedIpv6MasksAsItsIpv4Form) {
+  LoginRow a = Row(R"({"user_id":"u","ip":"::ffff:198.51.100.17","device_id":"d"})");
+  LoginRow b = Row(R"({"user_id":"u","ip":"198.51.100.17","device_id":"d"})");
+  EXPECT_EQ(a.masked_ip, b.masked_ip);
+  EXPECT_EQ(Unmask(a.masked_ip), "198.51.100.17");
+}
+
+TEST_F(LoginTransformTest, NulAnywhereInIpOrDeviceIdIsRejected) {
+  // inet_pton stops at the NUL, so "198.51.100.16\u0000x" used to load as 198.51.100.16.
+  for (const char* body : {R"({"user_id":"u","ip":"198.51.100.16\u0000x","device_id":"d"})",
+                           R"({"user_id":"u","ip":"198.51.100.16\u0000","device_id":"d"})",
+                           R"({"user_id":"u","ip":"\u0000198.51.100.16","device_id":"d"})"}) {
+    Rejection r = Reject(body);
+    EXPECT_EQ(r.reason, "field ip contains U+0000, which Postgres cannot store") << body;
+  }
+  for (const char* body : {R"({"user_id":"u","ip":"1.2.3.4","device_id":"d\u0000x"})",
+                           R"({"user_id":"u","ip":"1.2.3.4","device_id":"\u0000"})"}) {
+    EXPECT_THAT(Reject(body).reason, HasSubstr("field device_id contains U+0000")) << body;
+  }
+}
+
 TEST_F(LoginTransformTest, CanonicalIp) {
   EXPECT_EQ(CanonicalIp("10.0.0.1"), "10.0.0.1");
-  EXPECT_EQ(CanonicalIp("::FFFF:10.0.0.1"), "::ffff:10.0.0.1");
+  // IPv4-mapped IPv6 is the IPv4 address; IPv4-compatible (deprecated) and NAT64 are not.
+  EXPECT_EQ(CanonicalIp("::FFFF:10.0.0.1"), "10.0.0.1");
+  EXPECT_EQ(CanonicalIp("::ffff:a00:1"), "10.0.0.1");
+  EXPECT_EQ(CanonicalIp("0:0:0:0:0:ffff:0a00:0001"), "10.0.0.1");
+  EXPECT_EQ(CanonicalIp("::10.0.0.1"), "::10.0.0.1");
+  EXPECT_EQ(CanonicalIp("64:ff9b::10.0.0.1"), "64:ff9b::a00:1");
+  EXPECT_FALSE(CanonicalIp(std::string("10.0.0.1\0x", 11)));
+  EXPECT_FALSE(CanonicalIp(std::string("10.0.0.1\0", 9)));
+  EXPECT_FALSE(CanonicalIp(std::string("\0", 1)));
   EXPECT_FALSE(CanonicalIp("10.0.0.256"));
   EXPECT_FALSE(CanonicalIp("10.0.0"));
   EXPECT_FALSE(CanonicalIp(" 10.0.0.1"));
@@ -217,25 +246,72 @@ TEST_F(LoginTransformTest, SentTimestampPastYear9999IsRejected) {
   }
 }
 
-TEST_F(LoginTransformTest, RejectedBodyKeepsNoPlaintextPii) {
-  Rejection r = Reject(
-      R"({"user_id":"u","ip":"10.9.8.7","device_id":"","locale":5,
-          "nested":{"ip":"172.16.5.4","list":[{"device_id":"777-00-1234"}, {"device_id": 12345}]}})");
-  EXPECT_FALSE(r.body_encrypted);
-  EXPECT_THAT(r.safe_body, Not(HasSubstr("10.9.8.7")));
-  EXPECT_THAT(r.safe_body, Not(HasSubstr("172.16.5.4")));
-  EXPECT_THAT(r.safe_body, Not(HasSubstr("777-00-1234")));
-  EXPECT_THAT(r.safe_body, Not(HasSubstr("12345")));
-  EXPECT_THAT(r.safe_body, HasSubstr(R"("user_id":"u")"));
-  EXPECT_THAT(r.safe_body, HasSubstr(R"("locale":5)"));
-  EXPECT_THAT(r.safe_body, HasSubstr(R"("device_id":"")"));
+// The case from issue 8: PII under names no list would know. Only the encrypted body keeps it.
+TEST_F(LoginTransformTest, RejectedBodyIsEncryptedWholeWhateverItsMemberNames) {
+  std::string body = R"({"user_id":"u1","IP":"203.0.113.77","deviceId":"SECRET-DEV-1"})";
+  Rejection r = Reject(body);
+  EXPECT_EQ(r.reason, "missing field ip");
+  EXPECT_TRUE(r.body_encrypted);
+  EXPECT_THAT(r.safe_body, Not(HasSubstr("203.0.113.77")));
+  EXPECT_THAT(r.safe_body, Not(HasSubstr("SECRET-DEV-1")));
+  EXPECT_THAT(r.safe_body, Not(HasSubstr("u1")));
+  EXPECT_EQ(r.body_bytes, body.size());
+  EXPECT_EQ(r.body_shape, R"({"user_id":"string","IP":"string","deviceId":"string"})");
+  EXPECT_EQ(Unmask(r.safe_body), body);
+}
+
+TEST_F(LoginTransformTest, RejectShapeNamesTypesAndHidesKeysThatAreNotIdentifiers) {
+  Rejection r =
+      Reject(R"({"user_id":"u","ip":null,"n":1.5,"b":true,"o":{"ip":"10.9.8.7"},"a":[1],"203.0.113.9":"x",)"
+             R"("a@b.example":1,"has space":2,"_ok.name-1":null,"":3})");
+  EXPECT_EQ(r.body_shape,
+            R"({"user_id":"string","ip":"null","n":"number","b":"boolean","o":"object","a":"array",)"
+            R"("#7":"string","#8":"number","#9":"number","_ok.name-1":"null","#11":"number"})");
+  EXPECT_THAT(r.body_shape, Not(HasSubstr("10.9.8.7")));
+  EXPECT_THAT(r.body_shape, Not(HasSubstr("203.0.113")));
   EXPECT_THAT(r.reason, Not(HasSubstr("10.9.8.7")));
 }
 
-TEST_F(LoginTransformTest, RejectedBodyMasksIpTheSameWayAsRows) {
-  LoginRow row = Row(kGood);
-  Rejection r = Reject(R"({"ip":"199.172.111.135","device_id":"593-47-5928"})");
-  EXPECT_THAT(r.safe_body, HasSubstr(row.masked_device_id));
+TEST_F(LoginTransformTest, RejectShapeKeepsDuplicateKeysAndCapsLongObjects) {
+  EXPECT_EQ(Reject(R"({"ip":"1.2.3.4","ip":"5.6.7.8"})").body_shape, R"({"ip":"string","ip":"string"})");
+  std::string wide = "{";
+  for (int i = 0; i < 100; ++i) wide += (i ? "," : "") + std::string("\"k") + std::to_string(i) + "\":0";
+  wide += "}";
+  Rejection r = Reject(wide);
+  EXPECT_THAT(r.body_shape, HasSubstr(R"("k63":"number")"));
+  EXPECT_THAT(r.body_shape, Not(HasSubstr(R"("k64")")));
+  EXPECT_THAT(r.body_shape, HasSubstr(R"("...":"36 more keys")"));
+}
+
+TEST_F(LoginTransformTest, NonObjectBodiesHaveTheirTypeAsShape) {
+  EXPECT_EQ(Reject(R"([{"ip":"1.2.3.4"}])").body_shape, "array");
+  EXPECT_EQ(Reject(R"("203.0.113.5")").body_shape, "string");
+  EXPECT_EQ(Reject("42").body_shape, "number");
+  EXPECT_EQ(Reject("true").body_shape, "boolean");
+  EXPECT_EQ(Reject("null").body_shape, "null");
+  EXPECT_EQ(Reject("{oops").body_shape, "invalid JSON");
+  for (const char* body : {R"([{"ip":"1.2.3.4"}])", R"("203.0.113.5")", "{oops"}) {
+    Rejection r = Reject(body);
+    EXPECT_TRUE(r.body_encrypted) << body;
+    EXPECT_EQ(Unmask(r.safe_body), body);
+  }
+}
+
+TEST_F(LoginTransformTest, DeepNestingAndHugeNumbersAreRejectedNotCrashed) {
+  std::string deep = std::string(10'000, '[') + std::string(10'000, ']');
+  Rejection r = Reject(deep);
+  EXPECT_THAT(r.reason, HasSubstr("not valid JSON"));
+  EXPECT_EQ(r.body_bytes, 20'000u);
+  std::string deep_object;
+  for (int i = 0; i < 10'000; ++i) deep_object += R"({"a":)";
+  deep_object += "1" + std::string(10'000, '}');
+  EXPECT_THAT(Reject(deep_object).reason, HasSubstr("not valid JSON"));
+  // Numbers no double or 64-bit integer holds, in a member sqs2pg would otherwise ignore.
+  for (const char* body :
+       {R"({"user_id":"u","ip":"1.2.3.4","device_id":"d","n":1e999999})",
+        R"({"user_id":"u","ip":"1.2.3.4","device_id":"d","n":123456789012345678901234567890})"}) {
+    EXPECT_THAT(Reject(body).reason, HasSubstr("not valid JSON")) << body;
+  }
 }
 
 TEST_F(LoginTransformTest, UnparseableBodyIsStoredEncryptedAndRecoverable) {
@@ -257,6 +333,9 @@ TEST_F(LoginTransformTest, EmptyBodyIsRejectedWithNothingToKeep) {
   Rejection r = Reject("");
   EXPECT_THAT(r.reason, HasSubstr("not valid JSON"));
   EXPECT_EQ(r.safe_body, "");
+  EXPECT_FALSE(r.body_encrypted);
+  EXPECT_EQ(r.body_shape, "empty");
+  EXPECT_EQ(r.body_bytes, 0u);
 }
 
 TEST(AppVersionTest, OrderPreservingInteger) {

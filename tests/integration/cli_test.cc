@@ -130,6 +130,39 @@ TEST(CliTest, MaskUnmaskRoundTripAndRotation) {
   EXPECT_EQ(plain.out, "593-47-5928\n593-47-5928\n");
 }
 
+// A rotation that crashed after writing its temporary file must not block the next one.
+TEST(CliTest, RotationReplacesTheFileAtomicallyDespiteAStaleTemporaryFile) {
+  std::string key = MakeKeyFile();
+  std::ofstream(key + ".tmp") << "half-written leftover of a crashed rotation\n";
+  CommandResult rotated = RunSqs2pg({"keygen", "--rotate", "--out", key});
+  ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
+  EXPECT_FALSE(std::filesystem::exists(key + ".tmp"));
+  struct stat st {};
+  ASSERT_EQ(stat(key.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  std::string text = RunShell("cat '" + key + "'").out;
+  size_t keys = 0;
+  for (size_t at = text.find("\nsqs2pg-key-v1 "); at != std::string::npos;
+       at = text.find("\nsqs2pg-key-v1 ", at + 1))
+    ++keys;
+  EXPECT_EQ(keys, 2u);
+}
+
+TEST(CliTest, SchemaPrintsDdlAndGrantsWithoutTouchingADatabase) {
+  CommandResult r = RunSqs2pg({"schema", "--table", "analytics.logins", "--role", "etl"},
+                              {{"PGHOST", "127.0.0.1"}, {"PGPORT", "1"}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("CREATE TABLE IF NOT EXISTS \"analytics\".\"logins_rejects\""));
+  EXPECT_THAT(r.out, HasSubstr("body_shape text"));
+  EXPECT_THAT(r.out, HasSubstr("ADD COLUMN IF NOT EXISTS body_bytes"));
+  EXPECT_THAT(r.out,
+              HasSubstr("GRANT SELECT, INSERT ON \"analytics\".\"logins\", \"analytics\".\"logins_ledger\", "
+                        "\"analytics\".\"logins_rejects\" TO \"etl\""));
+  EXPECT_THAT(r.out, HasSubstr("GRANT TEMPORARY ON DATABASE"));
+  EXPECT_THAT(r.out, Not(HasSubstr("UPDATE")));
+  EXPECT_THAT(r.out, Not(HasSubstr("DELETE")));
+}
+
 TEST(CliTest, UnmaskOfGarbageFailsWithoutEchoingIt) {
   std::string key = MakeKeyFile();
   CommandResult r = RunSqs2pg({"unmask", "--key-file", key, "abcdef12.c2VjcmV0LXZhbHVl"});

@@ -72,11 +72,17 @@ TEST_F(EtlTest, SampleDataGives99RowsOneRejectAndAnEmptyQueue) {
   EXPECT_THAT(r.out, HasSubstr("received 100, loaded 99, duplicates skipped 0, rejected 1, deleted 100"));
   EXPECT_EQ(db_.Count(table_), 99);
   EXPECT_EQ(db_.Count(table_ + "_ledger"), 100);
-  auto rejects = db_.Rows(fmt::format("SELECT reason, body, body_encrypted FROM \"{}_rejects\"", table_));
+  auto rejects = db_.Rows(
+      fmt::format("SELECT reason, body, body_encrypted, body_bytes, body_shape FROM \"{}_rejects\"", table_));
   ASSERT_EQ(rejects.size(), 1u);
   EXPECT_EQ(*rejects[0][0], "missing field user_id");
-  EXPECT_EQ(*rejects[0][1], R"({"foo":"oops_wrong_msg_type","bar":"123"})");
-  EXPECT_EQ(*rejects[0][2], "f");
+  EXPECT_EQ(*rejects[0][2], "t");
+  EXPECT_EQ(*rejects[0][3], "41");
+  EXPECT_EQ(*rejects[0][4], R"({"foo":"string","bar":"string"})");
+  // The body is kept only encrypted; the key recovers it exactly.
+  CommandResult body = RunSqs2pg({"unmask", "--key-file", key_, *rejects[0][1]});
+  ASSERT_EQ(body.exit_code, 0) << body.err;
+  EXPECT_EQ(body.out, "{\"foo\":\"oops_wrong_msg_type\",\"bar\":\"123\"}\n");
   auto counts = QueueCounts(queue_url_);
   EXPECT_EQ(counts["ApproximateNumberOfMessages"], "0");
   EXPECT_EQ(counts["ApproximateNumberOfMessagesNotVisible"], "0");

@@ -144,7 +144,14 @@ TEST_F(SinkTest, ARowTheDatabaseRefusesBecomesARejectAndTheRestLoad) {
       "masked_device_id varchar(256), locale varchar(32) CHECK (locale <> 'XX'), "
       "app_version varchar(15), create_date date)",
       table_));
-  auto sink = Connect();
+  // Stands in for the Masker run.cc gives each sink: what matters is that the row goes through it.
+  sink::PostgresSinkConfig config{"", table_};
+  config.seal_body = [](std::string_view plain) -> Result<std::string> {
+    return "sealed:" + std::string(plain.rbegin(), plain.rend());
+  };
+  auto connected = sink::PostgresSink::Connect(config);
+  ASSERT_TRUE(connected.ok()) << connected.status().message();
+  auto& sink = *connected;
   ASSERT_TRUE(sink->Prepare().ok());
   std::vector<ProcessedMessage> batch;
   for (int i = 0; i < 9; ++i) batch.push_back(Message(fmt::format("m{}", i), Row(fmt::format("u{}", i))));
@@ -159,6 +166,18 @@ TEST_F(SinkTest, ARowTheDatabaseRefusesBecomesARejectAndTheRestLoad) {
       db_.Scalar(fmt::format("SELECT reason FROM \"{}_rejects\" WHERE message_id = 'refused'", table_));
   EXPECT_THAT(reason, HasSubstr("database refused the row"));
   EXPECT_THAT(reason, HasSubstr("23514"));
+  EXPECT_THAT(reason, HasSubstr("violates check constraint \""));  // names kept, values not
+  auto stored = db_.Rows(fmt::format(
+      "SELECT body, body_encrypted, body_bytes, body_shape FROM \"{}_rejects\" WHERE message_id = 'refused'",
+      table_));
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_THAT(*stored[0][0], ::testing::StartsWith("sealed:"));
+  EXPECT_THAT(*stored[0][0], ::testing::Not(HasSubstr("maskeddev_ux")));
+  EXPECT_EQ(*stored[0][1], "t");
+  EXPECT_EQ(*stored[0][2], std::to_string(stored[0][0]->size() - 7));
+  EXPECT_EQ(*stored[0][3],
+            R"({"user_id":"string","device_type":"string","masked_ip":"string","masked_device_id":"string",)"
+            R"("locale":"string","app_version":"string"})");
 }
 
 TEST_F(SinkTest, AMissingColumnIsAClearError) {

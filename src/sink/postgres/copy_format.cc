@@ -95,7 +95,11 @@ void AppendCopyReject(std::string& out, std::string_view message_id, std::int64_
   AppendCopyText(out, rejection.reason);
   out += '\t';
   AppendCopyText(out, rejection.safe_body);
-  out += rejection.body_encrypted ? "\tt\n" : "\tf\n";
+  out += rejection.body_encrypted ? "\tt\t" : "\tf\t";
+  fmt::format_to(std::back_inserter(out), "{}", rejection.body_bytes);
+  out += '\t';
+  AppendCopyText(out, rejection.body_shape);
+  out += '\n';
 }
 
 }  // namespace sqs2pg::sink

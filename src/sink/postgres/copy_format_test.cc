@@ -63,8 +63,11 @@ TEST(CopyFormatTest, RowLineHasEightColumnsInStagingOrder) {
 
 TEST(CopyFormatTest, RejectLine) {
   std::string out;
-  AppendCopyReject(out, "m2", 1'700'000'000'123, Rejection{"missing field user_id", "{\"a\":1}", true});
-  EXPECT_EQ(out, "m2\t2023-11-14 22:13:20.123+00\tmissing field user_id\t{\"a\":1}\tt\n");
+  AppendCopyReject(out, "m2", 1'700'000'000'123,
+                   Rejection{"missing field user_id", "0123abcd.AAAA", true, 7, "{\"a\":\"number\"}"});
+  EXPECT_EQ(
+      out,
+      "m2\t2023-11-14 22:13:20.123+00\tmissing field user_id\t0123abcd.AAAA\tt\t7\t{\"a\":\"number\"}\n");
 }
 
 }  // namespace

@@ -3,11 +3,16 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/socket.h>
 #include <algorithm>
 #include <array>
+
 #include <atomic>
+#include <charconv>
+#include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "common/json_writer.h"
@@ -146,11 +151,50 @@ bool IsUnreplicatedCommitWarning(const PGresult* notice) {
          primary.find("synchronous replication") != std::string::npos;
 }
 
-// Data errors can quote the offending value after a colon ("invalid input syntax for type
-// integer: \"...\""); a reject reason keeps only the part before it.
+// A refused row's reason keeps what Postgres said, but no value: data errors quote the
+// offending value ('invalid input syntax for type integer: "abc"', 'value "99999999999" is out of
+// range'). Everything after ': "' is dropped, and a quoted part is kept only when it names a
+// constraint, column, relation, type or encoding.
 std::string SafeDatabaseReason(const std::string& message) {
-  size_t colon = message.find(": \"");
-  return colon == std::string::npos ? message : message.substr(0, colon) + " (value omitted)";
+  std::string text = message;
+  if (size_t colon = text.find(": \""); colon != std::string::npos)
+    text = text.substr(0, colon) + " (value omitted)";
+  std::string out;
+  size_t pos = 0;
+  while (true) {
+    size_t open = text.find('"', pos);
+    size_t close = open == std::string::npos ? open : text.find('"', open + 1);
+    if (close == std::string::npos) {
+      out += text.substr(pos);
+      return out;
+    }
+    std::string before = text.substr(pos, open - pos);
+    out += before;
+    bool names_something = false;
+    for (std::string_view word : {"constraint ", "column ", "relation ", "table ", "type ", "encoding "}) {
+      std::string_view so_far = out;
+      if (so_far.ends_with(word)) names_something = true;
+    }
+    out += names_something ? text.substr(open, close + 1 - open) : "(value omitted)";
+    pos = close + 1;
+  }
+}
+
+// The body_shape of a refused row's JSON (see RowAsJson).
+std::string RowShape(const LoginRow& row) {
+  auto type = [](const std::optional<std::string>& v) { return v ? "string" : "null"; };
+  return fmt::format(
+      R"({{"user_id":"string","device_type":"{}","masked_ip":"string","masked_device_id":"string",)"
+      R"("locale":"{}","app_version":"{}"}})",
+      type(row.device_type), type(row.locale), type(row.app_version));
+}
+
+// Parses a number Postgres returned; 0 if it is not one (it always is, but no input is trusted).
+std::int64_t ParseCount(const char* text) {
+  std::int64_t value = 0;
+  std::string_view s = text ? text : "";
+  std::from_chars(s.data(), s.data() + s.size(), value);
+  return value;
 }
 
 std::string RowAsJson(const LoginRow& row) {
@@ -189,10 +233,26 @@ struct PostgresSink::Impl {
   bool unreplicated_commit = false;        // the notice receiver saw the WARNING above
   bool reconnect = false;                  // drop the connection before the next batch
   std::atomic<bool> interrupted{false};
-  std::mutex cancel_mu;  // guards cancel: Interrupt() runs on another thread
+  // Guards cancel and the socket number while the loader replaces them: Interrupt() and the
+  // watchdog run on other threads.
+  std::mutex cancel_mu;
   PgCancel cancel;
+  // A load in progress since this steady-clock time (ns; 0: none). A server whose connection went
+  // silent, with TCP still acknowledged (a frozen proxy), would block libpq for ever; past
+  // statement_timeout plus a margin the watchdog shuts the socket down, which fails the call.
+  std::atomic<std::int64_t> busy_since_ns{0};
+  std::thread watchdog;
+  std::mutex watchdog_mu;
+  std::condition_variable watchdog_cv;
+  bool closing = false;
+
+  void StartWatchdog();
+  // REQUIRES: cancel_mu held.
+  void ShutDownSocketLocked() {
+    if (int fd = PQsocket(conn.get()); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+  }
   std::vector<std::string> column_types;  // format_type() of each kRowColumns entry, from Prepare()
-  bool staging_ready = false;             // temp tables live per connection
+  bool rejects_lack_shape_columns = false;
   std::string copy_rows_sql, copy_rejects_sql, merge_sql;
 
   Status Fail(const PGresult* res, std::string_view what) {
@@ -205,7 +265,16 @@ struct PostgresSink::Impl {
   Status SetUpSession();
   static void OnNotice(void* self, const PGresult* notice);
   Status Exec(const std::string& sql, ExecStatusType expected = PGRES_COMMAND_OK);
-  Result<PgResult> Query(const std::string& sql, const std::vector<std::string>& params = {});
+  // One statement; `what` names it in errors instead of the SQL text.
+  Status ExecAs(const std::string& sql, std::string_view what, ExecStatusType expected = PGRES_COMMAND_OK);
+  Result<PgResult> Query(const std::string& sql, const std::vector<std::string>& params = {},
+                         std::string_view what = "query catalog");
+  Result<bool> Exists(std::string_view suffix);
+  Status CreateMissingTables();
+  Result<TableShape> ReadShape();
+  Result<bool> RejectsLackShapeColumns();
+  Status CheckPrivileges();
+  Status PrivilegeHint(Status st) const;
   Status EnsureConnected();
   Status CreateStaging();
   // COPY of `rows` rows; an error unless the server reports exactly that many.
@@ -223,12 +292,19 @@ Status PostgresSink::Impl::Exec(const std::string& sql, ExecStatusType expected)
   return Status::Ok();
 }
 
-Result<PgResult> PostgresSink::Impl::Query(const std::string& sql, const std::vector<std::string>& params) {
+Status PostgresSink::Impl::ExecAs(const std::string& sql, std::string_view what, ExecStatusType expected) {
+  PgResult res(PQexec(conn.get(), sql.c_str()));
+  if (PQresultStatus(res.get()) != expected) return Fail(res.get(), what);
+  return Status::Ok();
+}
+
+Result<PgResult> PostgresSink::Impl::Query(const std::string& sql, const std::vector<std::string>& params,
+                                           std::string_view what) {
   std::vector<const char*> values;
   for (const auto& p : params) values.push_back(p.c_str());
   PgResult res(PQexecParams(conn.get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
                             nullptr, nullptr, 0));
-  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return Fail(res.get(), "query catalog");
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return Fail(res.get(), what);
   return res;
 }
 
@@ -258,9 +334,12 @@ Status PostgresSink::Impl::EnsureConnected() {
   // `reconnect`: the server may still answer, but as a standby now, or it could not replicate.
   if (PQstatus(conn.get()) == CONNECTION_OK && !reconnect) return Status::Ok();
   reconnect = false;
-  staging_ready = false;
   // PQreset reconnects with the same settings, trying every host of a multi-host conninfo again.
-  PQreset(conn.get());
+  {
+    // The socket number changes here: not while another thread may shut it down.
+    std::lock_guard lock(cancel_mu);
+    PQreset(conn.get());
+  }
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     std::string why = PQerrorMessage(conn.get());
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
@@ -272,19 +351,22 @@ Status PostgresSink::Impl::EnsureConnected() {
   return SetUpSession();
 }
 
+// The staging tables live only inside each load's transaction (ON COMMIT DROP). Session-long temp
+// tables are dropped when the connection ends, in a transaction of their own whose commit waits
+// for a synchronous standby: during a failover that wait never ends, and the old primary cannot
+// finish shutting down (seen with pg_auto_failover).
 Status PostgresSink::Impl::CreateStaging() {
-  if (staging_ready) return Status::Ok();
-  std::string rows = "CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage (message_id text NOT NULL";
+  std::string rows = "CREATE TEMP TABLE sqs2pg_stage (message_id text NOT NULL";
   for (size_t i = 0; i < kRowColumns.size(); ++i) {
     rows += fmt::format(", {} {}", QuoteIdentifier(kRowColumns[i]), column_types[i]);
   }
-  rows += ") ON COMMIT DELETE ROWS";
+  rows += ") ON COMMIT DROP";
   RETURN_IF_ERROR(Exec(rows));
   RETURN_IF_ERROR(
-      Exec("CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage_rejects (message_id text NOT NULL, received_at "
+      Exec("CREATE TEMP TABLE sqs2pg_stage_rejects (message_id text NOT NULL, received_at "
            "timestamptz, "
-           "reason text, body text, body_encrypted boolean) ON COMMIT DELETE ROWS"));
-  staging_ready = true;
+           "reason text, body text, body_encrypted boolean, body_bytes bigint, body_shape text) "
+           "ON COMMIT DROP"));
   return Status::Ok();
 }
 
@@ -296,7 +378,21 @@ void PostgresSink::Impl::BuildStatements() {
   }
   copy_rows_sql = fmt::format("COPY pg_temp.sqs2pg_stage (message_id, {}) FROM STDIN", columns);
   copy_rejects_sql =
-      "COPY pg_temp.sqs2pg_stage_rejects (message_id, received_at, reason, body, body_encrypted) FROM STDIN";
+      "COPY pg_temp.sqs2pg_stage_rejects (message_id, received_at, reason, body, body_encrypted, body_bytes, "
+      "body_shape) FROM STDIN";
+  // A rejects table from before body_bytes/body_shape that this role may not alter: the two go
+  // into the reason, so they are still kept (see TableShape::rejects_lack_shape_columns).
+  std::string reject_columns =
+      "message_id, received_at, reason, body, body_encrypted, body_bytes, body_shape";
+  std::string reject_values =
+      "r.message_id, r.received_at, r.reason, r.body, r.body_encrypted, r.body_bytes, r.body_shape";
+  if (rejects_lack_shape_columns) {
+    reject_columns = "message_id, received_at, reason, body, body_encrypted";
+    reject_values =
+        "r.message_id, r.received_at, r.reason || ' (body ' || r.body_bytes || ' bytes, shape ' || "
+        "r.body_shape "
+        "|| ')', r.body, r.body_encrypted";
+  }
   // One statement so the ledger decides, atomically, which staged messages are new.
   // DISTINCT ON keeps one row when a batch holds the same message twice.
   merge_sql = fmt::format(
@@ -311,15 +407,16 @@ void PostgresSink::Impl::BuildStatements() {
       " JOIN fresh f ON f.message_id = s.message_id AND f.outcome = 'loaded'"
       " ORDER BY s.message_id RETURNING 1),"
       " rejected AS ("
-      " INSERT INTO {rejects} (message_id, received_at, reason, body, body_encrypted)"
-      " SELECT DISTINCT ON (r.message_id) r.message_id, r.received_at, r.reason, r.body, r.body_encrypted"
+      " INSERT INTO {rejects} ({reject_columns})"
+      " SELECT DISTINCT ON (r.message_id) {reject_values}"
       " FROM pg_temp.sqs2pg_stage_rejects r"
       " JOIN fresh f ON f.message_id = r.message_id AND f.outcome = 'rejected'"
       " ORDER BY r.message_id RETURNING 1)"
       " SELECT (SELECT count(*) FROM loaded), (SELECT count(*) FROM rejected)",
       fmt::arg("ledger", names.Quoted("_ledger")), fmt::arg("table", names.Quoted()),
       fmt::arg("rejects", names.Quoted("_rejects")), fmt::arg("columns", columns),
-      fmt::arg("selected", selected));
+      fmt::arg("selected", selected), fmt::arg("reject_columns", reject_columns),
+      fmt::arg("reject_values", reject_values));
 }
 
 Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data, size_t rows) {
@@ -365,6 +462,7 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
     if (PQstatus(conn.get()) == CONNECTION_OK) Exec("ROLLBACK").ok();
     return st;
   };
+  if (Status st = CreateStaging(); !st.ok()) return fail(st);
   if (row_count > 0) {
     if (Status st = Copy(copy_rows_sql, rows, row_count); !st.ok()) return fail(st);
   }
@@ -376,9 +474,8 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
     return fail(Fail(merged.get(), fmt::format("insert into {}", names.Quoted())));
   }
   LoadSummary summary;
-  // Counts from count(*): digits only, at most the batch size.
-  summary.rows_loaded = std::strtoul(PQgetvalue(merged.get(), 0, 0), nullptr, 10);
-  summary.rejects_stored = std::strtoul(PQgetvalue(merged.get(), 0, 1), nullptr, 10);
+  summary.rows_loaded = static_cast<size_t>(ParseCount(PQgetvalue(merged.get(), 0, 0)));
+  summary.rejects_stored = static_cast<size_t>(ParseCount(PQgetvalue(merged.get(), 0, 1)));
   summary.duplicates = batch.size() - std::min(batch.size(), summary.rows_loaded + summary.rejects_stored);
   unreplicated_commit = false;
   if (Status st = Exec("COMMIT"); !st.ok()) return fail(st);
@@ -428,9 +525,22 @@ Result<LoadSummary> PostgresSink::Impl::RejectRefusedRow(const ProcessedMessage&
                                                          std::string_view reason) {
   const auto* row = std::get_if<LoginRow>(&message.record);
   if (row == nullptr) return Status::Permanent("storing a reject failed: " + why.message());
-  ProcessedMessage reject{
-      message.message_id, message.received_at_ms,
-      Rejection{fmt::format("{}: {}", reason, SafeDatabaseReason(why.message())), RowAsJson(*row), false}};
+  // Kept like every other reject body: encrypted whole, with its size and shape in clear.
+  std::string json = RowAsJson(*row);
+  Rejection rejection;
+  rejection.reason = fmt::format("{}: {}", reason, SafeDatabaseReason(why.message()));
+  rejection.body_bytes = json.size();
+  rejection.body_shape = RowShape(*row);
+  if (config.seal_body) {
+    auto sealed = config.seal_body(json);
+    if (sealed.ok()) {
+      rejection.safe_body = std::move(sealed).value();
+      rejection.body_encrypted = true;
+    } else {
+      rejection.reason += "; the row could not be encrypted and was not kept";
+    }
+  }
+  ProcessedMessage reject{message.message_id, message.received_at_ms, std::move(rejection)};
   auto result = LoadOnce(std::span(&reject, 1));
   if (!result.ok()) {
     return Status::Permanent(
@@ -441,8 +551,33 @@ Result<LoadSummary> PostgresSink::Impl::RejectRefusedRow(const ProcessedMessage&
   return result;
 }
 
-PostgresSink::PostgresSink(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-PostgresSink::~PostgresSink() = default;
+void PostgresSink::Impl::StartWatchdog() {
+  watchdog = std::thread([this] {
+    auto deadline = config.statement_timeout + std::chrono::seconds(30);
+    std::unique_lock lock(watchdog_mu);
+    while (!watchdog_cv.wait_for(lock, std::chrono::seconds(1), [this] { return closing; })) {
+      std::int64_t since = busy_since_ns.load();
+      if (since == 0) continue;
+      auto busy = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::nanoseconds(since);
+      if (busy < deadline) continue;
+      spdlog::warn("Postgres has not answered for {} s: closing the connection to retry on a new one",
+                   std::chrono::duration_cast<std::chrono::seconds>(busy).count());
+      std::lock_guard cancel_lock(cancel_mu);
+      ShutDownSocketLocked();
+      busy_since_ns = 0;  // once per stuck call
+    }
+  });
+}
+
+PostgresSink::PostgresSink(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) { impl_->StartWatchdog(); }
+PostgresSink::~PostgresSink() {
+  {
+    std::lock_guard lock(impl_->watchdog_mu);
+    impl_->closing = true;
+  }
+  impl_->watchdog_cv.notify_all();
+  if (impl_->watchdog.joinable()) impl_->watchdog.join();
+}
 
 Result<std::unique_ptr<PostgresSink>> PostgresSink::Connect(const PostgresSinkConfig& config) {
   auto impl = std::make_unique<Impl>();
@@ -482,45 +617,216 @@ std::string PostgresSink::ServerName() const {
   return fmt::format("{}:{}", PQhost(impl_->conn.get()), PQport(impl_->conn.get()));
 }
 
-Result<TableShape> PostgresSink::Prepare() {
-  Impl& d = *impl_;
-  std::string table = d.names.Quoted();
-  std::string ddl = fmt::format(
-      "BEGIN;"
-      "SELECT pg_advisory_xact_lock({lock});"
-      "CREATE TABLE IF NOT EXISTS {table} (user_id varchar(128), device_type varchar(32), masked_ip "
-      "varchar(256),"
-      " masked_device_id varchar(256), locale varchar(32), app_version varchar(15), create_date date);"
-      "CREATE TABLE IF NOT EXISTS {ledger} (message_id text PRIMARY KEY,"
-      " outcome text NOT NULL CHECK (outcome IN ('loaded', 'rejected')),"
-      " processed_at timestamptz NOT NULL DEFAULT now());"
-      "COMMENT ON TABLE {ledger} IS 'SQS MessageIds sqs2pg has committed: a redelivered message is not "
-      "loaded again';"
-      "CREATE TABLE IF NOT EXISTS {rejects} (message_id text PRIMARY KEY, received_at timestamptz NOT NULL,"
-      " rejected_at timestamptz NOT NULL DEFAULT now(), reason text NOT NULL, body text NOT NULL,"
-      " body_encrypted boolean NOT NULL);"
-      "COMMENT ON TABLE {rejects} IS 'Messages sqs2pg refused, with why; ip/device_id masked, or the whole "
-      "body "
-      "encrypted when body_encrypted (recover with sqs2pg unmask)';"
-      "COMMIT",
-      fmt::arg("lock", kSchemaLockId), fmt::arg("table", table),
-      fmt::arg("ledger", d.names.Quoted("_ledger")), fmt::arg("rejects", d.names.Quoted("_rejects")));
-  if (Status st = d.Exec(ddl); !st.ok()) {
-    d.Exec("ROLLBACK").ok();
-    return st.Annotate(fmt::format("create table {}", table));
-  }
+namespace {
 
+// One table sqs2pg uses: its DDL, and the comment that tells a DBA what it is for.
+struct TableDdl {
+  std::string suffix;  // "", "_ledger" or "_rejects"
+  std::string create;
+  std::string comment;  // empty: none
+};
+
+std::vector<TableDdl> SchemaDdl(const TableNames& names) {
+  std::string table = names.Quoted(), ledger = names.Quoted("_ledger"), rejects = names.Quoted("_rejects");
+  return {
+      {"",
+       fmt::format("CREATE TABLE IF NOT EXISTS {} (user_id varchar(128), device_type varchar(32), "
+                   "masked_ip varchar(256), masked_device_id varchar(256), locale varchar(32), "
+                   "app_version varchar(15), create_date date)",
+                   table),
+       ""},
+      {"_ledger",
+       fmt::format("CREATE TABLE IF NOT EXISTS {} (message_id text PRIMARY KEY, outcome text NOT NULL CHECK "
+                   "(outcome IN ('loaded', 'rejected')), processed_at timestamptz NOT NULL DEFAULT now())",
+                   ledger),
+       fmt::format(
+           "COMMENT ON TABLE {} IS 'SQS MessageIds sqs2pg has committed: a redelivered message is not "
+           "loaded again'",
+           ledger)},
+      {"_rejects",
+       fmt::format(
+           "CREATE TABLE IF NOT EXISTS {} (message_id text PRIMARY KEY, received_at timestamptz NOT NULL, "
+           "rejected_at timestamptz NOT NULL DEFAULT now(), reason text NOT NULL, body text NOT NULL, "
+           "body_encrypted boolean NOT NULL, body_bytes bigint, body_shape text)",
+           rejects),
+       fmt::format("COMMENT ON TABLE {} IS 'Messages sqs2pg refused, with why. body is the whole message "
+                   "encrypted when body_encrypted (recover it with sqs2pg unmask); body_bytes and body_shape "
+                   "(top-level keys and their JSON types) are in clear'",
+                   rejects)},
+  };
+}
+
+// Rejects tables made before body_bytes and body_shape existed.
+std::string MigrateRejectsSql(const TableNames& names) {
+  return fmt::format(
+      "ALTER TABLE {} ADD COLUMN IF NOT EXISTS body_bytes bigint, ADD COLUMN IF NOT EXISTS body_shape text",
+      names.Quoted("_rejects"));
+}
+
+std::string QuoteLiteral(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out.push_back('\'');
+    out.push_back(c);
+  }
+  return out + "'";
+}
+
+bool IsPrivilegeError(const Status& st) { return st.message().find("SQLSTATE 42501") != std::string::npos; }
+
+}  // namespace
+
+Result<std::string> SchemaScript(std::string_view table, std::string_view role) {
+  ASSIGN_OR_RETURN(TableNames names, ParseTableName(table));
+  if (role.find('\0') != std::string_view::npos) return Status::InvalidInput("role name holds U+0000");
+  std::string out = fmt::format(
+      "-- sqs2pg schema for table {}: apply as the tables' owner (or a superuser), e.g. psql -f.\n"
+      "-- Idempotent. With these in place sqs2pg runs no DDL at start.\n"
+      "BEGIN;\n",
+      names.Quoted());
+  for (const TableDdl& t : SchemaDdl(names)) {
+    out += t.create + ";\n";
+    if (!t.comment.empty()) out += t.comment + ";\n";
+  }
+  out += "-- Rejects tables from before sqs2pg kept body_bytes and body_shape:\n" + MigrateRejectsSql(names) +
+         ";\n";
+  if (!role.empty()) {
+    std::string grantee = QuoteIdentifier(role);
+    // The schema is the one the unqualified name resolves to when no schema is given.
+    std::string schema =
+        names.schema_prefix.empty() ? "current_schema()" : QuoteLiteral(table.substr(0, table.find('.')));
+    out += fmt::format(
+        "-- What role {role} needs: USAGE on the schema, TEMPORARY on the database (each batch is staged in\n"
+        "-- temporary tables), SELECT and INSERT on the three tables, and nothing more.\n"
+        "DO $sqs2pg$ BEGIN\n"
+        "  EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', {schema}, {role_literal});\n"
+        "  EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %I', current_database(), {role_literal});\n"
+        "END $sqs2pg$;\n"
+        "GRANT SELECT, INSERT ON {table}, {ledger}, {rejects} TO {role};\n",
+        fmt::arg("role", grantee), fmt::arg("schema", schema), fmt::arg("role_literal", QuoteLiteral(role)),
+        fmt::arg("table", names.Quoted()), fmt::arg("ledger", names.Quoted("_ledger")),
+        fmt::arg("rejects", names.Quoted("_rejects")));
+  }
+  out += "COMMIT;\n";
+  return out;
+}
+
+Status PostgresSink::Impl::PrivilegeHint(Status st) const {
+  if (!IsPrivilegeError(st)) return st;
+  const char* user = PQuser(conn.get());
+  return Status::Permanent(fmt::format(
+      "{}; role {} lacks a privilege it needs: a DBA can apply the output of `sqs2pg schema --table {} "
+      "--role {}`",
+      st.message(), user ? user : "(unknown)", config.table, user ? user : "ROLE"));
+}
+
+Result<bool> PostgresSink::Impl::Exists(std::string_view suffix) {
+  ASSIGN_OR_RETURN(PgResult res, Query("SELECT to_regclass($1) IS NOT NULL", {names.Quoted(suffix)},
+                                       fmt::format("look up table {}", names.Quoted(suffix))));
+  return std::string_view(PQgetvalue(res.get(), 0, 0)) == "t";
+}
+
+Status PostgresSink::Impl::CreateMissingTables() {
+  std::vector<TableDdl> missing;
+  for (TableDdl& t : SchemaDdl(names)) {
+    ASSIGN_OR_RETURN(bool exists, Exists(t.suffix));
+    if (!exists) missing.push_back(std::move(t));
+  }
+  if (missing.empty()) return Status::Ok();  // the least-privilege path: no DDL, no COMMENT
+
+  RETURN_IF_ERROR(ExecAs("BEGIN", "begin"));
+  auto fail = [this](Status st) {
+    if (PQstatus(conn.get()) == CONNECTION_OK) ExecAs("ROLLBACK", "rollback").ok();
+    return st;
+  };
+  // Serializes creation across concurrent sqs2pg processes: CREATE TABLE IF NOT EXISTS alone can
+  // still fail with a unique violation on pg_type when two sessions race.
+  if (Status st = ExecAs(fmt::format("SELECT pg_advisory_xact_lock({})", kSchemaLockId),
+                         "take the schema lock", PGRES_TUPLES_OK);
+      !st.ok()) {
+    return fail(st);
+  }
+  for (const TableDdl& t : missing) {
+    // Another process may have made it while this one waited for the lock.
+    auto exists = Exists(t.suffix);
+    if (!exists.ok()) return fail(exists.status());
+    if (*exists) continue;
+    std::string name = names.Quoted(t.suffix);
+    if (Status st = ExecAs(t.create, fmt::format("create table {}", name)); !st.ok()) return fail(st);
+    // Only on creation: COMMENT needs ownership, which a least-privilege role does not have.
+    if (!t.comment.empty()) {
+      if (Status st = ExecAs(t.comment, fmt::format("comment on table {}", name)); !st.ok()) return fail(st);
+    }
+  }
+  if (Status st = ExecAs("COMMIT", "commit the new tables"); !st.ok()) return fail(st);
+  return Status::Ok();
+}
+
+Result<bool> PostgresSink::Impl::RejectsLackShapeColumns() {
+  std::string rejects = names.Quoted("_rejects");
+  ASSIGN_OR_RETURN(PgResult res,
+                   Query("SELECT count(*) FILTER (WHERE a.attname IN ('body_bytes', 'body_shape')),"
+                         " pg_has_role(c.relowner, 'USAGE')"
+                         " FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
+                         "AND NOT a.attisdropped"
+                         " WHERE c.oid = $1::regclass GROUP BY c.relowner",
+                         {rejects}, fmt::format("read the columns of {}", rejects)));
+  if (PQntuples(res.get()) != 1) return Status::Permanent(fmt::format("table {} vanished", rejects));
+  if (ParseCount(PQgetvalue(res.get(), 0, 0)) == 2) return false;
+  // The owner adds the columns itself; any other role keeps what fits the old ones.
+  if (std::string_view(PQgetvalue(res.get(), 0, 1)) != "t") return true;
+  RETURN_IF_ERROR(
+      ExecAs(MigrateRejectsSql(names), fmt::format("add body_bytes and body_shape to {}", rejects)));
+  return false;
+}
+
+Status PostgresSink::Impl::CheckPrivileges() {
+  struct Need {
+    std::string table;
+    const char* privilege;
+  };
+  const Need needs[] = {{names.Quoted(), "INSERT"},
+                        {names.Quoted("_ledger"), "SELECT"},  // INSERT ... RETURNING reads it
+                        {names.Quoted("_ledger"), "INSERT"},
+                        {names.Quoted("_rejects"), "INSERT"}};
+  std::string sql = "SELECT has_database_privilege(current_database(), 'TEMPORARY')";
+  std::vector<std::string> params;
+  for (const Need& n : needs) {
+    params.push_back(n.table);
+    sql += fmt::format(", has_table_privilege(${}, '{}')", params.size(), n.privilege);
+  }
+  ASSIGN_OR_RETURN(PgResult res, Query(sql, params, "check privileges"));
+  const char* user = PQuser(conn.get());
+  std::string fix = fmt::format("a DBA can apply the output of `sqs2pg schema --table {} --role {}`",
+                                config.table, user ? user : "ROLE");
+  if (std::string_view(PQgetvalue(res.get(), 0, 0)) != "t") {
+    return Status::Permanent(fmt::format(
+        "role {} lacks TEMPORARY on this database (sqs2pg stages each batch in a temporary table); {}",
+        user ? user : "(unknown)", fix));
+  }
+  for (size_t i = 0; i < std::size(needs); ++i) {
+    if (std::string_view(PQgetvalue(res.get(), 0, static_cast<int>(i + 1))) != "t") {
+      return Status::Permanent(fmt::format("role {} lacks {} on table {}; {}", user ? user : "(unknown)",
+                                           needs[i].privilege, needs[i].table, fix));
+    }
+  }
+  return Status::Ok();
+}
+
+Result<TableShape> PostgresSink::Impl::ReadShape() {
+  Impl& d = *this;
+  std::string table = d.names.Quoted();
   ASSIGN_OR_RETURN(PgResult cols,
                    d.Query("SELECT a.attname, t.typname, a.atttypmod, format_type(a.atttypid, a.atttypmod)"
                            " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
                            " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-                           {table}));
+                           {table}, fmt::format("read the columns of {}", table)));
   TableShape shape;
   d.column_types.assign(kRowColumns.size(), "");
   for (int i = 0; i < PQntuples(cols.get()); ++i) {
     std::string name = PQgetvalue(cols.get(), i, 0);
     std::string typname = PQgetvalue(cols.get(), i, 1);
-    int typmod = std::atoi(PQgetvalue(cols.get(), i, 2));
+    int typmod = static_cast<int>(ParseCount(PQgetvalue(cols.get(), i, 2)));
     for (size_t c = 0; c < kRowColumns.size(); ++c) {
       if (name == kRowColumns[c]) d.column_types[c] = PQgetvalue(cols.get(), i, 3);
     }
@@ -555,9 +861,20 @@ Result<TableShape> PostgresSink::Prepare() {
       return Status::Permanent(fmt::format("table {} has no column {}", table, kRowColumns[c]));
     }
   }
+  return shape;
+}
+
+Result<TableShape> PostgresSink::Prepare() {
+  Impl& d = *impl_;
+  if (Status st = d.CreateMissingTables(); !st.ok()) return d.PrivilegeHint(std::move(st));
+  auto shape = d.ReadShape();
+  if (!shape.ok()) return d.PrivilegeHint(shape.status());
+  auto lacking = d.RejectsLackShapeColumns();
+  if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
+  shape->rejects_lack_shape_columns = d.rejects_lack_shape_columns = *lacking;
+  RETURN_IF_ERROR(d.CheckPrivileges());
   d.BuildStatements();
-  d.staging_ready = false;
-  RETURN_IF_ERROR(d.CreateStaging());
+  if (Status st = d.CreateStaging(); !st.ok()) return d.PrivilegeHint(std::move(st));
   return shape;
 }
 
@@ -567,13 +884,51 @@ void PostgresSink::Interrupt() {
   char why[256];
   // Asks the server to cancel what this connection runs now; harmless when it runs nothing.
   if (impl_->cancel) PQcancel(impl_->cancel.get(), why, sizeof why);
+  // A server that does not answer would not hear the cancel either: make the call fail now.
+  if (impl_->busy_since_ns.load() != 0) impl_->ShutDownSocketLocked();
+}
+
+Result<TableShape> PostgresSink::Inspect() {
+  ASSIGN_OR_RETURN(bool exists, impl_->Exists(""));
+  if (!exists) return Status::NotFound(fmt::format("table {} does not exist", impl_->names.Quoted()));
+  return impl_->ReadShape();
+}
+
+Result<std::vector<std::string>> PostgresSink::CommittedIds(std::span<const std::string> message_ids) {
+  Impl& d = *impl_;
+  std::vector<std::string> committed;
+  if (message_ids.empty()) return committed;
+  ASSIGN_OR_RETURN(bool exists, d.Exists("_ledger"));
+  if (!exists) return committed;  // nothing was ever committed
+  // A text[] literal: every element double-quoted, with " and \ escaped.
+  std::string array = "{";
+  for (const std::string& id : message_ids) {
+    if (array.size() > 1) array.push_back(',');
+    array.push_back('"');
+    for (char c : id) {
+      if (c == '"' || c == '\\') array.push_back('\\');
+      array.push_back(c);
+    }
+    array.push_back('"');
+  }
+  array.push_back('}');
+  std::string ledger = d.names.Quoted("_ledger");
+  ASSIGN_OR_RETURN(
+      PgResult res,
+      d.Query(fmt::format("SELECT message_id FROM {} WHERE message_id = ANY($1::text[])", ledger), {array},
+              fmt::format("read ledger {}", ledger)));
+  for (int i = 0; i < PQntuples(res.get()); ++i) committed.emplace_back(PQgetvalue(res.get(), i, 0));
+  return committed;
 }
 
 Result<LoadSummary> PostgresSink::Load(std::span<const ProcessedMessage> batch) {
   if (batch.empty()) return LoadSummary{};
   RETURN_IF_ERROR(impl_->EnsureConnected());
-  RETURN_IF_ERROR(impl_->CreateStaging());
-  return impl_->LoadSplitting(batch);
+  impl_->busy_since_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  auto loaded = impl_->LoadSplitting(batch);
+  impl_->busy_since_ns = 0;
+  if (!loaded.ok()) return impl_->PrivilegeHint(loaded.status());
+  return loaded;
 }
 
 }  // namespace sqs2pg::sink

@@ -8,9 +8,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "common/login_record.h"
 #include "common/result.h"
@@ -31,6 +34,9 @@ struct PostgresSinkConfig {
   // sqs2pg's own statements are cancelled after this long, unless the conninfo, PGOPTIONS or the
   // role already set a statement_timeout. It also bounds a COMMIT's wait for a synchronous standby.
   std::chrono::milliseconds statement_timeout{std::chrono::seconds(60)};
+  // Encrypts the JSON of a row the database refused, for <table>_rejects, where no body is ever
+  // kept in clear. Called on the sink's own thread. Unset: such a body is not kept at all.
+  std::function<Result<std::string>(std::string_view)> seal_body = nullptr;
 };
 
 // What the live table allows, read from the catalog so the transform checks the real sizes.
@@ -43,7 +49,18 @@ struct TableShape {
   size_t locale_chars = kUnlimited;
   size_t app_version_chars = kUnlimited;
   bool app_version_is_integer = false;
+  // <table>_rejects predates the body_bytes and body_shape columns and this role may not add
+  // them: a reject's size and shape are appended to its reason instead, so nothing is lost, and
+  // `sqs2pg schema` prints the ALTER TABLE a DBA can run.
+  bool rejects_lack_shape_columns = false;
 };
+
+// The SQL a DBA runs once so that a role with no DDL privilege can run sqs2pg on `table`:
+// CREATE TABLE IF NOT EXISTS for the table, its ledger and rejects tables (with their comments),
+// the rejects migration (ADD COLUMN IF NOT EXISTS), and, if `role` is not empty, the GRANTs sqs2pg
+// needs: USAGE on the schema, TEMPORARY on the database (batches are staged in temporary
+// tables), SELECT and INSERT on the three tables. Idempotent: safe to apply again.
+Result<std::string> SchemaScript(std::string_view table, std::string_view role);
 
 // One connection. Not thread-safe: use each sink from one thread.
 class PostgresSink : public MessageSink {
@@ -57,9 +74,17 @@ class PostgresSink : public MessageSink {
   PostgresSink(const PostgresSink&) = delete;
   PostgresSink& operator=(const PostgresSink&) = delete;
 
-  // Creates the table (the seed's DDL), its ledger and rejects tables if absent, and reads the
-  // table's column types. Safe to run from many processes at once.
+  // Makes the sink ready to load. Tables that already exist are not touched: with all three in
+  // place (e.g. made by a DBA from SchemaScript), a role with only SELECT and INSERT on them
+  // starts, and no DDL or COMMENT is run. A missing table is created (with its comment) under an
+  // advisory lock, so many processes may start at once. Then reads the table's column types and
+  // checks the privileges a load needs, naming the one missing and the table it is missing on.
   Result<TableShape> Prepare();
+
+  // Read-only, for dry runs: the live table's column types. NotFound if the table does not exist.
+  Result<TableShape> Inspect();
+  // Read-only, for dry runs: which of these message ids the ledger holds (none if it does not exist).
+  Result<std::vector<std::string>> CommittedIds(std::span<const std::string> message_ids);
 
   // REQUIRES: Prepare() succeeded. Errors: kTransient (connection, deadlock: retry the batch
   // later; a lost connection is re-opened on the next call) or kPermanent (schema, permissions).
