@@ -340,6 +340,7 @@ class Scenario:
         self.expect = None
         self.url = None
         self.runs = 0
+        self.faults = ""
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -523,8 +524,8 @@ def sqs_drain(sc: Scenario, rates, n, extra=(), timeout=None, stall_seconds=20.0
     try:
         p = sc.start(sc.cmd(*extra, endpoint=proxy.url), label)
         sc.finish(p, timeout or 120 + n * 0.05)
-        faults = proxy.describe()
     finally:
+        faults = sc.faults = proxy.describe()
         proxy.stop()
     c = sc.check_exactly_once()
     return faults, f"exit 0 in {p.seconds():.1f} s; {c['rows']} rows + {c['rejects']} rejects; summary {p.summary()}"
@@ -581,8 +582,8 @@ def sc_sqs_follow(sc: Scenario):
             raise Failed(f"--follow ignored SIGTERM for 15 s (shutdown timeout 10 + 5): {p.err_tail()}")
         if rc != 0:
             raise Failed(f"--follow exited {rc} on SIGTERM: {p.err_tail()}")
-        faults = proxy.describe()
     finally:
+        faults = sc.faults = proxy.describe()
         proxy.stop()
     c = sc.check_exactly_once()
     return faults, (f"all loaded after {t_loaded:.1f} s; SIGTERM -> exit 0 in {time.monotonic() - t_term:.1f} s; "
@@ -603,6 +604,7 @@ def sc_pg_restart(sc: Scenario):
     n = 20000 if sc.args.quick else 60000
     sc.fill(n, visibility=30)
     outage = 10 if sc.args.quick else sc.rng.uniform(10, 20)
+    sc.faults = f"Postgres stopped (immediate) for {outage:.1f} s mid-drain"
     p = sc.start(sc.cmd("--batch-size", "200"), "drain")
     at = wait_for_progress(sc, p, 200)
     sc.stack.pg_stop("immediate")
@@ -623,6 +625,7 @@ def sc_pg_terminate(sc: Scenario):
     p = sc.start(sc.cmd("--batch-size", "200"), "drain")
     wait_for_progress(sc, p, 200)
     killed = 0
+    sc.faults = "pg_terminate_backend of sqs2pg's backends, 10 times in 5 s"
     for _ in range(10):
         v = sc.stack.try_psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                               "WHERE datname = 'sqs2pg' AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
@@ -665,6 +668,7 @@ def down_then_sigterm(sc: Scenario, follow: bool, shutdown=5, margin=3.0):
           "within --shutdown-timeout 5 (+3 s margin); afterwards a drain loads the rest exactly once")
 def sc_pg_down_sigterm(sc: Scenario):
     sc.fill(20000, visibility=10)
+    sc.faults = "Postgres stopped mid-run, then SIGTERM (--shutdown-timeout 5)"
     rc1, t1 = down_then_sigterm(sc, follow=False)
     rc2, t2 = down_then_sigterm(sc, follow=True)
     time.sleep(1)
@@ -685,6 +689,7 @@ def sc_pg_blackhole(sc: Scenario):
         p = sc.start(sc.cmd("--batch-size", "200", db=db), "drain")
         wait_for_progress(sc, p, 200)
         tp.control("blackhole")
+        sc.faults = "Postgres path blackholed 40 s mid-drain (TCP proxy)"
         time.sleep(40)
         running_at_resume = p.running()
         tp.control("resume")
@@ -726,6 +731,7 @@ def sc_kill9(sc: Scenario):
     n, kills = (20000, 4) if sc.args.quick else (60000, 10)
     sc.fill(n, visibility=6)
     done_early = 0
+    sc.faults = f"{kills} SIGKILLs mid-drain"
     for i in range(kills):
         p = sc.start(sc.cmd(), f"killed{i + 1}")
         time.sleep(sc.rng.uniform(0.5, 3.0))
@@ -1059,6 +1065,7 @@ def run_one(name, args, stack_base: Path, binary: Path, seq: int):
         status = "PASS"
     except Failed as e:
         outcome = str(e)
+        faults = faults or (sc.faults if sc else "")
     except Exception as e:  # noqa: BLE001 - a harness bug is reported as a failure, with its trace
         outcome = f"harness error: {e!r}: {traceback.format_exc()[-1200:]}"
     finally:
