@@ -280,7 +280,7 @@ class Stack:
 
     def pg_ctl(self, *args, timeout=120):
         return run([pg_bin() / "pg_ctl", "-D", self.pgdata, *args], timeout=timeout, user="postgres",
-                   what=f"pg_ctl {' '.join(args)}")
+                   what=f"pg_ctl {' '.join(map(str, args))}")
 
     def pg_stop(self, mode="immediate"):
         self.pg_ctl("-m", mode, "-w", "stop")
@@ -1085,6 +1085,8 @@ def run_one(name, args, stack_base: Path, binary: Path, seq: int):
         try:
             if stack.env:
                 stack.ensure_pg()
+        except Exception as e:  # noqa: BLE001
+            log(f"could not restart Postgres before stopping the stack: {e!r}")
         finally:
             stack.down()
     secs = time.monotonic() - t0
