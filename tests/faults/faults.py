@@ -811,7 +811,7 @@ class AutoFailover:
     def __init__(self, base: Path):
         self.base = base
         self.procs = []
-        self.env = dict(os.environ, PATH=f"{pg_bin()}:{os.environ['PATH']}")
+        self.env = dict(os.environ, PATH=f"{pg_bin()}:/usr/local/bin:/usr/bin:/bin")
         self.env.pop("PGDATA", None)
         for k in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
             self.env.pop(k, None)
@@ -873,7 +873,8 @@ class AutoFailover:
             out = {}
             for n in nodes:
                 name = n.get("node_name") or n.get("nodename") or str(n.get("node_id"))
-                reported, goal = n.get("reported_state"), n.get("assigned_state")
+                reported = n.get("reported_state") or n.get("current_group_state") or n.get("current_state")
+                goal = n.get("assigned_state") or n.get("assigned_group_state") or n.get("goal_state") or reported
                 out[name] = reported if reported == goal else f"{reported}->{goal}"
             return out
         except (ValueError, KeyError, TypeError, AttributeError):
