@@ -870,11 +870,15 @@ class AutoFailover:
         p = self.autoctl("show", "state", "--pgdata", self.base / "monitor", "--json", check=False, timeout=20)
         try:
             nodes = json.loads(p.stdout)
+            if isinstance(nodes, dict):  # some versions wrap the list
+                nodes = next((v for v in nodes.values() if isinstance(v, list)), [])
             out = {}
             for n in nodes:
-                name = n.get("node_name") or n.get("nodename") or str(n.get("node_id"))
-                reported = n.get("reported_state") or n.get("current_group_state") or n.get("current_state")
-                goal = n.get("assigned_state") or n.get("assigned_group_state") or n.get("goal_state") or reported
+                k = {key.lower().replace(" ", "_"): v for key, v in n.items()}
+                name = next((v for key, v in k.items() if "name" in key), None) or str(k.get("node_id"))
+                reported = next((v for key, v in k.items() if "state" in key and
+                                 ("current" in key or "reported" in key)), None)
+                goal = next((v for key, v in k.items() if "state" in key and "assigned" in key), reported)
                 out[name] = reported if reported == goal else f"{reported}->{goal}"
             return out
         except (ValueError, KeyError, TypeError, AttributeError):
