@@ -473,7 +473,10 @@ class SqsProxy:
         inj = s.get("injected", {})
         total = sum(inj.values())
         parts = ", ".join(f"{k} {v}" for k, v in sorted(inj.items()))
-        return f"{total} of {s.get('requests', 0)} SQS calls faulted ({parts})"
+        idle = ""
+        if s.get("last_request_unix") and time.time() - s["last_request_unix"] > 15:
+            idle = f"; no SQS call in the last {time.time() - s['last_request_unix']:.0f} s"
+        return f"{total} of {s.get('requests', 0)} SQS calls faulted ({parts}){idle}"
 
     def stop(self):
         self.proc.signal(signal.SIGTERM)

@@ -176,6 +176,7 @@ class Proxy:
     def choose(self, op: str, n_entries: int):
         self.requests += 1
         self.stats["requests"] += 1
+        self.stats["last_request_unix"] = round(time.time(), 3)
         if not self.enabled or self.requests <= self.args.after:
             return None
         if self.args.ops and op not in self.args.ops:
