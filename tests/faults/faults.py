@@ -1007,7 +1007,7 @@ def sc_soak(sc: Scenario):
     chunk = 50000
     sc.url = sc.stack.new_queue(sc.queue_name, 30)
     sc.expect = {"n": 0, "valid": 0, "invalid": 0}
-    p = sc.start(sc.cmd("--shutdown-timeout", "20", follow=True), "follow")
+    p = sc.start(sc.cmd(follow=True), "follow")
     samples = []
     t0 = time.monotonic()
     sent = 0
