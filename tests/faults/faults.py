@@ -656,9 +656,10 @@ def sc_pg_terminate(sc: Scenario):
 
 def down_then_sigterm(sc: Scenario, follow: bool, margin=3.0):
     flag, shutdown = sc.stack.flag("--shutdown-timeout", 5, 20)
+    base = sc.ledger_count() or 0
     p = sc.start(sc.cmd("--batch-size", "200", *flag, follow=follow),
                  "follow" if follow else "drain")
-    wait_for_progress(sc, p, 200)
+    wait_for_progress(sc, p, base + 200)
     sc.stack.pg_stop("immediate")
     time.sleep(3)
     if not p.running():
