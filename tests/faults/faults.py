@@ -843,7 +843,7 @@ class AutoFailover:
     def __init__(self, base: Path):
         self.base = base
         self.procs = []
-        self.env = dict(os.environ, PATH=f"{pg_bin()}:/usr/local/bin:/usr/bin:/bin")
+        self.env = dict(os.environ, PATH=f"{pg_bin()}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         self.env.pop("PGDATA", None)
         for k in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
             self.env.pop(k, None)
