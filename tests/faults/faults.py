@@ -963,17 +963,19 @@ def sc_failover(sc: Scenario):
             sub = Scenario(sc.stack, f"failover-{r + 1}", sc.args, 100 + r)
             sub.dir = sc.dir / f"round{r + 1}"
             sub.dir.mkdir(parents=True, exist_ok=True)
-            n = 20000
+            n = 40000  # long enough that the failover (10-20 s) falls inside the drain
             sub.fill(n, visibility=30)
             primary_port = lambda: next((pt for pt, v in af.sync_standby_names().items() if v.startswith("f|")), None)  # noqa: E731
             p = sub.start(sub.cmd("--batch-size", "200", db=db), "drain")
             pp = primary_port()
             wait_until(lambda: (not p.running()) or (sub.ledger_count(port=pp) or 0) >= 200, 60, 0.1)
+            at_rows = sub.ledger_count(port=pp)
             t = time.monotonic()
             fo = af.autoctl("perform", "failover", "--pgdata", af.base / "monitor", "--wait", "90", timeout=120,
                             check=False)
             fo_s = time.monotonic() - t
             fo_ok = fo.returncode == 0
+            running_after_failover = p.running()
             rc = p.wait(300)
             if rc is None:
                 p.kill()
@@ -1009,7 +1011,8 @@ def sc_failover(sc: Scenario):
                     problems.append(str(e))
             finally:
                 sub.stack.env = orig_env
-            line = (f"round {r + 1}: failover {'ok' if fo_ok else 'FAILED'} in {fo_s:.1f} s, drain "
+            line = (f"round {r + 1}: failover started at {at_rows}/{n} rows, {'ok' if fo_ok else 'FAILED'} in "
+                    f"{fo_s:.1f} s (drain still running then: {running_after_failover}), drain "
                     f"{'hung' if rc is None else f'exit {rc}'} in {p.seconds():.1f} s"
                     + ("" if not problems else " -- " + "; ".join(problems)))
             log(line)
