@@ -1110,6 +1110,36 @@ def sc_soak(sc: Scenario):
             f"{min(mid) / 1024:.1f}-{max(mid) / 1024:.1f} MiB; {len(samples)} samples")
 
 
+def plot_soak(path: Path, width=60, height=12) -> str:
+    rows = [line.split(",") for line in path.read_text().splitlines()[1:] if line.strip()]
+    t = [float(r[0]) for r in rows]
+    rss = [int(r[1]) / 1024 for r in rows]
+    led = [int(r[2]) for r in rows]
+    if not rows:
+        return "no samples"
+    lo, hi = 0.0, max(rss) * 1.1
+    grid = [[" "] * width for _ in range(height)]
+    for x, y in zip(t, rss):
+        col = min(width - 1, int(x / max(t[-1], 1e-9) * (width - 1)))
+        row = height - 1 - min(height - 1, round((y - lo) / (hi - lo) * (height - 1)))
+        grid[row][col] = "*"
+    lines = []
+    for i, r in enumerate(grid):
+        label = hi - (hi - lo) * i / (height - 1)
+        lines.append(f"{label:6.1f} MiB |" + "".join(r))
+    lines.append(" " * 11 + "+" + "-" * width)
+    lines.append(" " * 12 + f"0 s{' ' * (width - 10)}{t[-1]:.0f} s")
+    tenth = len(rss) // 10
+    steady = rss[tenth:] or rss
+    # a leak shows as a slope: compare the mean of the second and the last quarter of the samples
+    q = max(1, len(rss) // 4)
+    summary = (f"{len(rows)} samples over {t[-1]:.0f} s, {led[-1]:,} rows in the ledger at the last one; RSS min "
+               f"{min(rss):.1f}, max {max(rss):.1f}, last {rss[-1]:.1f} MiB; after the first 10% of the run "
+               f"{min(steady):.1f}-{max(steady):.1f} MiB; mean of the 2nd quarter {sum(rss[q:2 * q]) / q:.1f} MiB, "
+               f"of the last quarter {sum(rss[-q:]) / q:.1f} MiB")
+    return summary + "\n\n```\n" + "\n".join(lines) + "\n```"
+
+
 # ---------------------------------------------------------------------------------------------
 # Runner
 
@@ -1154,6 +1184,8 @@ def main() -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="name, quick or not, and what each scenario does")
+    pl = sub.add_parser("plot", help="summary and text plot of a soak CSV (seconds,rss_kib,ledger_rows)")
+    pl.add_argument("csv")
     r = sub.add_parser("run", help="run scenarios by name (`all`: every one but soak; `quick`: the quick ones)")
     r.add_argument("names", nargs="+")
     r.add_argument("--quick", action="store_true", help="smaller sizes (what ctest runs)")
@@ -1168,6 +1200,9 @@ def main() -> int:
     r.add_argument("--soak-csv", default=str(ROOT / "docs/soak-rss.csv"))
     args = p.parse_args()
 
+    if args.cmd == "plot":
+        print(plot_soak(Path(args.csv)))
+        return 0
     if args.cmd == "list":
         for name, spec in SCENARIOS.items():
             print(f"{name:16} {'quick' if spec['quick'] else 'full '}  {spec['doc']}")
