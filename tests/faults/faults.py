@@ -894,6 +894,11 @@ class AutoFailover:
         if not wait_until(lambda: self.stable() or self.checkpoint(), 300, 2.0):
             raise Failed(f"no primary + secondary after 300 s: {self.states()}: {self.procs[-1].err_tail()}")
 
+    def waiting_backends(self):
+        """Client backends of either node, from ps: their titles show a COMMIT waiting for sync rep."""
+        p = run(["ps", "-eo", "pid,args"], check=False, timeout=10)
+        return [x.strip()[:120] for x in p.stdout.splitlines() if "postgres: postgres sqs2pg" in x][:6]
+
     def checkpoint(self):
         for port in (self.p1, self.p2):
             run(["psql", "-X", "-q", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-d", "sqs2pg", "-c",
@@ -959,7 +964,8 @@ class AutoFailover:
           "completes, exactly once")
 def sc_failover(sc: Scenario):
     af = AutoFailover(Path(tempfile.mkdtemp(prefix="sqs2pg-faults-paf-", dir="/var/tmp")))
-    rounds = max(sc.args.runs, 1) if sc.args.runs else 5
+    rounds = sc.args.runs if sc.args.runs > 1 else 5
+    sc.faults = f"pg_autoctl perform failover mid-drain, {rounds} rounds"
     outcomes = []
     failures = []
     try:
@@ -979,10 +985,13 @@ def sc_failover(sc: Scenario):
             wait_until(lambda: (not p.running()) or (sub.ledger_count(port=pp) or 0) >= 200, 60, 0.1)
             at_rows = sub.ledger_count(port=pp)
             t = time.monotonic()
-            fo = af.autoctl("perform", "failover", "--pgdata", af.base / "monitor", "--wait", "90", timeout=120,
-                            check=False)
+            try:
+                fo = af.autoctl("perform", "failover", "--pgdata", af.base / "monitor", "--wait", "90", timeout=120,
+                                check=False)
+                fo_ok, fo_err = fo.returncode == 0, f"exit {fo.returncode}: {(fo.stderr or fo.stdout).strip()[-300:]}"
+            except Failed as e:  # the command itself hung: the failover is blocked
+                fo_ok, fo_err = False, str(e)[:300]
             fo_s = time.monotonic() - t
-            fo_ok = fo.returncode == 0
             running_after_failover = p.running()
             rc = p.wait(300)
             if rc is None:
@@ -995,8 +1004,8 @@ def sc_failover(sc: Scenario):
             try:
                 problems = []
                 if not fo_ok:
-                    problems.append(f"failover command exit {fo.returncode} after {fo_s:.0f} s: "
-                                    f"{(fo.stderr or fo.stdout).strip()[-300:]}")
+                    problems.append(f"failover did not complete ({fo_s:.0f} s): {fo_err}; states {af.states()}; "
+                                    f"backends waiting: {af.waiting_backends()}")
                 if rc is None:
                     problems.append(f"drain hung (killed after 300 s): {p.err_tail()}")
                 elif rc != 0:
@@ -1025,6 +1034,7 @@ def sc_failover(sc: Scenario):
                     + ("" if not problems else " -- " + "; ".join(problems)))
             log(line)
             outcomes.append(line)
+            sc.runs += sub.runs
             if problems:
                 failures.append(line)
     finally:
