@@ -1037,6 +1037,9 @@ def sc_failover(sc: Scenario):
             sc.runs += sub.runs
             if problems:
                 failures.append(line)
+            if not stable:
+                outcomes.append(f"cluster did not recover after round {r + 1}: the remaining rounds are skipped")
+                break
     finally:
         af.down()
         if not sc.args.keep:
