@@ -1046,7 +1046,8 @@ def sc_failover(sc: Scenario):
             shutil.rmtree(af.base, ignore_errors=True)
     sc.notes.extend(outcomes)
     if failures:
-        raise Failed(f"{len(failures)} of {rounds} rounds failed: " + " || ".join(failures))
+        raise Failed(f"{len(failures)} of {len(failures) + sum(1 for o in outcomes if o.startswith('round') and ' -- ' not in o)} "
+                     f"rounds run failed ({rounds} planned): " + " || ".join(failures))
     return (f"{rounds} failovers mid-drain", f"all {rounds} drains exit 0, failovers completed, exactly once")
 
 
