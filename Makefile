@@ -1,5 +1,5 @@
 # sqs2pg: the two commands that matter are `make demo` and `make test`; both set up a bare machine.
-.PHONY: all deps build test test-unit test-asan fuzz fuzz-ci demo stack-up stack-down bench bench-micro format clean
+.PHONY: all deps deps-faults build test test-unit test-asan fuzz fuzz-ci faults soak demo stack-up stack-down bench bench-micro format clean
 
 BUILD_DIR ?= build
 ASAN_BUILD_DIR ?= build-asan
@@ -31,6 +31,19 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	$(MAKE) test-asan
 	$(MAKE) fuzz-ci
+
+# Every fault-injection scenario (issue 7), quick and long (pg_auto_failover failovers, 60,000-message
+# SIGKILL drain, stalls); one result line each, collected in docs/reliability.md. `make test` runs the
+# quick ones through ctest (label faults). FAULTS_ARGS adds runner options, e.g. FAULTS_ARGS=--runs=3.
+faults: build deps-faults
+	tests/faults/faults.py run all $(FAULTS_ARGS)
+
+# 1,000,000 messages through one --follow process, RSS sampled every second into docs/soak-rss.csv.
+soak: build
+	tests/faults/faults.py run soak $(FAULTS_ARGS)
+
+deps-faults:
+	@scripts/install-deps --faults
 
 test-unit: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) -L unit
