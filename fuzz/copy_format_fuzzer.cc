@@ -93,9 +93,10 @@ void FuzzCopyFormat(std::string_view data) {
   sink::AppendCopyReject(line, values[0], millis, rejection);
   FUZZ_CHECK(line.ends_with('\n'));
   c = DecodeCopyLine(std::string_view(line).substr(0, line.size() - 1));
-  FUZZ_CHECK(c && c->size() == 5);
+  FUZZ_CHECK(c && c->size() == 7);
   FUZZ_CHECK((*c)[0] == values[0] && (*c)[2] == rejection.reason && (*c)[3] == rejection.safe_body &&
              (*c)[4] == (rejection.body_encrypted ? "t" : "f"));
+  FUZZ_CHECK((*c)[5] == std::to_string(rejection.body_bytes) && (*c)[6] == rejection.body_shape);
   FUZZ_CHECK((*c)[1].has_value());
   if (millis >= kFirstDay * kMillisPerDay && millis < (kLastDay + 1) * kMillisPerDay) {
     FUZZ_CHECK(ReadTimestamp(*(*c)[1]) == millis);

@@ -210,9 +210,12 @@ void CheckRejection(const Rejection& r, std::string_view body) {
   sink::AppendCopyReject(line, "m-1", 1'700'000'000'000, r);
   FUZZ_CHECK(line.ends_with('\n'));
   auto columns = DecodeCopyLine(std::string_view(line).substr(0, line.size() - 1));
-  FUZZ_CHECK(columns && columns->size() == 5);
+  FUZZ_CHECK(columns && columns->size() == 7);
   FUZZ_CHECK((*columns)[2] == r.reason && (*columns)[3] == r.safe_body);
   FUZZ_CHECK((*columns)[4] == (r.body_encrypted ? "t" : "f"));
+  FUZZ_CHECK((*columns)[5] == std::to_string(r.body_bytes) && (*columns)[6] == r.body_shape);
+  // The shape is kept in clear: it must be valid JSON (or a bare type name) and hold no value.
+  FUZZ_CHECK(CleanText(r.body_shape));
 }
 
 }  // namespace
@@ -234,7 +237,7 @@ void FuzzTransform(std::string_view data) {
   } else {
     const auto& r = std::get<Rejection>(outcome);
     CheckRejection(r, body);
-    outputs = {r.safe_body};
+    outputs = {r.safe_body, r.reason};
   }
   CheckNoPlaintext(body, outputs);
 }

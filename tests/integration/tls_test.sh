@@ -96,7 +96,8 @@ expect_ok "localhost matches the certificate's DNS name" \
   "$sqs2pg" send --queue "$queue" --endpoint-url "https://localhost:$tls_port" --ca-file "$work/ca.pem" "$data"
 
 # --- Postgres with ssl=on and the test CA's certificate; the key belongs to postgres, mode 0600.
-pgdata="$stack/pg"
+# scripts/stack keeps the cluster outside the stack dir and records where.
+pgdata="$(cat "$stack/cluster")/data"
 cp "$work/server.pem" "$pgdata/tls-server.pem"
 cp "$work/server.key" "$pgdata/tls-server.key"
 if [[ $(id -u) -eq 0 ]]; then chown postgres: "$pgdata/tls-server.pem" "$pgdata/tls-server.key"; fi
