@@ -80,7 +80,7 @@ std::unique_ptr<CredentialProvider> ProfileChain(const Environment& env, const A
   const std::string where = files.credentials_path + " or " + files.config_path;
   const std::string name = "profile " + profile;
   auto broken = [&](std::string message) {
-    return std::make_unique<BrokenProvider>(Status::InvalidInput("AWS profile '" + profile + "': " + message),
+    return std::make_unique<BrokenProvider>(Status::InvalidInput("AWS profile '" + profile + "' " + message),
                                             name);
   };
   if (!files.HasProfile(profile)) {
@@ -88,7 +88,7 @@ std::unique_ptr<CredentialProvider> ProfileChain(const Environment& env, const A
     return std::make_unique<AbsentProvider>(name, "no [" + profile + "] section in " + where);
   }
   if (!visited.insert(profile).second || static_cast<int>(visited.size()) > kMaxRoleChain) {
-    return broken("source_profile chain loops or is longer than " + std::to_string(kMaxRoleChain));
+    return broken("has a source_profile chain that loops or is longer than " + std::to_string(kMaxRoleChain));
   }
   auto setting = [&](const char* key) { return files.Setting(profile, key); };
 
@@ -102,13 +102,13 @@ std::unique_ptr<CredentialProvider> ProfileChain(const Environment& env, const A
       int seconds = 0;
       auto [end, ec] = std::from_chars(d.data(), d.data() + d.size(), seconds);
       if (ec != std::errc() || end != d.data() + d.size() || seconds < 900 || seconds > 43200) {
-        return broken("duration_seconds must be 900 to 43200");
+        return broken("has duration_seconds; it must be 900 to 43200");
       }
       params.duration_seconds = seconds;
     }
     if (!setting("mfa_serial").empty()) {
       return broken(
-          "role_arn with mfa_serial needs an MFA code at each refresh, which a service cannot type; "
+          "has role_arn with mfa_serial, which needs an MFA code at each refresh; "
           "use a role without MFA");
     }
     const std::string sts = StsEndpointUrl(env, settings.region);
@@ -119,7 +119,7 @@ std::unique_ptr<CredentialProvider> ProfileChain(const Environment& env, const A
     const std::string source_profile = setting("source_profile");
     const std::string credential_source = setting("credential_source");
     if (!source_profile.empty() && !credential_source.empty()) {
-      return broken("role_arn takes source_profile or credential_source, not both");
+      return broken("has both source_profile and credential_source; role_arn takes one");
     }
     if (!source_profile.empty()) {
       // A source profile's own static keys win over its role_arn, as in the AWS CLI, so a
@@ -130,7 +130,7 @@ std::unique_ptr<CredentialProvider> ProfileChain(const Environment& env, const A
         base = StaticProvider({id, secret, files.Setting(source_profile, "aws_session_token")},
                               "profile " + source_profile);
       } else if (source_profile == profile) {
-        return broken("source_profile names the profile itself, which has no aws_access_key_id");
+        return broken("names itself as source_profile but has no aws_access_key_id");
       } else {
         base = ProfileChain(env, config, settings, source_profile, visited, /*must_exist=*/true);
       }
@@ -141,12 +141,13 @@ std::unique_ptr<CredentialProvider> ProfileChain(const Environment& env, const A
     } else if (credential_source == "Ec2InstanceMetadata") {
       base = InstanceMetadataProvider(env, settings);
     } else if (!credential_source.empty()) {
-      return broken("credential_source '" + credential_source +
+      return broken("has credential_source '" + credential_source +
                     "' is not one of Environment, EcsContainer, Ec2InstanceMetadata");
     } else {
-      return broken("role_arn needs source_profile, credential_source or web_identity_token_file");
+      return broken("has role_arn without source_profile, credential_source or web_identity_token_file");
     }
-    return AssumeRoleProvider(std::move(base), std::move(params), sts, settings.region, settings.sts_timeout);
+    return AssumeRoleProvider(std::move(base), std::move(params), sts, settings.region, name,
+                              settings.sts_timeout);
   }
 
   for (const auto* section : {files.CredentialsSection(profile), files.ConfigSection(profile)}) {

@@ -130,7 +130,9 @@ class ContainerProviderImpl : public CredentialProvider {
     }
     return last;
   }
-  std::string Name() const override { return "container credentials " + url_; }
+  std::string Name() const override {
+    return url_.empty() ? "container credentials" : "container credentials " + url_;
+  }
   std::string why_not() const override {
     return "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI and AWS_CONTAINER_CREDENTIALS_FULL_URI are not set";
   }
@@ -225,7 +227,7 @@ class InstanceMetadataProviderImpl : public CredentialProvider {
     return response;
   }
   Result<std::optional<LoadedCredentials>> NotHere(std::string why) {
-    why_not_ = endpoint_ + ": " + why;
+    why_not_ = std::move(why);
     return std::optional<LoadedCredentials>();
   }
   Status Error(const std::string& what, long status) const {

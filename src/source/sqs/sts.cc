@@ -95,11 +95,13 @@ HttpRequest FormRequest(const std::string& endpoint_url, std::string body,
 class AssumeRoleProviderImpl : public CredentialProvider {
  public:
   AssumeRoleProviderImpl(std::unique_ptr<CredentialProvider> base, AssumeRoleParams params,
-                         std::string endpoint_url, std::string region, std::chrono::milliseconds timeout)
+                         std::string endpoint_url, std::string region, std::string origin,
+                         std::chrono::milliseconds timeout)
       : base_(std::move(base)),
         params_(std::move(params)),
         endpoint_url_(std::move(endpoint_url)),
         region_(std::move(region)),
+        origin_(std::move(origin)),
         timeout_(timeout) {}
 
   Result<std::optional<LoadedCredentials>> Load() override {
@@ -113,13 +115,14 @@ class AssumeRoleProviderImpl : public CredentialProvider {
     return std::optional<LoadedCredentials>(std::move(assumed));
   }
   std::string Name() const override {
-    return "role " + params_.role_arn + " assumed with " + base_->Name() + " (STS " + endpoint_url_ + ")";
+    return origin_ + ": role " + params_.role_arn + " assumed with " + base_->Name() + " (STS " +
+           endpoint_url_ + ")";
   }
 
  private:
   std::unique_ptr<CredentialProvider> base_;
   AssumeRoleParams params_;
-  std::string endpoint_url_, region_;
+  std::string endpoint_url_, region_, origin_;
   std::chrono::milliseconds timeout_;
 };
 
@@ -247,10 +250,10 @@ Result<LoadedCredentials> AssumeRoleWithWebIdentity(const std::string& endpoint_
 
 std::unique_ptr<CredentialProvider> AssumeRoleProvider(std::unique_ptr<CredentialProvider> base,
                                                        AssumeRoleParams params, std::string endpoint_url,
-                                                       std::string region,
+                                                       std::string region, std::string origin,
                                                        std::chrono::milliseconds timeout) {
   return std::make_unique<AssumeRoleProviderImpl>(std::move(base), std::move(params), std::move(endpoint_url),
-                                                  std::move(region), timeout);
+                                                  std::move(region), std::move(origin), timeout);
 }
 
 std::unique_ptr<CredentialProvider> WebIdentityTokenFileProvider(AssumeRoleParams params,

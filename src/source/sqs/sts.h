@@ -35,9 +35,11 @@ Result<LoadedCredentials> AssumeRoleWithWebIdentity(const std::string& endpoint_
 Result<LoadedCredentials> ParseStsCredentials(std::string_view xml, std::string_view action);
 
 // Each Load() loads the base credentials and assumes the role with them.
+// `origin` names the configuration in logs, e.g. "profile dev".
 std::unique_ptr<CredentialProvider> AssumeRoleProvider(std::unique_ptr<CredentialProvider> base,
                                                        AssumeRoleParams params, std::string endpoint_url,
-                                                       std::string region, std::chrono::milliseconds timeout);
+                                                       std::string region, std::string origin,
+                                                       std::chrono::milliseconds timeout);
 // Each Load() reads the token file again: EKS rotates it.
 std::unique_ptr<CredentialProvider> WebIdentityTokenFileProvider(AssumeRoleParams params,
                                                                  std::string token_file,
