@@ -34,14 +34,15 @@ std::string Quote(const std::string& s) {
 // Runs sqs2pg with the stack's credentials removed from its environment, so only what `env`
 // sets can supply them, and with this test's own (empty) AWS files and instance metadata off
 // unless `env` says otherwise.
-CommandResult RunWithoutStackKeys(const std::vector<std::string>& args, std::map<std::string, std::string> env,
-                                  const std::string& prefix = "") {
+CommandResult RunWithoutStackKeys(const std::vector<std::string>& args,
+                                  std::map<std::string, std::string> env, const std::string& prefix = "") {
   LoadStackEnvironment();
   std::string dir = TestDir();
   env.try_emplace("AWS_CONFIG_FILE", dir + "/no-config");
   env.try_emplace("AWS_SHARED_CREDENTIALS_FILE", dir + "/no-credentials");
   env.try_emplace("AWS_EC2_METADATA_DISABLED", "true");
-  std::string line = prefix + "env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE";
+  std::string line =
+      prefix + "env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE";
   for (const auto& [k, v] : env) line += fmt::format(" {}={}", k, Quote(v));
   line += " " + Quote(SQS2PG_BINARY);
   for (const auto& a : args) line += " " + Quote(a);
@@ -64,8 +65,8 @@ void SendAndRunAgainstMoto(const std::map<std::string, std::string>& env, const 
       {"send", "--endpoint-url", endpoint, "--create-queue", "--queue", queue, SampleDataPath()}, env);
   ASSERT_EQ(sent.exit_code, 0) << sent.err;
   EXPECT_THAT(sent.err, HasSubstr("AWS credentials from " + expect_source));
-  CommandResult r = RunWithoutStackKeys({"run", "--endpoint-url", endpoint, "--queue", queue, "--table", table,
-                                         "--key-file", key, "--wait-seconds", "1"},
+  CommandResult r = RunWithoutStackKeys({"run", "--endpoint-url", endpoint, "--queue", queue, "--table",
+                                         table, "--key-file", key, "--wait-seconds", "1"},
                                         env);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("loaded 99,"));
@@ -110,12 +111,14 @@ std::string CredentialsJson(const std::string& id, const std::string& secret, Cl
 
 TEST(CredentialsTest, ProfileRoleAssumedThroughMotoSts) {
   std::string moto = StackVar("MOTO_ENDPOINT_URL");
-  std::string config = WriteFile("config",
-                                 "[profile base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = base\n"
-                                 "[profile etl]\nrole_arn = arn:aws:iam::123456789012:role/etl\n"
-                                 "source_profile = base\n");
+  std::string config =
+      WriteFile("config",
+                "[profile base]\naws_access_key_id = AKIDBASE\naws_secret_access_key = base\n"
+                "[profile etl]\nrole_arn = arn:aws:iam::123456789012:role/etl\n"
+                "source_profile = base\n");
   SendAndRunAgainstMoto({{"AWS_CONFIG_FILE", config}, {"AWS_PROFILE", "etl"}, {"AWS_ENDPOINT_URL_STS", moto}},
-                        moto, "profile etl: role arn:aws:iam::123456789012:role/etl assumed with profile base");
+                        moto,
+                        "profile etl: role arn:aws:iam::123456789012:role/etl assumed with profile base");
 }
 
 TEST(CredentialsTest, WebIdentityTokenThroughMotoSts) {
@@ -129,10 +132,11 @@ TEST(CredentialsTest, WebIdentityTokenThroughMotoSts) {
 
 TEST(CredentialsTest, CredentialProcessScript) {
   std::string moto = StackVar("MOTO_ENDPOINT_URL");
-  std::string script = WriteFile("creds.sh",
-                                 "#!/bin/sh\ncat <<'JSON'\n{\"Version\": 1, \"AccessKeyId\": \"AKIDPROCESS\", "
-                                 "\"SecretAccessKey\": \"processsecret\", \"Expiration\": \"2099-01-01T00:00:00Z\"}\n"
-                                 "JSON\n");
+  std::string script =
+      WriteFile("creds.sh",
+                "#!/bin/sh\ncat <<'JSON'\n{\"Version\": 1, \"AccessKeyId\": \"AKIDPROCESS\", "
+                "\"SecretAccessKey\": \"processsecret\", \"Expiration\": \"2099-01-01T00:00:00Z\"}\n"
+                "JSON\n");
   std::filesystem::permissions(script, std::filesystem::perms::owner_all);
   std::string config = WriteFile("config", "[default]\ncredential_process = " + script + "\n");
   SendAndRunAgainstMoto({{"AWS_CONFIG_FILE", config}}, moto, "profile default (credential_process)");
@@ -166,8 +170,10 @@ TEST(CredentialsTest, ContainerCredentialsNeedTheAuthorizationToken) {
   ContainerEndpoint e;
   Loopback server = ServeContainerCredentials(e);
   std::string token_file = WriteFile("pod-token", "Bearer pod-token\n");
-  std::map<std::string, std::string> env = {{"AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url() + "/v2/credentials"}};
-  CommandResult refused = RunWithoutStackKeys({"send", "--endpoint-url", moto, "--queue", "x", SampleDataPath()}, env);
+  std::map<std::string, std::string> env = {
+      {"AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url() + "/v2/credentials"}};
+  CommandResult refused =
+      RunWithoutStackKeys({"send", "--endpoint-url", moto, "--queue", "x", SampleDataPath()}, env);
   EXPECT_EQ(refused.exit_code, 2) << refused.err;
   EXPECT_THAT(refused.err, HasSubstr("HTTP 401"));
   EXPECT_EQ(e.refused, 1);
@@ -192,7 +198,7 @@ TEST(CredentialsTest, InstanceMetadataV2) {
       res.set_content("session-" + std::to_string(tokens), "text/plain");
     });
     server.Get(R"(/latest/meta-data/iam/security-credentials/(.*))", [&](const httplib::Request& req,
-                                                                        httplib::Response& res) {
+                                                                         httplib::Response& res) {
       std::lock_guard lock(mu);
       if (!req.get_header_value("X-aws-ec2-metadata-token").starts_with("session-")) {
         ++refused;
@@ -226,21 +232,28 @@ class AuthenticatingMoto {
   AuthenticatingMoto() {
     dir_ = TestDir();
     CommandResult port = RunShell(
-        "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'");
+        "python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\", 0)); "
+        "print(s.getsockname()[1])'");
     url_ = "http://127.0.0.1:" + port.out.substr(0, port.out.find('\n'));
     // Three unauthenticated calls: CreateUser, PutUserPolicy, CreateAccessKey.
     std::string start = fmt::format(
-        "INITIAL_NO_AUTH_ACTION_COUNT=3 nohup moto_server -H 127.0.0.1 -p {} >{}/moto-auth.log 2>&1 & echo $!",
+        "INITIAL_NO_AUTH_ACTION_COUNT=3 nohup moto_server -H 127.0.0.1 -p {} >{}/moto-auth.log 2>&1 & echo "
+        "$!",
         url_.substr(url_.rfind(':') + 1), dir_);
     pid_ = std::stoi(RunShell(start).out);
     for (int i = 0; i < 150; ++i) {
-      if (RunShell("curl -s -o /dev/null " + url_ + "/").exit_code == 0) break;
+      // A bare TCP connect: an HTTP request might count as one of the unauthenticated calls.
+      if (RunShell("bash -c 'exec 3<>/dev/tcp/127.0.0.1/" + url_.substr(url_.rfind(':') + 1) + "'")
+              .exit_code == 0) {
+        break;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
   ~AuthenticatingMoto() {
     kill(pid_, SIGTERM);
-    for (int i = 0; i < 50 && kill(pid_, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (int i = 0; i < 50 && kill(pid_, 0) == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (kill(pid_, 0) == 0) kill(pid_, SIGKILL);
   }
   const std::string& url() const { return url_; }
@@ -273,16 +286,18 @@ TEST(CredentialsTest, MotoWithIamAuthenticationAcceptsTheRightKeyAndNamesTheWron
   AuthenticatingMoto moto;
   auto [id, secret] = moto.CreateUserKey();
   ASSERT_FALSE(id.empty());
-  SendAndRunAgainstMoto({{"AWS_ACCESS_KEY_ID", id}, {"AWS_SECRET_ACCESS_KEY", secret}, {"AWS_REGION", "us-east-1"}},
-                        moto.url(), "environment");
+  SendAndRunAgainstMoto(
+      {{"AWS_ACCESS_KEY_ID", id}, {"AWS_SECRET_ACCESS_KEY", secret}, {"AWS_REGION", "us-east-1"}}, moto.url(),
+      "environment");
 
   CommandResult wrong_secret =
       RunWithoutStackKeys({"send", "--endpoint-url", moto.url(), "--queue", "x", SampleDataPath()},
                           {{"AWS_ACCESS_KEY_ID", id}, {"AWS_SECRET_ACCESS_KEY", "not-the-secret"}});
   EXPECT_EQ(wrong_secret.exit_code, 2) << wrong_secret.err;
   EXPECT_THAT(wrong_secret.err, HasSubstr("SignatureDoesNotMatch"));
-  EXPECT_THAT(wrong_secret.err, HasSubstr("secret access key does not match the access key id (credentials from "
-                                          "environment)"));
+  EXPECT_THAT(wrong_secret.err,
+              HasSubstr("secret access key does not match the access key id (credentials from "
+                        "environment)"));
   EXPECT_THAT(wrong_secret.err, Not(HasSubstr("not-the-secret")));
   EXPECT_THAT(wrong_secret.err, Not(HasSubstr("<?xml")));
 
@@ -301,15 +316,16 @@ TEST(CredentialsTest, MotoWithIamAuthenticationAcceptsTheRightKeyAndNamesTheWron
   Loopback server = ServeContainerCredentials(e);
   std::string key = MakeKeyFile();
   std::string queue = UniqueName("q");
-  std::map<std::string, std::string> env = {{"AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url() + "/v2/credentials"},
-                                            {"AWS_CONTAINER_AUTHORIZATION_TOKEN", "Bearer pod-token"},
-                                            {"SQS2PG_CREDENTIAL_REFRESH_MARGIN_SECONDS", "3"}};
+  std::map<std::string, std::string> env = {
+      {"AWS_CONTAINER_CREDENTIALS_FULL_URI", server.url() + "/v2/credentials"},
+      {"AWS_CONTAINER_AUTHORIZATION_TOKEN", "Bearer pod-token"},
+      {"SQS2PG_CREDENTIAL_REFRESH_MARGIN_SECONDS", "3"}};
   CommandResult sent = RunWithoutStackKeys(
       {"send", "--endpoint-url", moto.url(), "--create-queue", "--queue", queue, SampleDataPath()}, env);
   ASSERT_EQ(sent.exit_code, 0) << sent.err;
   int fetches_before = e.fetches;
-  CommandResult run = RunWithoutStackKeys({"run", "--follow", "--dry-run", "--endpoint-url", moto.url(), "--queue",
-                                           queue, "--key-file", key, "--wait-seconds", "1"},
+  CommandResult run = RunWithoutStackKeys({"run", "--follow", "--dry-run", "--endpoint-url", moto.url(),
+                                           "--queue", queue, "--key-file", key, "--wait-seconds", "1"},
                                           env, "timeout --preserve-status -s TERM 11 ");
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_THAT(run.out, ::testing::ContainsRegex("received 10[0-9], "));
