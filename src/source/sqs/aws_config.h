@@ -46,9 +46,9 @@ struct AwsFiles {
 
 struct AwsConfig {
   std::string region;
-  std::string endpoint_url;       // scheme://host[:port][/path], no trailing '/'
-  std::string profile;            // AWS_PROFILE, AWS_DEFAULT_PROFILE, else "default"
-  bool explicit_profile = false;  // named by the environment, so it must exist
+  std::string endpoint_url;         // scheme://host[:port][/path], no trailing '/'
+  std::string profile = "default";  // AWS_PROFILE, AWS_DEFAULT_PROFILE, else "default"
+  bool explicit_profile = false;    // named by the environment, so it must exist
   AwsFiles files;
 };
 

@@ -3,9 +3,13 @@
 
 #include "source/sqs/credential_provider.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -538,11 +542,18 @@ TEST(InstanceMetadataTest, DisabledOrUnreachableMeansNotHereAndFailsFast) {
   EXPECT_FALSE(none->has_value());
   EXPECT_EQ(imds.tokens, 0);
 
-  // A port nobody listens on: connection refused at once.
+  // A port nobody listens on (bound, never listened, closed): connection refused at once.
   int closed_port = 0;
   {
-    httplib::Server probe;
-    closed_port = probe.bind_to_any_port("127.0.0.1");
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    closed_port = ntohs(addr.sin_port);
+    close(fd);
   }
   auto start = std::chrono::steady_clock::now();
   auto unreachable = InstanceMetadataProvider(
