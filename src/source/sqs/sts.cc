@@ -66,13 +66,14 @@ Result<std::string> Call(const std::string& endpoint_url, std::string_view actio
     if (response->status >= 200 && response->status < 300) return std::move(response->body);
     std::optional<XmlError> xml = ParseXmlError(response->body);
     std::string code = xml ? xml->code : "HTTP " + std::to_string(response->status);
+    std::string aws_says = xml ? xml->message.substr(0, 300) : "";
     std::string message = "STS " + std::string(action) + " at " + endpoint_url + ": " + code;
     if (IsCredentialErrorCode(code)) {
       message += ": " + CredentialErrorHint(code, identity, "sts:" + std::string(action));
+      if (!aws_says.empty()) message += " (AWS says: " + aws_says + ")";
+    } else if (!aws_says.empty()) {
+      message += ": " + aws_says;
     }
-    if (xml && !xml->message.empty())
-      message += (IsCredentialErrorCode(code) ? " (AWS says: " : ": ") + xml->message.substr(0, 300) +
-                 (IsCredentialErrorCode(code) ? ")" : "");
     bool retry = response->status >= 500 || response->status == 429 || code == "Throttling" ||
                  code == "IDPCommunicationError";
     last = retry ? Status::Transient(std::move(message)) : Status::InvalidInput(std::move(message));
@@ -223,7 +224,7 @@ Result<LoadedCredentials> AssumeRole(const std::string& endpoint_url, const std:
                                {region, "sts"}, std::chrono::system_clock::now()));
   request.headers.insert(request.headers.end(), added.begin(), added.end());
   ASSIGN_OR_RETURN(std::string body, Call(endpoint.url, "AssumeRole", std::move(request),
-                                          "the source credentials for role " + params.role_arn));
+                                          "the source profile of role " + params.role_arn));
   return ParseStsCredentials(body, "AssumeRole");
 }
 
