@@ -104,9 +104,10 @@ std::string Iso8601(Clock::time_point t) {
   return buffer;
 }
 
-std::string CredentialsJson(const std::string& id, const std::string& secret, Clock::time_point expiration) {
-  return fmt::format(R"({{"AccessKeyId":"{}","SecretAccessKey":"{}","Token":"tok","Expiration":"{}"}})", id,
-                     secret, Iso8601(expiration));
+std::string CredentialsJson(const std::string& id, const std::string& secret, Clock::time_point expiration,
+                            const std::string& token = "tok") {
+  return fmt::format(R"({{"AccessKeyId":"{}","SecretAccessKey":"{}","Token":"{}","Expiration":"{}"}})", id,
+                     secret, token, Iso8601(expiration));
 }
 
 TEST(CredentialsTest, ProfileRoleAssumedThroughMotoSts) {
@@ -147,6 +148,7 @@ struct ContainerEndpoint {
   int fetches = 0, refused = 0;
   std::vector<std::pair<std::string, std::string>> keys{{"AKIDCONTAINER", "containersecret"}};
   std::chrono::seconds lifetime{3600};
+  std::string session_token = "tok";  // "" for long-term keys, which carry none
 };
 
 Loopback ServeContainerCredentials(ContainerEndpoint& e) {
@@ -160,7 +162,8 @@ Loopback ServeContainerCredentials(ContainerEndpoint& e) {
       }
       const auto& [id, secret] = e.keys[static_cast<size_t>(e.fetches) % e.keys.size()];
       ++e.fetches;
-      res.set_content(CredentialsJson(id, secret, Clock::now() + e.lifetime), "application/json");
+      res.set_content(CredentialsJson(id, secret, Clock::now() + e.lifetime, e.session_token),
+                      "application/json");
     });
   });
 }
@@ -313,6 +316,7 @@ TEST(CredentialsTest, MotoWithIamAuthenticationAcceptsTheRightKeyAndNamesTheWron
   ContainerEndpoint e;
   e.keys = {{id, secret}};
   e.lifetime = std::chrono::seconds(6);
+  e.session_token = "";  // moto would look an STS session up for a token, and find none
   Loopback server = ServeContainerCredentials(e);
   std::string key = MakeKeyFile();
   std::string queue = UniqueName("q");
