@@ -1,6 +1,8 @@
 #include "cli/cli_common.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -10,6 +12,8 @@
 #include <iostream>
 
 #include "source/sqs/aws_config.h"
+#include "source/sqs/credential_cache.h"
+#include "source/sqs/credential_provider.h"
 #include "source/sqs/sqs_client.h"
 
 namespace sqs2pg::cli {
@@ -38,17 +42,44 @@ void AddQueueOptions(CLI::App& app, QueueOptions& options) {
                  "(default: AWS_CA_BUNDLE, the profile's ca_bundle). Certificates are always verified");
 }
 
+namespace {
+
+// SQS2PG_CREDENTIAL_REFRESH_MARGIN_SECONDS (undocumented, for tests): refresh temporary
+// credentials this long before they expire instead of five minutes.
+sqs::RefreshOptions RefreshOptionsFromEnvironment() {
+  sqs::RefreshOptions options;
+  if (const char* margin = std::getenv("SQS2PG_CREDENTIAL_REFRESH_MARGIN_SECONDS"); margin && *margin) {
+    options.margin = std::chrono::seconds(std::atoi(margin));
+  }
+  return options;
+}
+
+}  // namespace
+
 Result<sqs::ClientConfig> MakeClientConfig(const QueueOptions& options) {
   sqs::AwsOverrides overrides;
   if (!options.region.empty()) overrides.region = options.region;
   if (!options.endpoint_url.empty()) overrides.endpoint_url = options.endpoint_url;
   if (!options.ca_file.empty()) overrides.ca_file = options.ca_file;
-  ASSIGN_OR_RETURN(sqs::AwsConfig aws, sqs::ResolveAwsConfig(sqs::ProcessEnvironment(), overrides));
+  sqs::Environment env = sqs::ProcessEnvironment();
+  ASSIGN_OR_RETURN(sqs::AwsConfig aws, sqs::ResolveAwsConfig(env, overrides));
+  sqs::ProviderSettings settings;
+  settings.region = aws.region;
+  ASSIGN_OR_RETURN(sqs::ResolvedCredentials resolved,
+                   sqs::ResolveCredentials(sqs::DefaultProviderChain(env, aws, settings)));
   sqs::ClientConfig config;
   config.endpoint_url = aws.endpoint_url;
   config.region = aws.region;
-  config.credentials = aws.credentials;
   config.ca_file = aws.ca_file;
+  config.credential_cache = sqs::CredentialCache::Create(
+      std::move(resolved.provider), std::move(resolved.first), RefreshOptionsFromEnvironment());
+  // Once, at start: which source, never the secret. Temporary credentials also say until when.
+  std::string until;
+  if (auto expiration = config.credential_cache->expiration()) {
+    until = fmt::format(" (temporary, expire {:%Y-%m-%dT%H:%M:%SZ})",
+                        std::chrono::time_point_cast<std::chrono::seconds>(*expiration));
+  }
+  spdlog::info("AWS credentials from {}{}", config.credential_cache->source(), until);
   return config;
 }
 

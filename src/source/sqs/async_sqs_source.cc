@@ -4,6 +4,8 @@
 
 #include <charconv>
 
+#include "source/sqs/aws_error.h"
+#include "source/sqs/credential_cache.h"
 #include "source/sqs/multi_transport.h"
 #include "source/sqs/sqs_protocol.h"
 
@@ -23,12 +25,29 @@ struct AsyncSqsSource::Impl {
   std::string queue_url;
   std::optional<int> visibility_timeout_seconds;
   std::unique_ptr<MultiTransport> transport;
+  std::shared_ptr<CredentialCache> cache;
+
+  using Done = std::function<void(Result<std::string>)>;
+  // A call AWS answered ExpiredToken, waiting for the cache's refresher thread to load new
+  // credentials; Poll() sends it again (once) when they are there.
+  struct AwaitingCredentials {
+    std::uint64_t ticket;
+    std::string operation, body;
+    std::chrono::milliseconds extra_timeout;
+    Done done;
+    bool cancellable;
+    Status error;  // the ExpiredToken answer, reported if the refresh fails
+  };
+  std::vector<AwaitingCredentials> awaiting;
 
   // Sends one signed call; `done` gets the body of a 2xx answer or the error, with AWS's code.
-  void Call(std::string_view operation, std::string body, std::chrono::milliseconds extra_timeout,
-            std::function<void(Result<std::string>)> done, bool cancellable = false) {
-    auto request = BuildSignedRequest(endpoint, operation, std::move(body), config.credentials, config.region,
-                                      std::chrono::system_clock::now());
+  // Signing reads the cache's current credentials: a mutex and a shared_ptr copy, never I/O.
+  void Call(std::string_view operation, std::string body, std::chrono::milliseconds extra_timeout, Done done,
+            bool cancellable = false, bool after_refresh = false) {
+    CredentialCache::Snapshot credentials = cache->Current();
+    std::string body_copy = after_refresh ? std::string() : body;  // kept for a retry after ExpiredToken
+    auto request = BuildSignedRequest(endpoint, operation, std::move(body), *credentials.credentials,
+                                      config.region, std::chrono::system_clock::now());
     if (!request.ok()) {
       done(request.status());
       return;
@@ -36,7 +55,8 @@ struct AsyncSqsSource::Impl {
     request->timeout = config.request_timeout + extra_timeout;
     transport->Start(
         std::move(request).value(),
-        [this, op = std::string(operation), done = std::move(done)](Result<HttpResponse> response) {
+        [this, op = std::string(operation), body = std::move(body_copy), extra_timeout, credentials,
+         cancellable, after_refresh, done = std::move(done)](Result<HttpResponse> response) mutable {
           if (!response.ok()) {
             done(response.status().Annotate("cannot reach SQS at " + endpoint.url));
             return;
@@ -46,12 +66,45 @@ struct AsyncSqsSource::Impl {
             return;
           }
           AwsError error = ParseError(*response);
-          error.message = RedactSecrets(std::move(error.message), config.credentials);
-          Status st = ErrorStatus(error, op, queue_url, endpoint.url);
+          error.message = RedactSecrets(std::move(error.message), *credentials.credentials);
+          Status st = ErrorStatus(error, op, queue_url, endpoint.url, cache->source());
+          if (IsExpiredTokenCode(error.code) && !after_refresh) {
+            std::uint64_t ticket = cache->RequestRefresh(credentials.generation);
+            if (ticket == 0) {  // newer credentials are already there
+              Call(op, std::move(body), extra_timeout, std::move(done), cancellable, true);
+            } else {
+              awaiting.push_back(
+                  {ticket, op, std::move(body), extra_timeout, std::move(done), cancellable, st});
+            }
+            return;
+          }
           // Throttling and 5xx are worth another try; ErrorStatus decides the rest.
           done(IsRetryable(error) ? Status::Transient(st.message()) : st);
         },
         cancellable);
+  }
+
+  // Sends again the calls whose credentials have been refreshed; fails those whose refresh failed.
+  void ResumeAwaiting() {
+    if (awaiting.empty()) return;
+    std::vector<AwaitingCredentials> ready;
+    for (auto it = awaiting.begin(); it != awaiting.end();) {
+      if (cache->RefreshDone(it->ticket)) {
+        ready.push_back(std::move(*it));
+        it = awaiting.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (AwaitingCredentials& a : ready) {
+      Status refreshed = cache->RefreshDone(a.ticket).value_or(Status::Ok());
+      if (refreshed.ok()) {
+        spdlog::info("SQS {}: credentials had expired; retrying with refreshed ones", a.operation);
+        Call(a.operation, std::move(a.body), a.extra_timeout, std::move(a.done), a.cancellable, true);
+      } else {
+        a.done(Status::InvalidInput(a.error.message() + "; " + refreshed.message()));
+      }
+    }
   }
 
   void Batch(std::string_view operation, std::string body, BatchDone done) {
@@ -95,6 +148,13 @@ Result<std::unique_ptr<AsyncSqsSource>> AsyncSqsSource::Create(
   impl->queue_url = std::move(queue_url);
   impl->visibility_timeout_seconds = visibility_timeout_seconds;
   ASSIGN_OR_RETURN(impl->transport, MultiTransport::Create({config.connect_timeout, config.ca_file}));
+  if (config.credential_cache) {
+    impl->cache = config.credential_cache;
+  } else if (config.credentials.access_key_id.empty() || config.credentials.secret_access_key.empty()) {
+    return Status::InvalidInput("SQS source: no access key id or secret access key");
+  } else {
+    impl->cache = CredentialCache::Fixed(config.credentials);
+  }
   return std::unique_ptr<AsyncSqsSource>(new AsyncSqsSource(std::move(impl)));
 }
 
@@ -149,9 +209,27 @@ void AsyncSqsSource::StartExtendVisibility(std::vector<std::string> receipt_hand
                std::move(done));
 }
 
-void AsyncSqsSource::CancelReceives() { impl_->transport->CancelCancellable(); }
+void AsyncSqsSource::CancelReceives() {
+  impl_->transport->CancelCancellable();
+  std::vector<Impl::AwaitingCredentials> cancelled;
+  auto& awaiting = impl_->awaiting;
+  for (auto it = awaiting.begin(); it != awaiting.end();) {
+    if (it->cancellable) {
+      cancelled.push_back(std::move(*it));
+      it = awaiting.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& a : cancelled) a.done(Status::Transient("cancelled"));
+}
 
-void AsyncSqsSource::Poll(std::chrono::milliseconds max_wait) { impl_->transport->Poll(max_wait); }
+void AsyncSqsSource::Poll(std::chrono::milliseconds max_wait) {
+  impl_->ResumeAwaiting();
+  // While calls wait for fresh credentials, look again soon: the refresher thread does not wake us.
+  if (!impl_->awaiting.empty()) max_wait = std::min(max_wait, std::chrono::milliseconds(50));
+  impl_->transport->Poll(max_wait);
+}
 
 void AsyncSqsSource::Wakeup() { impl_->transport->Wakeup(); }
 

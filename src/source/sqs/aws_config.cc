@@ -13,7 +13,7 @@ namespace sqs2pg::sqs {
 namespace {
 
 // section -> key -> value, keys lower-cased.
-using Ini = std::map<std::string, std::map<std::string, std::string>>;
+using Ini = std::map<std::string, IniSection>;
 
 std::string_view Trim(std::string_view s) {
   size_t b = s.find_first_not_of(" \t\r");
@@ -87,92 +87,9 @@ Result<Ini> LoadIni(const std::string& path) {
   return ParseIni(in);
 }
 
-struct Files {
-  std::string credentials_path, config_path;
-  Ini credentials, config;
-};
-
-const std::map<std::string, std::string>* Section(const Ini& ini, const std::string& name) {
+const IniSection* Section(const std::map<std::string, IniSection>& ini, const std::string& name) {
   auto it = ini.find(name);
   return it == ini.end() ? nullptr : &it->second;
-}
-
-// In the config file the default profile is [default]; every other one is [profile name].
-const std::map<std::string, std::string>* ConfigSection(const Files& files, const std::string& profile) {
-  const auto* section = Section(files.config, "profile " + profile);
-  if (section == nullptr && profile == "default") section = Section(files.config, "default");
-  return section;
-}
-
-std::string Value(const std::map<std::string, std::string>* section, const std::string& key) {
-  if (section == nullptr) return "";
-  auto it = section->find(key);
-  return it == section->end() ? "" : it->second;
-}
-
-Result<Credentials> CredentialsFromEnvironment(const Environment& env) {
-  Credentials c{Get(env, "AWS_ACCESS_KEY_ID"), Get(env, "AWS_SECRET_ACCESS_KEY"),
-                Get(env, "AWS_SESSION_TOKEN")};
-  if (c.access_key_id.empty() != c.secret_access_key.empty()) {
-    return Status::InvalidInput(c.access_key_id.empty()
-                                    ? "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not"
-                                    : "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not");
-  }
-  return c;
-}
-
-Status UnsupportedProfileError(const std::string& profile,
-                               const std::map<std::string, std::string>* section) {
-  static constexpr std::array<const char*, 5> kUnsupported = {"role_arn", "credential_process", "sso_session",
-                                                              "sso_start_url", "web_identity_token_file"};
-  for (const char* key : kUnsupported) {
-    if (!Value(section, key).empty()) {
-      return Status::InvalidInput("AWS profile '" + profile + "' uses " + key +
-                                  ", which sqs2pg does not support; export temporary credentials as "
-                                  "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN");
-    }
-  }
-  return Status::Ok();
-}
-
-// Static keys from one section; nullopt when the section holds none.
-Result<std::optional<Credentials>> KeysIn(const std::map<std::string, std::string>* section,
-                                          const std::string& profile, const std::string& path) {
-  Credentials c{Value(section, "aws_access_key_id"), Value(section, "aws_secret_access_key"),
-                Value(section, "aws_session_token")};
-  if (c.access_key_id.empty() && c.secret_access_key.empty()) return std::optional<Credentials>();
-  if (c.access_key_id.empty() || c.secret_access_key.empty()) {
-    return Status::InvalidInput("AWS profile '" + profile + "' in " + path +
-                                " needs both aws_access_key_id and " + "aws_secret_access_key");
-  }
-  return std::optional<Credentials>(std::move(c));
-}
-
-Result<Credentials> CredentialsFromProfile(const Files& files, const std::string& profile,
-                                           bool explicit_profile, std::string& source) {
-  const auto* cred_section = Section(files.credentials, profile);
-  const auto* config_section = ConfigSection(files, profile);
-  ASSIGN_OR_RETURN(std::optional<Credentials> from_credentials,
-                   KeysIn(cred_section, profile, files.credentials_path));
-  if (from_credentials) {
-    source = "profile " + profile + " (" + files.credentials_path + ")";
-    return *std::move(from_credentials);
-  }
-  ASSIGN_OR_RETURN(std::optional<Credentials> from_config,
-                   KeysIn(config_section, profile, files.config_path));
-  if (from_config) {
-    source = "profile " + profile + " (" + files.config_path + ")";
-    return *std::move(from_config);
-  }
-  RETURN_IF_ERROR(UnsupportedProfileError(profile, config_section));
-  RETURN_IF_ERROR(UnsupportedProfileError(profile, cred_section));
-  if (explicit_profile && cred_section == nullptr && config_section == nullptr) {
-    return Status::InvalidInput("AWS profile '" + profile + "' not found in " + files.credentials_path +
-                                " or " + files.config_path);
-  }
-  return Status::InvalidInput(
-      "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give profile '" + profile +
-      "' aws_access_key_id and aws_secret_access_key in " + files.credentials_path);
 }
 
 bool IsRegionName(std::string_view region) {
@@ -181,11 +98,11 @@ bool IsRegionName(std::string_view region) {
   });
 }
 
-Result<std::string> ResolveRegion(const Environment& env, const AwsOverrides& overrides, const Files& files,
-                                  const std::string& profile) {
+Result<std::string> ResolveRegion(const Environment& env, const AwsOverrides& overrides,
+                                  const AwsFiles& files, const std::string& profile) {
   std::string region = overrides.region.value_or("");
   if (region.empty()) region = FirstSet(env, {"AWS_REGION", "AWS_DEFAULT_REGION"});
-  if (region.empty()) region = Value(ConfigSection(files, profile), "region");
+  if (region.empty()) region = files.Setting(profile, "region");
   if (region.empty()) return Status::InvalidInput("no AWS region: pass --region or set AWS_REGION");
   if (!IsRegionName(region)) return Status::InvalidInput("'" + region + "' is not an AWS region name");
   return region;
@@ -204,8 +121,8 @@ Result<std::string> ResolveEndpoint(const Environment& env, const AwsOverrides& 
 }
 
 // A bad path is a configuration error now, not a TLS failure on the first request.
-Result<std::string> ResolveCaFile(const Environment& env, const AwsOverrides& overrides, const Files& files,
-                                  const std::string& profile) {
+Result<std::string> ResolveCaFile(const Environment& env, const AwsOverrides& overrides,
+                                  const AwsFiles& files, const std::string& profile) {
   std::string path = overrides.ca_file.value_or("");
   std::string origin = "--ca-file";
   if (path.empty()) {
@@ -213,7 +130,7 @@ Result<std::string> ResolveCaFile(const Environment& env, const AwsOverrides& ov
     origin = "AWS_CA_BUNDLE";
   }
   if (path.empty()) {
-    path = Value(ConfigSection(files, profile), "ca_bundle");
+    path = files.Setting(profile, "ca_bundle");
     origin = "ca_bundle of AWS profile '" + profile + "' in " + files.config_path;
   }
   if (path.empty()) return std::string();
@@ -243,30 +160,47 @@ Environment ProcessEnvironment() {
   return env;
 }
 
-Result<AwsConfig> ResolveAwsConfig(const Environment& env, const AwsOverrides& overrides) {
-  std::string profile = FirstSet(env, {"AWS_PROFILE", "AWS_DEFAULT_PROFILE"});
-  bool explicit_profile = !profile.empty();
-  if (!explicit_profile) profile = "default";
+const IniSection* AwsFiles::CredentialsSection(const std::string& profile) const {
+  return Section(credentials, profile);
+}
 
-  Files files;
+const IniSection* AwsFiles::ConfigSection(const std::string& profile) const {
+  const IniSection* section = Section(config, "profile " + profile);
+  if (section == nullptr && profile == "default") section = Section(config, "default");
+  return section;
+}
+
+std::string AwsFiles::Setting(const std::string& profile, const std::string& key) const {
+  for (const IniSection* section : {CredentialsSection(profile), ConfigSection(profile)}) {
+    if (section == nullptr) continue;
+    auto it = section->find(key);
+    if (it != section->end() && !it->second.empty()) return it->second;
+  }
+  return "";
+}
+
+bool AwsFiles::HasProfile(const std::string& profile) const {
+  return CredentialsSection(profile) != nullptr || ConfigSection(profile) != nullptr;
+}
+
+std::string EnvValue(const Environment& env, const std::string& name) { return Get(env, name); }
+
+Result<AwsConfig> ResolveAwsConfig(const Environment& env, const AwsOverrides& overrides) {
+  AwsConfig config;
+  config.profile = FirstSet(env, {"AWS_PROFILE", "AWS_DEFAULT_PROFILE"});
+  config.explicit_profile = !config.profile.empty();
+  if (!config.explicit_profile) config.profile = "default";
+
   std::string credentials_path = FilePath(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials");
   std::string config_path = FilePath(env, "AWS_CONFIG_FILE", "config");
-  ASSIGN_OR_RETURN(files.credentials, LoadIni(credentials_path));
-  ASSIGN_OR_RETURN(files.config, LoadIni(config_path));
-  files.credentials_path = Shown(credentials_path, "credentials");
-  files.config_path = Shown(config_path, "config");
+  ASSIGN_OR_RETURN(config.files.credentials, LoadIni(credentials_path));
+  ASSIGN_OR_RETURN(config.files.config, LoadIni(config_path));
+  config.files.credentials_path = Shown(credentials_path, "credentials");
+  config.files.config_path = Shown(config_path, "config");
 
-  AwsConfig config;
-  ASSIGN_OR_RETURN(config.region, ResolveRegion(env, overrides, files, profile));
+  ASSIGN_OR_RETURN(config.region, ResolveRegion(env, overrides, config.files, config.profile));
   ASSIGN_OR_RETURN(config.endpoint_url, ResolveEndpoint(env, overrides, config.region));
-  ASSIGN_OR_RETURN(config.ca_file, ResolveCaFile(env, overrides, files, profile));
-  ASSIGN_OR_RETURN(config.credentials, CredentialsFromEnvironment(env));
-  if (!config.credentials.access_key_id.empty()) {
-    config.credentials_source = "environment";
-    return config;
-  }
-  ASSIGN_OR_RETURN(config.credentials,
-                   CredentialsFromProfile(files, profile, explicit_profile, config.credentials_source));
+  ASSIGN_OR_RETURN(config.ca_file, ResolveCaFile(env, overrides, config.files, config.profile));
   return config;
 }
 

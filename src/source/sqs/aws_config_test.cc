@@ -1,5 +1,7 @@
 #include "source/sqs/aws_config.h"
 
+#include "source/sqs/credential_provider.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -26,6 +28,24 @@ AwsOverrides EndpointFlag(std::string url) {
   AwsOverrides flags;
   flags.endpoint_url = std::move(url);
   return flags;
+}
+
+// The configuration and the credentials the default chain finds in it (instance metadata off,
+// so a test never reaches the network).
+struct Resolved {
+  Credentials credentials;
+  std::string credentials_source;
+  std::string region, endpoint_url;
+};
+
+Result<Resolved> Resolve(Environment env, const AwsOverrides& overrides = {}) {
+  env["AWS_EC2_METADATA_DISABLED"] = "true";
+  ASSIGN_OR_RETURN(AwsConfig config, ResolveAwsConfig(env, overrides));
+  ProviderSettings settings;
+  settings.region = config.region;
+  ASSIGN_OR_RETURN(ResolvedCredentials found,
+                   ResolveCredentials(DefaultProviderChain(env, config, settings)));
+  return Resolved{found.first.credentials, found.provider->Name(), config.region, config.endpoint_url};
 }
 
 class AwsConfigTest : public ::testing::Test {
@@ -59,7 +79,7 @@ TEST_F(AwsConfigTest, EnvironmentKeysWinOverTheProfile) {
   SetEnvKeys();
   env_["AWS_SESSION_TOKEN"] = "token";
   env_["AWS_REGION"] = "eu-west-1";
-  auto config = ResolveAwsConfig(env_);
+  auto config = Resolve(env_);
   ASSERT_TRUE(config.ok()) << config.status().message();
   EXPECT_EQ(config->credentials.access_key_id, "AKIDENV");
   EXPECT_EQ(config->credentials.secret_access_key, kSecret);
@@ -72,7 +92,7 @@ TEST_F(AwsConfigTest, EnvironmentKeysWinOverTheProfile) {
 TEST_F(AwsConfigTest, HalfSetEnvironmentKeysAreAnErrorWithoutTheSecret) {
   env_["AWS_SECRET_ACCESS_KEY"] = kSecret;
   env_["AWS_REGION"] = "eu-west-1";
-  auto config = ResolveAwsConfig(env_);
+  auto config = Resolve(env_);
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.status().code(), Status::Code::kInvalidInput);
   EXPECT_THAT(config.status().message(), HasSubstr("AWS_ACCESS_KEY_ID"));
@@ -87,7 +107,7 @@ TEST_F(AwsConfigTest, DefaultProfileFromTheHomeDirectory) {
   WriteConfig(
       "[default]\nregion = ap-south-1\ns3 =\n  region = ignored-nested\n[profile other]\nregion = "
       "us-west-2\n");
-  auto config = ResolveAwsConfig(env_);
+  auto config = Resolve(env_);
   ASSERT_TRUE(config.ok()) << config.status().message();
   EXPECT_EQ(config->credentials.access_key_id, "AKIDDEFAULT");
   EXPECT_EQ(config->credentials.secret_access_key, "se=cret/+");
@@ -105,7 +125,7 @@ TEST_F(AwsConfigTest, NamedProfileFromFilesNamedByTheEnvironment) {
   env_["AWS_SHARED_CREDENTIALS_FILE"] = "~/elsewhere/creds";
   env_["AWS_CONFIG_FILE"] = (home_ / "elsewhere" / "conf").string();
   env_["AWS_PROFILE"] = "dev";
-  auto config = ResolveAwsConfig(env_);
+  auto config = Resolve(env_);
   ASSERT_TRUE(config.ok()) << config.status().message();
   EXPECT_EQ(config->credentials.access_key_id, "AKIDDEV");
   EXPECT_EQ(config->region, "eu-central-1");
@@ -115,7 +135,7 @@ TEST_F(AwsConfigTest, KeysInTheConfigFileCountWhenTheCredentialsFileHasNone) {
   WriteConfig(
       "[profile dev]\nregion = eu-north-1\naws_access_key_id = AKIDCONF\naws_secret_access_key = s\n");
   env_["AWS_PROFILE"] = "dev";
-  auto config = ResolveAwsConfig(env_);
+  auto config = Resolve(env_);
   ASSERT_TRUE(config.ok()) << config.status().message();
   EXPECT_EQ(config->credentials.access_key_id, "AKIDCONF");
 }
@@ -124,14 +144,14 @@ TEST_F(AwsConfigTest, MissingNamedProfileIsNamed) {
   WriteCredentials("[default]\naws_access_key_id = A\naws_secret_access_key = s\n");
   env_["AWS_PROFILE"] = "prod";
   env_["AWS_REGION"] = "eu-west-1";
-  auto config = ResolveAwsConfig(env_);
+  auto config = Resolve(env_);
   ASSERT_FALSE(config.ok());
   EXPECT_THAT(config.status().message(), HasSubstr("AWS profile 'prod' not found"));
 }
 
 TEST_F(AwsConfigTest, NoCredentialsAtAllSaysWhatToSet) {
   env_["AWS_REGION"] = "eu-west-1";
-  auto config = ResolveAwsConfig(env_);
+  auto config = Resolve(env_);
   ASSERT_FALSE(config.ok());
   EXPECT_THAT(config.status().message(), HasSubstr("no AWS credentials"));
 }
@@ -139,54 +159,53 @@ TEST_F(AwsConfigTest, NoCredentialsAtAllSaysWhatToSet) {
 TEST_F(AwsConfigTest, ProfileWithHalfTheKeysIsAnErrorWithoutTheSecret) {
   WriteCredentials(std::string("[default]\naws_secret_access_key = ") + kSecret + "\n");
   env_["AWS_REGION"] = "eu-west-1";
-  auto config = ResolveAwsConfig(env_);
+  auto config = Resolve(env_);
   ASSERT_FALSE(config.ok());
   EXPECT_THAT(config.status().message(), HasSubstr("aws_access_key_id"));
   EXPECT_THAT(config.status().message(), Not(HasSubstr(kSecret)));
 }
 
-TEST_F(AwsConfigTest, RoleProfilesAreReportedAsUnsupported) {
-  WriteConfig(
-      "[profile admin]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = default\nregion = eu-west-1\n");
+TEST_F(AwsConfigTest, SsoProfilesAreReportedAsUnsupported) {
+  WriteConfig("[profile admin]\nsso_session = corp\nregion = eu-west-1\n");
   env_["AWS_PROFILE"] = "admin";
-  auto config = ResolveAwsConfig(env_);
+  auto config = Resolve(env_);
   ASSERT_FALSE(config.ok());
-  EXPECT_THAT(config.status().message(), HasSubstr("uses role_arn"));
+  EXPECT_THAT(config.status().message(), HasSubstr("uses sso_session"));
 }
 
 TEST_F(AwsConfigTest, RegionPrecedence) {
   SetEnvKeys();
   WriteConfig("[default]\nregion = from-profile-1\n");
-  EXPECT_EQ(ResolveAwsConfig(env_)->region, "from-profile-1");
+  EXPECT_EQ(Resolve(env_)->region, "from-profile-1");
   env_["AWS_DEFAULT_REGION"] = "from-default-1";
-  EXPECT_EQ(ResolveAwsConfig(env_)->region, "from-default-1");
+  EXPECT_EQ(Resolve(env_)->region, "from-default-1");
   env_["AWS_REGION"] = "from-region-1";
-  EXPECT_EQ(ResolveAwsConfig(env_)->region, "from-region-1");
-  EXPECT_EQ(ResolveAwsConfig(env_, RegionFlag("from-flag-1"))->region, "from-flag-1");
+  EXPECT_EQ(Resolve(env_)->region, "from-region-1");
+  EXPECT_EQ(Resolve(env_, RegionFlag("from-flag-1"))->region, "from-flag-1");
 }
 
 TEST_F(AwsConfigTest, NoRegionIsAClearError) {
   SetEnvKeys();
-  auto config = ResolveAwsConfig(env_);
+  auto config = Resolve(env_);
   ASSERT_FALSE(config.ok());
   EXPECT_EQ(config.status().message(), "no AWS region: pass --region or set AWS_REGION");
 }
 
 TEST_F(AwsConfigTest, RegionMustLookLikeOne) {
   SetEnvKeys();
-  EXPECT_FALSE(ResolveAwsConfig(env_, RegionFlag("us-east-1\r\nX: y")).ok());
+  EXPECT_FALSE(Resolve(env_, RegionFlag("us-east-1\r\nX: y")).ok());
 }
 
 TEST_F(AwsConfigTest, EndpointPrecedence) {
   SetEnvKeys();
   env_["AWS_REGION"] = "eu-west-1";
-  EXPECT_EQ(ResolveAwsConfig(env_)->endpoint_url, "https://sqs.eu-west-1.amazonaws.com");
+  EXPECT_EQ(Resolve(env_)->endpoint_url, "https://sqs.eu-west-1.amazonaws.com");
   env_["AWS_ENDPOINT_URL"] = "http://127.0.0.1:1/";
-  EXPECT_EQ(ResolveAwsConfig(env_)->endpoint_url, "http://127.0.0.1:1");
+  EXPECT_EQ(Resolve(env_)->endpoint_url, "http://127.0.0.1:1");
   env_["AWS_ENDPOINT_URL_SQS"] = "http://127.0.0.1:2";
-  EXPECT_EQ(ResolveAwsConfig(env_)->endpoint_url, "http://127.0.0.1:2");
-  EXPECT_EQ(ResolveAwsConfig(env_, EndpointFlag("https://127.0.0.1:3"))->endpoint_url, "https://127.0.0.1:3");
-  auto bad = ResolveAwsConfig(env_, EndpointFlag("127.0.0.1:4566"));
+  EXPECT_EQ(Resolve(env_)->endpoint_url, "http://127.0.0.1:2");
+  EXPECT_EQ(Resolve(env_, EndpointFlag("https://127.0.0.1:3"))->endpoint_url, "https://127.0.0.1:3");
+  auto bad = Resolve(env_, EndpointFlag("127.0.0.1:4566"));
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("http://"));
 }

@@ -8,6 +8,8 @@
 
 #include "common/digest.h"
 #include "common/encoding.h"
+#include "source/sqs/aws_error.h"
+#include "source/sqs/credential_cache.h"
 #include "source/sqs/http_transport.h"
 #include "source/sqs/sqs_protocol.h"
 
@@ -15,6 +17,8 @@ namespace sqs2pg::sqs {
 namespace {
 
 constexpr size_t kMaxBatchEntries = 10;
+// How long a call waits for fresh credentials after AWS said the current ones expired.
+constexpr std::chrono::seconds kRefreshWait{30};
 
 }  // namespace
 
@@ -22,16 +26,21 @@ struct SqsClient::State {
   ClientConfig config;
   Endpoint endpoint;
   std::unique_ptr<HttpTransport> transport;
+  std::shared_ptr<CredentialCache> cache;
   std::mt19937_64 rng{std::random_device{}()};
 
   void Backoff(int retry) { std::this_thread::sleep_for(BackoffDelay(config.retry, retry, rng)); }
 
-  // One attempt. Sets `retry` when another attempt may succeed.
+  // One attempt. Sets `retry` when another attempt may succeed, and `expired` to the credentials'
+  // generation when AWS said they have expired.
   Result<std::string> Attempt(std::string_view operation, const std::string& body, std::string_view queue,
-                              std::chrono::milliseconds extra_timeout, bool& retry) {
+                              std::chrono::milliseconds extra_timeout, bool& retry,
+                              std::optional<std::uint64_t>& expired) {
     retry = false;
+    expired.reset();
+    CredentialCache::Snapshot credentials = cache->Current();
     ASSIGN_OR_RETURN(HttpRequest request,
-                     BuildSignedRequest(endpoint, operation, body, config.credentials, config.region,
+                     BuildSignedRequest(endpoint, operation, body, *credentials.credentials, config.region,
                                         std::chrono::system_clock::now()));
     request.timeout = config.request_timeout + extra_timeout;
     Result<HttpResponse> response = transport->Post(request);
@@ -41,17 +50,31 @@ struct SqsClient::State {
     }
     if (response->status >= 200 && response->status < 300) return std::move(response->body);
     AwsError error = ParseError(*response);
-    error.message = RedactSecrets(std::move(error.message), config.credentials);
+    error.message = RedactSecrets(std::move(error.message), *credentials.credentials);
     retry = IsRetryable(error);
-    return ErrorStatus(error, operation, queue, endpoint.url);
+    if (IsExpiredTokenCode(error.code)) expired = credentials.generation;
+    return ErrorStatus(error, operation, queue, endpoint.url, cache->source());
   }
 
   // The response body of a successful call, after retrying what is worth retrying.
   Result<std::string> Call(std::string_view operation, const std::string& body, std::string_view queue,
                            std::chrono::milliseconds extra_timeout = std::chrono::milliseconds(0)) {
+    bool refreshed = false;
     for (int attempt = 1;; ++attempt) {
       bool retry = false;
-      Result<std::string> result = Attempt(operation, body, queue, extra_timeout, retry);
+      std::optional<std::uint64_t> expired;
+      Result<std::string> result = Attempt(operation, body, queue, extra_timeout, retry, expired);
+      if (expired && !refreshed) {
+        // Once per call: new credentials, then the same request again (not counted as a retry).
+        refreshed = true;
+        Status st = cache->RefreshNow(*expired, kRefreshWait);
+        if (st.ok()) {
+          spdlog::info("SQS {}: credentials had expired; retrying with refreshed ones", operation);
+          --attempt;
+          continue;
+        }
+        return Status::InvalidInput(result.status().message() + "; " + st.message());
+      }
       if (result.ok() || !retry) return result;
       if (attempt >= config.retry.max_attempts) {
         return Status::Transient(result.status().message() + " (gave up after " + std::to_string(attempt) +
@@ -131,7 +154,8 @@ SqsClient::~SqsClient() = default;
 
 Result<std::unique_ptr<SqsClient>> SqsClient::Create(ClientConfig config) {
   if (config.region.empty()) return Status::InvalidInput("SQS client: no region");
-  if (config.credentials.access_key_id.empty() || config.credentials.secret_access_key.empty()) {
+  if (!config.credential_cache &&
+      (config.credentials.access_key_id.empty() || config.credentials.secret_access_key.empty())) {
     return Status::InvalidInput("SQS client: no access key id or secret access key");
   }
   if (config.retry.max_attempts < 1) {
@@ -140,6 +164,8 @@ Result<std::unique_ptr<SqsClient>> SqsClient::Create(ClientConfig config) {
   auto state = std::make_unique<State>();
   ASSIGN_OR_RETURN(state->endpoint, ParseEndpoint(config.endpoint_url));
   ASSIGN_OR_RETURN(state->transport, HttpTransport::Create({config.connect_timeout, config.ca_file}));
+  state->cache =
+      config.credential_cache ? config.credential_cache : CredentialCache::Fixed(config.credentials);
   state->config = std::move(config);
   return std::unique_ptr<SqsClient>(new SqsClient(std::move(state)));
 }

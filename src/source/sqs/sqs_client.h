@@ -4,8 +4,9 @@
 // returns is final for that call. Errors:
 //   NotFound      the queue does not exist ("queue login-queue does not exist at <endpoint>")
 //   Transient     network, throttling or server trouble that outlasted the retries
-//   InvalidInput  SQS (or this client) found the request invalid
-//   Permanent     anything else SQS refused: credentials, permissions, ...
+//   InvalidInput  SQS (or this client) found the request invalid, or AWS refused the credentials
+//                 or their permissions (the message names the code and the credential source)
+//   Permanent     anything else SQS refused
 // No message holds the secret key or the session token.
 
 #include <chrono>
@@ -24,12 +25,18 @@
 
 namespace sqs2pg::sqs {
 
+class CredentialCache;
+
 struct ClientConfig {
   // scheme://host[:port][/path]. Every request goes here, whatever host a queue URL names
   // (emulators hand out URLs on hosts like sqs.us-east-1.localhost).
   std::string endpoint_url;
   std::string region;  // signing region, e.g. "us-east-1"
+  // Fixed credentials, used when credential_cache is not set.
   Credentials credentials;
+  // Where each request's credentials come from (kept fresh in the background). An ExpiredToken
+  // answer makes the client ask it for new credentials and try that request once more.
+  std::shared_ptr<CredentialCache> credential_cache;
   // For each HTTP request, and for each batch's entries that failed by a server fault.
   RetryPolicy retry;
   // TCP (and TLS) connection set-up, per attempt.

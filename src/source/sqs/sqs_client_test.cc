@@ -202,8 +202,9 @@ TEST_F(SqsClientTest, OtherClientErrorsCarryAwsCodeAndMessageWithoutSecrets) {
                  kSecret + " and " + kToken + R"("})"}});
   auto url = client_->GetQueueUrl("login-queue");
   ASSERT_FALSE(url.ok());
-  EXPECT_EQ(url.status().code(), Status::Code::kPermanent);
+  EXPECT_EQ(url.status().code(), Status::Code::kInvalidInput);  // a credential error: exit 2
   EXPECT_THAT(url.status().message(), HasSubstr("SignatureDoesNotMatch (HTTP 403)"));
+  EXPECT_THAT(url.status().message(), HasSubstr("secret access key does not match"));
   EXPECT_THAT(url.status().message(), Not(HasSubstr(kSecret)));
   EXPECT_THAT(url.status().message(), Not(HasSubstr(kToken)));
   EXPECT_EQ(fake_.seen().size(), 1u);

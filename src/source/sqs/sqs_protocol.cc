@@ -9,6 +9,7 @@
 #include "common/digest.h"
 #include "common/encoding.h"
 #include "common/json_writer.h"
+#include "source/sqs/aws_error.h"
 
 namespace sqs2pg::sqs {
 namespace {
@@ -399,6 +400,10 @@ AwsError ParseError(const HttpResponse& response) {
     std::string_view text;
     if (!object["__type"].get(text)) error.code = CodeFromType(text);
     if (!object["message"].get(text) || !object["Message"].get(text)) error.message = ShortMessage(text);
+  } else if (std::optional<XmlError> xml = ParseXmlError(response.body)) {
+    // The Query protocol's answer, and what sits in front of SQS (IAM authentication) sends.
+    error.code = std::move(xml->code);
+    error.message = ShortMessage(xml->message);
   } else {
     error.message = ShortMessage(response.body);
   }
@@ -443,7 +448,7 @@ std::string_view QueueNameOf(std::string_view queue_url_or_name) {
 }
 
 Status ErrorStatus(const AwsError& error, std::string_view operation, std::string_view queue,
-                   std::string_view endpoint_url) {
+                   std::string_view endpoint_url, std::string_view credential_source) {
   std::string_view queue_name = QueueNameOf(queue);
   if (IsQueueDoesNotExist(error.code)) {
     return Status::NotFound("queue " + std::string(queue_name) + " does not exist at " +
@@ -453,6 +458,12 @@ Status ErrorStatus(const AwsError& error, std::string_view operation, std::strin
   if (!queue_name.empty()) message += " on queue " + std::string(queue_name);
   message += ": " + (error.code.empty() ? std::string("error") : error.code);
   message += " (HTTP " + std::to_string(error.http_status) + ")";
+  if (IsCredentialErrorCode(error.code)) {
+    // Wrong credentials or permissions are a configuration error: exit 2, and say what to fix.
+    message += ": " + CredentialErrorHint(error.code, credential_source, "sqs:" + std::string(operation));
+    if (!error.message.empty()) message += " (AWS says: " + error.message + ")";
+    return Status::InvalidInput(std::move(message));
+  }
   if (!error.message.empty()) message += ": " + error.message;
   if (IsRetryable(error)) return Status::Transient(std::move(message));
   if (IsInvalidInputCode(error.code)) return Status::InvalidInput(std::move(message));

@@ -79,7 +79,8 @@ Result<std::map<std::string, std::string>> ParseGetQueueAttributesResponse(std::
 // A non-2xx answer.
 struct AwsError {
   long http_status = 0;
-  std::string code;     // "QueueDoesNotExist": after '#' in __type, else from x-amzn-query-error
+  // "QueueDoesNotExist": after '#' in __type, or <Code> of an XML error, else from x-amzn-query-error
+  std::string code;
   std::string message;  // first line of AWS's message, at most a few hundred bytes
 };
 AwsError ParseError(const HttpResponse& response);
@@ -90,10 +91,11 @@ bool IsThrottlingCode(std::string_view code);
 bool IsQueueDoesNotExist(std::string_view code);
 
 // The Status for an error that is not retried (or no longer): NotFound for a missing queue,
-// InvalidInput for a request SQS found invalid, Transient for retryable ones, else Permanent.
-// `queue` is a name or URL (its last path segment is shown).
+// InvalidInput for a request SQS found invalid and for credential and permission errors (whose
+// message says what the code means, naming credential_source), Transient for retryable ones,
+// else Permanent. `queue` is a name or URL (its last path segment is shown).
 Status ErrorStatus(const AwsError& error, std::string_view operation, std::string_view queue,
-                   std::string_view endpoint_url);
+                   std::string_view endpoint_url, std::string_view credential_source = {});
 
 // The last path segment of a queue URL: "login-queue" for ".../000000000000/login-queue".
 std::string_view QueueNameOf(std::string_view queue_url_or_name);

@@ -254,7 +254,11 @@ TEST(ClassifyTest, MapsErrorsToStatuses) {
   EXPECT_EQ(invalid.code(), Status::Code::kInvalidInput);
   EXPECT_EQ(invalid.message(),
             "SQS ReceiveMessage on queue login-queue: InvalidParameterValue (HTTP 400): bad wait");
-  EXPECT_EQ(ErrorStatus({403, "AccessDenied", ""}, "ReceiveMessage", kQueueUrl, "e").code(),
+  // Credential and permission errors are configuration errors (exit 2), with what to fix.
+  Status denied = ErrorStatus({403, "AccessDenied", ""}, "ReceiveMessage", kQueueUrl, "e", "environment");
+  EXPECT_EQ(denied.code(), Status::Code::kInvalidInput);
+  EXPECT_THAT(denied.message(), HasSubstr("may not call sqs:ReceiveMessage"));
+  EXPECT_EQ(ErrorStatus({403, "KMS.DisabledException", ""}, "ReceiveMessage", kQueueUrl, "e").code(),
             Status::Code::kPermanent);
   EXPECT_EQ(ErrorStatus({503, "", ""}, "ReceiveMessage", kQueueUrl, "e").code(), Status::Code::kTransient);
 }
