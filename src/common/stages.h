@@ -30,6 +30,13 @@ struct BatchResult {
   std::vector<size_t> refused;    // refused for good, e.g. a receipt handle that is no longer valid
 };
 
+// SQS's approximate counts for the queue (GetQueueAttributes): a cross-check, never proof.
+struct QueueDepth {
+  std::int64_t visible = 0;      // ApproximateNumberOfMessages
+  std::int64_t not_visible = 0;  // ...NotVisible: received by someone, not yet deleted
+  std::int64_t delayed = 0;      // ...Delayed
+};
+
 // The same queue for a pipeline that keeps many calls in flight on one thread. Each Start*
 // returns at once; its callback runs later inside Poll(), on the thread that calls Poll().
 class AsyncMessageSource {
@@ -46,6 +53,10 @@ class AsyncMessageSource {
   // Hides the messages for `timeout` more, from now. At most 10 a call.
   virtual void StartExtendVisibility(std::vector<std::string> receipt_handles, std::chrono::seconds timeout,
                                      BatchDone done) = 0;
+  // The queue's approximate counts. A source that cannot tell answers with an error.
+  virtual void StartQueueDepth(std::function<void(Result<QueueDepth>)> done) {
+    done(Status::Permanent("queue depth not available"));
+  }
   // Ends the receives in flight at once (their callbacks get an error), so a stop request need not
   // wait out a long poll. A message SQS was handing out at that instant stays hidden until its
   // visibility timeout and is then delivered again: nothing is lost.

@@ -72,7 +72,7 @@ void Pipeline::StartReceives() {
     // in hand is committed and deleted: a FIFO queue hides a group's next messages while one of
     // the group is in hand, so empty answers received before then prove nothing. Each receive of
     // the round must come back empty; one that fails is sent again, one with messages ends it.
-    if (!NothingInHand() || receives_in_flight_ > confirming_in_flight_) return;
+    if (!NothingInHand() || receives_in_flight_ > confirming_in_flight_ || checking_depth_) return;
     if (confirm_needed_ == 0 && confirming_in_flight_ == 0) {
       ++confirm_round_;
       confirm_needed_ = receivers;
@@ -125,10 +125,11 @@ void Pipeline::OnReceived(int round, Result<std::vector<ReceivedMessage>> receiv
     flush_now_ = true;
     // Without a long poll an empty queue answers at once: pause instead of spinning.
     if (options_.poll_wait.count() == 0) receive_not_before_ = now + std::chrono::milliseconds(200);
-    if (confirming && --confirm_needed_ == 0) drained_ = true;
+    if (confirming && --confirm_needed_ == 0) CheckDepthBeforeDraining();
     return;
   }
   idle_ = false;
+  drain_wait_until_ = {};  // progress: a later wait for hidden messages starts afresh
   if (round == confirm_round_) confirm_needed_ = 0;  // messages after all: this round is over
   // In milliseconds: half of a 1 s timeout in whole seconds would be 0.
   auto half_visibility =
@@ -159,6 +160,43 @@ void Pipeline::OnReceived(int round, Result<std::vector<ReceivedMessage>> receiv
   }
   stats_.max_in_flight_seen = std::max<std::uint64_t>(stats_.max_in_flight_seen, in_hand_.size());
   stats_.max_bytes_in_hand_seen = std::max<std::uint64_t>(stats_.max_bytes_in_hand_seen, bytes_in_hand_);
+}
+
+void Pipeline::CheckDepthBeforeDraining() {
+  checking_depth_ = true;
+  source_.StartQueueDepth([this](Result<QueueDepth> depth) {
+    checking_depth_ = false;
+    auto now = Clock::now();
+    if (!depth.ok()) {
+      drained_ = true;  // no cross-check to be had: the receives decide
+      return;
+    }
+    std::int64_t left = depth->visible + depth->not_visible + depth->delayed;
+    if (left <= 0) {
+      drained_ = true;
+      return;
+    }
+    // Receives see nothing, yet SQS counts messages: in flight at another consumer, or hidden by a
+    // receive whose answer was lost, until their visibility timeout. Wait that long, no longer.
+    if (drain_wait_until_ == Clock::time_point{}) {
+      auto visibility = std::chrono::seconds(options_.visibility_timeout.value_or(std::chrono::seconds(30)));
+      drain_wait_until_ = now + visibility + std::chrono::seconds(5);
+      spdlog::info(
+          "receives find the queue empty, but SQS counts {} visible, {} in flight, {} delayed: waiting up to "
+          "{} ms "
+          "for them",
+          depth->visible, depth->not_visible, depth->delayed, Millis(drain_wait_until_ - now));
+    }
+    if (now >= drain_wait_until_) {
+      spdlog::warn(
+          "ending the drain while SQS still counts {} messages in flight or delayed (another consumer's, or "
+          "not yet due): the next run gets what is left",
+          left);
+      drained_ = true;
+      return;
+    }
+    receive_not_before_ = std::max(receive_not_before_, now + std::chrono::seconds(1));
+  });
 }
 
 bool Pipeline::ZeroVisibility() const {
@@ -412,8 +450,8 @@ void Pipeline::Heartbeat() {
 
 bool Pipeline::Finished() const {
   bool no_more_input = stopping_ || !fatal_.ok() || drained_;
-  return no_more_input && receives_in_flight_ == 0 && building_.empty() && ready_.empty() &&
-         loads_in_flight_ == 0 && deletes_.empty() && deletes_in_flight_ == 0;
+  return no_more_input && receives_in_flight_ == 0 && !checking_depth_ && building_.empty() &&
+         ready_.empty() && loads_in_flight_ == 0 && deletes_.empty() && deletes_in_flight_ == 0;
 }
 
 void Pipeline::Abandon() {

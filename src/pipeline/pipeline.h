@@ -138,6 +138,8 @@ class Pipeline {
   void OnReceived(int round, Result<std::vector<ReceivedMessage>> received);
   // A visibility timeout of 0 (tests of redelivery) needs receives and deletes kept apart.
   bool ZeroVisibility() const;
+  // After a round of empty receives: SQS's counts as a cross-check before calling it drained.
+  void CheckDepthBeforeDraining();
   // Nothing received is waiting to be loaded, loaded, deleted or retried.
   bool NothingInHand() const;
   bool BatchDue() const;
@@ -187,7 +189,9 @@ class Pipeline {
   int confirming_in_flight_ = 0;
   int confirm_needed_ = 0;
   bool drained_ = false;
-  bool stopping_ = false;  // a stop was requested and the receives in flight were cancelled
+  bool checking_depth_ = false;         // the cross-check of a clean round is under way
+  Clock::time_point drain_wait_until_;  // how long the cross-check may keep a drain waiting
+  bool stopping_ = false;               // a stop was requested and the receives in flight were cancelled
   Clock::time_point shutdown_deadline_;
 
   // Shared with the loader threads, under mu_.

@@ -45,6 +45,17 @@ class FakeSource : public AsyncMessageSource {
         done(receive_error);
         return;
       }
+      // The answer to a receive is lost: its messages stay hidden until their visibility timeout.
+      ReturnLost();
+      if (lose_receives > 0 && !visible_.empty()) {
+        --lose_receives;
+        for (int i = 0; i < max_messages && !visible_.empty(); ++i) {
+          lost_.push_back({std::chrono::steady_clock::now() + lost_for, std::move(visible_.front())});
+          visible_.pop_front();
+        }
+        done(Status::Transient("connection reset by peer (the receive took effect)"));
+        return;
+      }
       // A flaky network once the queue is empty: every other receive fails.
       if (flaky_when_empty && visible_.empty() && (++empty_receives_ % 2 == 0)) {
         done(Status::Transient("connection reset by peer"));
@@ -113,6 +124,14 @@ class FakeSource : public AsyncMessageSource {
     });
   }
 
+  void StartQueueDepth(std::function<void(Result<QueueDepth>)> done) override {
+    Later([this, done = std::move(done)] {
+      ReturnLost();
+      done(QueueDepth{static_cast<std::int64_t>(visible_.size()),
+                      static_cast<std::int64_t>(hidden_.size() + lost_.size()), 0});
+    });
+  }
+
   void CancelReceives() override {
     ++cancels;
     for (auto& done : std::exchange(hanging_, {}))
@@ -132,9 +151,11 @@ class FakeSource : public AsyncMessageSource {
   void Wakeup() override { wake_.notify_all(); }
 
   // Messages still in the queue: visible, or received and not deleted.
-  size_t Remaining() const { return visible_.size() + hidden_.size(); }
+  size_t Remaining() const { return visible_.size() + hidden_.size() + lost_.size(); }
 
   std::atomic<int> receive_calls{0};
+  int lose_receives = 0;  // receives whose answer is lost
+  std::chrono::milliseconds lost_for{500};
   int fifo_groups = 0;  // > 0: message mN is in group N % fifo_groups, delivered in group order
   bool flaky_when_empty = false;
   std::set<std::string> fail_delete_entry_once;
@@ -156,6 +177,13 @@ class FakeSource : public AsyncMessageSource {
     std::lock_guard lock(mu_);
     pending_.push_back(std::move(f));
   }
+  void ReturnLost() {
+    auto now = std::chrono::steady_clock::now();
+    while (!lost_.empty() && lost_.front().first <= now) {
+      visible_.push_back(std::move(lost_.front().second));
+      lost_.pop_front();
+    }
+  }
   int Group(const std::string& id) const { return std::stoi(id.substr(1)) % fifo_groups; }
   bool GroupInFlight(int group, const std::vector<ReceivedMessage>& taking) const {
     for (const auto& [id, m] : hidden_)
@@ -173,6 +201,7 @@ class FakeSource : public AsyncMessageSource {
   std::map<std::string, ReceivedMessage> hidden_;
   int deliveries_ = 0;
   int empty_receives_ = 0;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, ReceivedMessage>> lost_;
   const std::set<std::string>* committed_;
 };
 
@@ -519,6 +548,19 @@ TEST_F(PipelineTest, BytesInHandStayNearTheBound) {
   EXPECT_EQ(ledger_.rows.size(), 500u);
   // At most the bound plus what the receives in flight bring (4 receives of 10 messages).
   EXPECT_LE(stats_.max_bytes_in_hand_seen, 4000u + 4 * 10 * 80);
+}
+
+TEST_F(PipelineTest, ADrainWaitsForMessagesALostReceiveHid) {
+  // Receives come back empty while a lost receive's messages are hidden; SQS's counts show them,
+  // so the drain waits for them to reappear instead of ending with them in the queue.
+  source_.Add(50);
+  source_.lose_receives = 1;
+  source_.lost_for = std::chrono::milliseconds(700);
+  options_.receivers = 1;
+  options_.visibility_timeout = std::chrono::seconds(1);
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(ledger_.rows.size(), 50u);
+  EXPECT_EQ(source_.Remaining(), 0u);
 }
 
 }  // namespace

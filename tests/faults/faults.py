@@ -274,7 +274,10 @@ class Stack:
 
     @property
     def pgdata(self):
-        return self.dir / "pg"
+        # scripts/stack keeps the cluster outside the stack dir (reachable by the postgres user
+        # from any checkout) and records where it put it.
+        record = self.dir / "cluster"
+        return Path(record.read_text().strip()) / "data" if record.exists() else self.dir / "pg"
 
     def psql(self, sql: str, timeout=60, port=None, dbname="sqs2pg") -> str:
         env = dict(self.env)

@@ -328,9 +328,10 @@ TEST(CredentialsTest, MotoWithIamAuthenticationAcceptsTheRightKeyAndNamesTheWron
       {"send", "--endpoint-url", moto.url(), "--create-queue", "--queue", queue, SampleDataPath()}, env);
   ASSERT_EQ(sent.exit_code, 0) << sent.err;
   int fetches_before = e.fetches;
-  CommandResult run = RunWithoutStackKeys({"run", "--follow", "--dry-run", "--endpoint-url", moto.url(),
-                                           "--queue", queue, "--key-file", key, "--wait-seconds", "1"},
-                                          env, "timeout --preserve-status -s TERM 11 ");
+  CommandResult run =
+      RunWithoutStackKeys({"run", "--follow", "--discard-messages", "--endpoint-url", moto.url(), "--queue",
+                           queue, "--key-file", key, "--wait-seconds", "1"},
+                          env, "timeout --preserve-status -s TERM 11 ");
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_THAT(run.out, ::testing::ContainsRegex("received 10[0-9], "));
   EXPECT_THAT(run.err, Not(HasSubstr("error")));

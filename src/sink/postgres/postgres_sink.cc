@@ -141,6 +141,18 @@ std::vector<std::pair<const char*, const char*>> DefaultConnectionSettings() {
   return out;
 }
 
+// libpq reports a failed connection only as text. These failures are the configuration's (or
+// the server's settings), not an outage: retrying would only hide them.
+bool IsConfigurationConnectError(const std::string& why) {
+  for (const char* marker :
+       {"certificate verify failed", "password authentication failed", "no pg_hba.conf entry",
+        "does not exist", "SSL error: certificate", "server does not support SSL", "root certificate file",
+        "invalid connection option", "invalid sslmode"}) {
+    if (why.find(marker) != std::string::npos) return true;
+  }
+  return false;
+}
+
 // Synchronous replication: when a COMMIT's wait for the standby is cancelled (a timeout, or the
 // server shutting down for a failover), the COMMIT still answers OK, with this WARNING. The
 // batch is then committed locally only, and may not exist on the node that survives.
@@ -605,6 +617,11 @@ Result<std::unique_ptr<PostgresSink>> PostgresSink::Connect(const PostgresSinkCo
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     const char* host = PQhost(impl->conn.get());
     const char* port = PQport(impl->conn.get());
+    if (IsConfigurationConnectError(why)) {
+      // Waiting will not fix a wrong password, certificate or database name: say so at once.
+      return Status::InvalidInput(fmt::format("cannot connect to Postgres at {}:{}: {}",
+                                              host ? host : "(default)", port ? port : "(default)", why));
+    }
     return Status::Transient(fmt::format("cannot connect to Postgres at {}:{}: {}", host ? host : "(default)",
                                          port ? port : "(default)", why));
   }

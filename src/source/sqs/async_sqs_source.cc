@@ -209,6 +209,35 @@ void AsyncSqsSource::StartExtendVisibility(std::vector<std::string> receipt_hand
                std::move(done));
 }
 
+void AsyncSqsSource::StartQueueDepth(std::function<void(Result<QueueDepth>)> done) {
+  Impl& d = *impl_;
+  d.Call("GetQueueAttributes",
+         GetQueueAttributesBody(d.queue_url,
+                                {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                                 "ApproximateNumberOfMessagesDelayed"}),
+         std::chrono::milliseconds(0), [done = std::move(done)](Result<std::string> body) {
+           if (!body.ok()) {
+             done(body.status());
+             return;
+           }
+           auto attributes = ParseGetQueueAttributesResponse(*body);
+           if (!attributes.ok()) {
+             done(attributes.status());
+             return;
+           }
+           auto number = [&](const char* name) -> std::int64_t {
+             auto it = attributes->find(name);
+             std::int64_t n = 0;
+             if (it != attributes->end())
+               std::from_chars(it->second.data(), it->second.data() + it->second.size(), n);
+             return n;
+           };
+           done(QueueDepth{number("ApproximateNumberOfMessages"),
+                           number("ApproximateNumberOfMessagesNotVisible"),
+                           number("ApproximateNumberOfMessagesDelayed")});
+         });
+}
+
 void AsyncSqsSource::CancelReceives() {
   impl_->transport->CancelCancellable();
   std::vector<Impl::AwaitingCredentials> cancelled;

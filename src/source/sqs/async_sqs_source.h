@@ -22,6 +22,7 @@ class AsyncSqsSource : public AsyncMessageSource {
   void StartDelete(std::vector<std::string> receipt_handles, BatchDone done) override;
   void StartExtendVisibility(std::vector<std::string> receipt_handles, std::chrono::seconds timeout,
                              BatchDone done) override;
+  void StartQueueDepth(std::function<void(Result<QueueDepth>)> done) override;
   void CancelReceives() override;
   void Poll(std::chrono::milliseconds max_wait) override;
   void Wakeup() override;
