@@ -619,8 +619,8 @@ Result<std::unique_ptr<PostgresSink>> PostgresSink::Connect(const PostgresSinkCo
     const char* port = PQport(impl->conn.get());
     if (IsConfigurationConnectError(why)) {
       // Waiting will not fix a wrong password, certificate or database name: say so at once.
-      return Status::InvalidInput(fmt::format("cannot connect to Postgres at {}:{}: {}",
-                                              host ? host : "(default)", port ? port : "(default)", why));
+      return Status::Permanent(fmt::format("cannot connect to Postgres at {}:{}: {}",
+                                           host ? host : "(default)", port ? port : "(default)", why));
     }
     return Status::Transient(fmt::format("cannot connect to Postgres at {}:{}: {}", host ? host : "(default)",
                                          port ? port : "(default)", why));
