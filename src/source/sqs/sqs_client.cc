@@ -1,5 +1,6 @@
 #include "source/sqs/sqs_client.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <set>
@@ -33,9 +34,12 @@ struct SqsClient::State {
 
   // One attempt. Sets `retry` when another attempt may succeed, and `expired` to the credentials'
   // generation when AWS said they have expired.
+  // repeatable: false for a call that must not be sent twice when its outcome is unknown (a
+  // SendMessageBatch whose answer was lost may have sent its messages: a resend would duplicate
+  // them under new MessageIds, which no ledger can catch).
   Result<std::string> Attempt(std::string_view operation, const std::string& body, std::string_view queue,
                               std::chrono::milliseconds extra_timeout, bool& retry,
-                              std::optional<std::uint64_t>& expired) {
+                              std::optional<std::uint64_t>& expired, bool repeatable) {
     retry = false;
     expired.reset();
     CredentialCache::Snapshot credentials = cache->Current();
@@ -46,6 +50,16 @@ struct SqsClient::State {
     Result<HttpResponse> response = transport->Post(request);
     if (!response.ok()) {
       retry = response.status().IsTransient();
+      const std::string& why = response.status().message();
+      bool never_sent = why.find("Failed to connect") != std::string::npos ||
+                        why.find("Couldn't connect") != std::string::npos ||
+                        why.find("Could not resolve") != std::string::npos;
+      if (!repeatable && !never_sent) {
+        retry = false;
+        return Status::Transient(fmt::format(
+            "cannot reach SQS at {}: {}; SQS may or may not have acted on this {}, so it is not sent again",
+            endpoint.url, why, operation));
+      }
       return response.status().Annotate("cannot reach SQS at " + endpoint.url);
     }
     if (response->status >= 200 && response->status < 300) return std::move(response->body);
@@ -58,12 +72,13 @@ struct SqsClient::State {
 
   // The response body of a successful call, after retrying what is worth retrying.
   Result<std::string> Call(std::string_view operation, const std::string& body, std::string_view queue,
-                           std::chrono::milliseconds extra_timeout = std::chrono::milliseconds(0)) {
+                           std::chrono::milliseconds extra_timeout = std::chrono::milliseconds(0),
+                           bool repeatable = true) {
     bool refreshed = false;
     for (int attempt = 1;; ++attempt) {
       bool retry = false;
       std::optional<std::uint64_t> expired;
-      Result<std::string> result = Attempt(operation, body, queue, extra_timeout, retry, expired);
+      Result<std::string> result = Attempt(operation, body, queue, extra_timeout, retry, expired, repeatable);
       if (expired && !refreshed) {
         // Once per call: new credentials, then the same request again (not counted as a retry).
         refreshed = true;
@@ -100,7 +115,8 @@ struct SqsClient::State {
     for (int round = 1;; ++round) {
       Result<std::string> body = build_body(queue_url, std::span<const Entry>(pending));
       if (!body.ok()) return body.status();
-      Result<std::string> response = Call(operation, *body, queue_url);
+      Result<std::string> response =
+          Call(operation, *body, queue_url, std::chrono::milliseconds(0), operation != "SendMessageBatch");
       Result<BatchResponse> parsed =
           response.ok() ? ParseBatchResponse(*response) : Result<BatchResponse>(response.status());
       if (!parsed.ok() && round == 1) return parsed.status();

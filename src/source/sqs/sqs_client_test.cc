@@ -308,6 +308,22 @@ TEST_F(SqsClientTest, SlowAnswerTimesOutAsTransient) {
   EXPECT_THAT(url.status().message(), HasSubstr("cannot reach SQS at " + fake_.url()));
 }
 
+TEST_F(SqsClientTest, ASendWhoseAnswerIsLostIsNotSentAgain) {
+  // The server got the batch but its answer never came: a resend could duplicate the messages
+  // under new MessageIds, which no ledger can catch. Other calls are retried as before.
+  ClientConfig config = ConfigFor(fake_.url());
+  config.retry.max_attempts = 3;
+  config.request_timeout = milliseconds(200);
+  auto client = SqsClient::Create(config);
+  ASSERT_TRUE(client.ok());
+  fake_.Script({{200, R"({"Successful":[]})", {}, milliseconds(1500)}, {200, R"({"Successful":[]})"}});
+  std::vector<SendEntry> entries = {{"a", "x"}};
+  auto sent = (*client)->SendMessageBatch(kQueueUrl, entries);
+  ASSERT_FALSE(sent.ok());
+  EXPECT_THAT(sent.status().message(), HasSubstr("may or may not have acted on this SendMessageBatch"));
+  EXPECT_EQ(fake_.seen().size(), 1u);
+}
+
 TEST(SqsClientNoServerTest, ConnectionRefusedSaysWhereAndIsTransient) {
   std::string endpoint;
   {
