@@ -265,7 +265,14 @@ struct PostgresSink::Impl {
   }
   std::vector<std::string> column_types;  // format_type() of each kRowColumns entry, from Prepare()
   bool rejects_lack_shape_columns = false;
+  // The ledger predates message_group_id and sequence_number and this role may not add them:
+  // FIFO order is then not kept (one warning says what to run).
+  bool ledger_lacks_order_columns = false;
+  bool warned_order_not_kept = false;
   std::string copy_rows_sql, copy_rejects_sql, merge_sql;
+  // For batches from a FIFO queue: their order goes into a third staging table, and the ledger
+  // insert takes it from there.
+  std::string copy_order_sql, merge_ordered_sql;
 
   Status Fail(const PGresult* res, std::string_view what) {
     auto [st, failure] = PgError(conn.get(), res, what);
@@ -284,11 +291,14 @@ struct PostgresSink::Impl {
   Result<bool> Exists(std::string_view suffix);
   Status CreateMissingTables();
   Result<TableShape> ReadShape();
-  Result<bool> RejectsLackShapeColumns();
+  // Whether the table <suffix> lacks any of `columns`. The owner adds them with `migrate_sql`
+  // (and then they are not lacking); any other role gets true.
+  Result<bool> LacksColumns(std::string_view suffix, std::span<const std::string_view> columns,
+                            const std::string& migrate_sql, std::string_view what);
   Status CheckPrivileges();
   Status PrivilegeHint(Status st) const;
   Status EnsureConnected();
-  Status CreateStaging();
+  Status CreateStaging(bool ordered);
   // COPY of `rows` rows; an error unless the server reports exactly that many.
   Status Copy(const std::string& sql, const std::string& data, size_t rows);
   Result<LoadSummary> LoadOnce(std::span<const ProcessedMessage> batch);
@@ -367,7 +377,7 @@ Status PostgresSink::Impl::EnsureConnected() {
 // tables are dropped when the connection ends, in a transaction of their own whose commit waits
 // for a synchronous standby: during a failover that wait never ends, and the old primary cannot
 // finish shutting down (seen with pg_auto_failover).
-Status PostgresSink::Impl::CreateStaging() {
+Status PostgresSink::Impl::CreateStaging(bool ordered) {
   std::string rows = "CREATE TEMP TABLE sqs2pg_stage (message_id text NOT NULL";
   for (size_t i = 0; i < kRowColumns.size(); ++i) {
     rows += fmt::format(", {} {}", QuoteIdentifier(kRowColumns[i]), column_types[i]);
@@ -379,6 +389,11 @@ Status PostgresSink::Impl::CreateStaging() {
            "timestamptz, "
            "reason text, body text, body_encrypted boolean, body_bytes bigint, body_shape text) "
            "ON COMMIT DROP"));
+  if (ordered) {
+    RETURN_IF_ERROR(
+        Exec("CREATE TEMP TABLE sqs2pg_stage_order (message_id text NOT NULL, message_group_id text, "
+             "sequence_number numeric) ON COMMIT DROP"));
+  }
   return Status::Ok();
 }
 
@@ -407,12 +422,7 @@ void PostgresSink::Impl::BuildStatements() {
   }
   // One statement so the ledger decides, atomically, which staged messages are new.
   // DISTINCT ON keeps one row when a batch holds the same message twice.
-  merge_sql = fmt::format(
-      "WITH fresh AS ("
-      " INSERT INTO {ledger} (message_id, outcome)"
-      " SELECT message_id, 'loaded' FROM pg_temp.sqs2pg_stage"
-      " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects"
-      " ON CONFLICT (message_id) DO NOTHING RETURNING message_id, outcome),"
+  std::string merge_rest = fmt::format(
       " loaded AS ("
       " INSERT INTO {table} ({columns})"
       " SELECT DISTINCT ON (s.message_id) {selected} FROM pg_temp.sqs2pg_stage s"
@@ -425,10 +435,29 @@ void PostgresSink::Impl::BuildStatements() {
       " JOIN fresh f ON f.message_id = r.message_id AND f.outcome = 'rejected'"
       " ORDER BY r.message_id RETURNING 1)"
       " SELECT (SELECT count(*) FROM loaded), (SELECT count(*) FROM rejected)",
-      fmt::arg("ledger", names.Quoted("_ledger")), fmt::arg("table", names.Quoted()),
-      fmt::arg("rejects", names.Quoted("_rejects")), fmt::arg("columns", columns),
-      fmt::arg("selected", selected), fmt::arg("reject_columns", reject_columns),
-      fmt::arg("reject_values", reject_values));
+      fmt::arg("table", names.Quoted()), fmt::arg("rejects", names.Quoted("_rejects")),
+      fmt::arg("columns", columns), fmt::arg("selected", selected),
+      fmt::arg("reject_columns", reject_columns), fmt::arg("reject_values", reject_values));
+  const std::string ledger = names.Quoted("_ledger");
+  merge_sql = fmt::format(
+      "WITH fresh AS ("
+      " INSERT INTO {} (message_id, outcome)"
+      " SELECT message_id, 'loaded' FROM pg_temp.sqs2pg_stage"
+      " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects"
+      " ON CONFLICT (message_id) DO NOTHING RETURNING message_id, outcome),{}",
+      ledger, merge_rest);
+  copy_order_sql =
+      "COPY pg_temp.sqs2pg_stage_order (message_id, message_group_id, sequence_number) FROM STDIN";
+  merge_ordered_sql = fmt::format(
+      "WITH staged AS ("
+      " SELECT message_id, 'loaded' AS outcome FROM pg_temp.sqs2pg_stage"
+      " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects),"
+      " fresh AS ("
+      " INSERT INTO {} (message_id, outcome, message_group_id, sequence_number)"
+      " SELECT s.message_id, s.outcome, o.message_group_id, o.sequence_number FROM staged s"
+      " LEFT JOIN pg_temp.sqs2pg_stage_order o ON o.message_id = s.message_id"
+      " ON CONFLICT (message_id) DO NOTHING RETURNING message_id, outcome),{}",
+      ledger, merge_rest);
 }
 
 Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data, size_t rows) {
@@ -457,9 +486,28 @@ Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data,
 }
 
 Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessage> batch) {
-  std::string rows, rejects;
-  size_t row_count = 0, reject_count = 0;
+  std::string rows, rejects, order;
+  size_t row_count = 0, reject_count = 0, order_count = 0;
   for (const ProcessedMessage& m : batch) {
+    if (!m.fifo.message_group_id.empty() && !ledger_lacks_order_columns) {
+      ++order_count;
+      AppendCopyText(order, m.message_id);
+      order.push_back('\t');
+      AppendCopyText(order, m.fifo.message_group_id);
+      order.push_back('\t');
+      if (m.fifo.sequence_number.empty()) {
+        order += "\\N";
+      } else {
+        AppendCopyText(order, m.fifo.sequence_number);
+      }
+      order.push_back('\n');
+    } else if (!m.fifo.message_group_id.empty() && !warned_order_not_kept) {
+      warned_order_not_kept = true;
+      spdlog::warn(
+          "{} has no message_group_id and sequence_number columns and this role may not add them: FIFO order "
+          "is not kept; a DBA can apply the output of `sqs2pg schema --table {}`",
+          names.Quoted("_ledger"), config.table);
+    }
     if (const auto* row = std::get_if<LoginRow>(&m.record)) {
       ++row_count;
       AppendCopyRow(rows, m.message_id, *row);
@@ -474,14 +522,17 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
     if (PQstatus(conn.get()) == CONNECTION_OK) Exec("ROLLBACK").ok();
     return st;
   };
-  if (Status st = CreateStaging(); !st.ok()) return fail(st);
+  if (Status st = CreateStaging(order_count > 0); !st.ok()) return fail(st);
+  if (order_count > 0) {
+    if (Status st = Copy(copy_order_sql, order, order_count); !st.ok()) return fail(st);
+  }
   if (row_count > 0) {
     if (Status st = Copy(copy_rows_sql, rows, row_count); !st.ok()) return fail(st);
   }
   if (reject_count > 0) {
     if (Status st = Copy(copy_rejects_sql, rejects, reject_count); !st.ok()) return fail(st);
   }
-  PgResult merged(PQexec(conn.get(), merge_sql.c_str()));
+  PgResult merged(PQexec(conn.get(), (order_count > 0 ? merge_ordered_sql : merge_sql).c_str()));
   if (PQresultStatus(merged.get()) != PGRES_TUPLES_OK) {
     return fail(Fail(merged.get(), fmt::format("insert into {}", names.Quoted())));
   }
@@ -654,11 +705,13 @@ std::vector<TableDdl> SchemaDdl(const TableNames& names) {
        ""},
       {"_ledger",
        fmt::format("CREATE TABLE IF NOT EXISTS {} (message_id text PRIMARY KEY, outcome text NOT NULL CHECK "
-                   "(outcome IN ('loaded', 'rejected')), processed_at timestamptz NOT NULL DEFAULT now())",
+                   "(outcome IN ('loaded', 'rejected')), processed_at timestamptz NOT NULL DEFAULT now(), "
+                   "message_group_id text, sequence_number numeric)",
                    ledger),
        fmt::format(
            "COMMENT ON TABLE {} IS 'SQS MessageIds sqs2pg has committed: a redelivered message is not "
-           "loaded again'",
+           "loaded again. From a FIFO queue, message_group_id and sequence_number give the order SQS "
+           "delivered them in'",
            ledger)},
       {"_rejects",
        fmt::format(
@@ -674,10 +727,21 @@ std::vector<TableDdl> SchemaDdl(const TableNames& names) {
 }
 
 // Rejects tables made before body_bytes and body_shape existed.
+constexpr std::string_view kRejectsShapeColumns[] = {"body_bytes", "body_shape"};
 std::string MigrateRejectsSql(const TableNames& names) {
   return fmt::format(
       "ALTER TABLE {} ADD COLUMN IF NOT EXISTS body_bytes bigint, ADD COLUMN IF NOT EXISTS body_shape text",
       names.Quoted("_rejects"));
+}
+
+// Ledgers made before sqs2pg kept the order of FIFO messages.
+constexpr std::string_view kLedgerOrderColumns[] = {"message_group_id", "sequence_number"};
+std::string MigrateLedgerSql(const TableNames& names) {
+  return fmt::format(
+      "ALTER TABLE {} ADD COLUMN IF NOT EXISTS message_group_id text, ADD COLUMN IF NOT EXISTS "
+      "sequence_number "
+      "numeric",
+      names.Quoted("_ledger"));
 }
 
 std::string QuoteLiteral(std::string_view s) {
@@ -707,6 +771,7 @@ Result<std::string> SchemaScript(std::string_view table, std::string_view role) 
   }
   out += "-- Rejects tables from before sqs2pg kept body_bytes and body_shape:\n" + MigrateRejectsSql(names) +
          ";\n";
+  out += "-- Ledgers from before sqs2pg kept the order of FIFO messages:\n" + MigrateLedgerSql(names) + ";\n";
   if (!role.empty()) {
     std::string grantee = QuoteIdentifier(role);
     // The schema is the one the unqualified name resolves to when no schema is given.
@@ -779,21 +844,24 @@ Status PostgresSink::Impl::CreateMissingTables() {
   return Status::Ok();
 }
 
-Result<bool> PostgresSink::Impl::RejectsLackShapeColumns() {
-  std::string rejects = names.Quoted("_rejects");
+Result<bool> PostgresSink::Impl::LacksColumns(std::string_view suffix,
+                                              std::span<const std::string_view> columns,
+                                              const std::string& migrate_sql, std::string_view what) {
+  std::string table = names.Quoted(suffix);
+  std::string wanted;
+  for (std::string_view c : columns) wanted += fmt::format("{}{}", wanted.empty() ? "" : ",", c);
   ASSIGN_OR_RETURN(PgResult res,
-                   Query("SELECT count(*) FILTER (WHERE a.attname IN ('body_bytes', 'body_shape')),"
+                   Query("SELECT count(*) FILTER (WHERE a.attname = ANY(string_to_array($2, ','))),"
                          " pg_has_role(c.relowner, 'USAGE')"
                          " FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
                          "AND NOT a.attisdropped"
                          " WHERE c.oid = $1::regclass GROUP BY c.relowner",
-                         {rejects}, fmt::format("read the columns of {}", rejects)));
-  if (PQntuples(res.get()) != 1) return Status::Permanent(fmt::format("table {} vanished", rejects));
-  if (ParseCount(PQgetvalue(res.get(), 0, 0)) == 2) return false;
+                         {table, wanted}, fmt::format("read the columns of {}", table)));
+  if (PQntuples(res.get()) != 1) return Status::Permanent(fmt::format("table {} vanished", table));
+  if (ParseCount(PQgetvalue(res.get(), 0, 0)) == static_cast<std::int64_t>(columns.size())) return false;
   // The owner adds the columns itself; any other role keeps what fits the old ones.
   if (std::string_view(PQgetvalue(res.get(), 0, 1)) != "t") return true;
-  RETURN_IF_ERROR(
-      ExecAs(MigrateRejectsSql(names), fmt::format("add body_bytes and body_shape to {}", rejects)));
+  RETURN_IF_ERROR(ExecAs(migrate_sql, fmt::format("add {} to {}", what, table)));
   return false;
 }
 
@@ -886,12 +954,17 @@ Result<TableShape> PostgresSink::Prepare() {
   if (Status st = d.CreateMissingTables(); !st.ok()) return d.PrivilegeHint(std::move(st));
   auto shape = d.ReadShape();
   if (!shape.ok()) return d.PrivilegeHint(shape.status());
-  auto lacking = d.RejectsLackShapeColumns();
+  auto lacking = d.LacksColumns("_rejects", kRejectsShapeColumns, MigrateRejectsSql(d.names),
+                                "body_bytes and body_shape");
   if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
   shape->rejects_lack_shape_columns = d.rejects_lack_shape_columns = *lacking;
+  lacking = d.LacksColumns("_ledger", kLedgerOrderColumns, MigrateLedgerSql(d.names),
+                           "message_group_id and sequence_number");
+  if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
+  d.ledger_lacks_order_columns = *lacking;
   RETURN_IF_ERROR(d.CheckPrivileges());
   d.BuildStatements();
-  if (Status st = d.CreateStaging(); !st.ok()) return d.PrivilegeHint(std::move(st));
+  if (Status st = d.CreateStaging(false); !st.ok()) return d.PrivilegeHint(std::move(st));
   return shape;
 }
 

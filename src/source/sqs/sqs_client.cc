@@ -101,9 +101,11 @@ struct SqsClient::State {
   }
 
   // Sends the entries, then again those that failed by a server fault, up to max_attempts rounds.
+  // repeatable: see Attempt().
   template <typename Entry, typename BuildBody>
   Result<std::vector<BatchEntryFailure>> RunBatch(std::string_view operation, const std::string& queue_url,
-                                                  std::span<const Entry> entries, BuildBody build_body) {
+                                                  std::span<const Entry> entries, BuildBody build_body,
+                                                  bool repeatable = true) {
     if (entries.empty()) return std::vector<BatchEntryFailure>();
     if (entries.size() > kMaxBatchEntries) {
       return Status::InvalidInput("SQS " + std::string(operation) + ": " + std::to_string(entries.size()) +
@@ -116,7 +118,7 @@ struct SqsClient::State {
       Result<std::string> body = build_body(queue_url, std::span<const Entry>(pending));
       if (!body.ok()) return body.status();
       Result<std::string> response =
-          Call(operation, *body, queue_url, std::chrono::milliseconds(0), operation != "SendMessageBatch");
+          Call(operation, *body, queue_url, std::chrono::milliseconds(0), repeatable);
       Result<BatchResponse> parsed =
           response.ok() ? ParseBatchResponse(*response) : Result<BatchResponse>(response.status());
       if (!parsed.ok() && round == 1) return parsed.status();
@@ -238,11 +240,14 @@ Result<std::vector<BatchEntryFailure>> SqsClient::DeleteMessageBatch(const std::
 }
 
 Result<std::vector<BatchEntryFailure>> SqsClient::SendMessageBatch(const std::string& queue_url,
-                                                                   std::span<const SendEntry> entries) {
-  return state_->RunBatch("SendMessageBatch", queue_url, entries,
-                          [](std::string_view url, std::span<const SendEntry> pending) {
-                            return SendMessageBatchBody(url, pending);
-                          });
+                                                                   std::span<const SendEntry> entries,
+                                                                   bool deduplicated) {
+  return state_->RunBatch(
+      "SendMessageBatch", queue_url, entries,
+      [](std::string_view url, std::span<const SendEntry> pending) {
+        return SendMessageBatchBody(url, pending);
+      },
+      deduplicated);
 }
 
 Result<std::vector<BatchEntryFailure>> SqsClient::ChangeMessageVisibilityBatch(
