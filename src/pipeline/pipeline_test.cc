@@ -33,13 +33,14 @@ class FakeSource : public AsyncMessageSource {
       visible_.push_back({fmt::format("m{}", i), "", Body(i), 1'700'000'000'000, 0, 0});
   }
 
-  void StartReceive(int max_messages, std::chrono::seconds, ReceiveDone done) override {
+  void StartReceive(int max_messages, std::chrono::seconds wait, ReceiveDone done) override {
     ++receive_calls;
+
     if (hang_when_empty && visible_.empty()) {  // a long poll on an empty queue: answers only when cancelled
       hanging_.push_back(std::move(done));
       return;
     }
-    Later([this, max_messages, done = std::move(done)] {
+    Later([this, max_messages, wait, done = std::move(done)]() mutable {
       if (fail_receives > 0) {
         --fail_receives;
         done(receive_error);
@@ -81,6 +82,12 @@ class FakeSource : public AsyncMessageSource {
       }
       visible_.insert(visible_.end(), storm.begin(), storm.end());
       max_hidden = std::max(max_hidden, hidden_.size());
+      if (out.empty() && long_polls && wait.count() > 0) {
+        // Like fauxqs: a long poll answers when it ends, even if a group unlocks meanwhile.
+        std::lock_guard lock(mu_);
+        polling_.push_back({std::chrono::steady_clock::now() + wait, std::move(done)});
+        return;
+      }
       done(std::move(out));
     });
   }
@@ -153,6 +160,16 @@ class FakeSource : public AsyncMessageSource {
       std::unique_lock lock(mu_);
       if (pending_.empty()) wake_.wait_for(lock, std::min(max_wait, std::chrono::milliseconds(5)));
       now.swap(pending_);
+      auto t = std::chrono::steady_clock::now();
+      for (auto it = polling_.begin(); it != polling_.end();) {
+        if (it->first > t) {
+          ++it;
+          continue;
+        }
+        ++long_polls_expired;
+        now.push_back([done = std::move(it->second)] { done(std::vector<ReceivedMessage>{}); });
+        it = polling_.erase(it);
+      }
     }
     for (auto& f : now) f();
   }
@@ -176,6 +193,9 @@ class FakeSource : public AsyncMessageSource {
   Status receive_error = Status::Transient("connection reset by peer");
   bool redeliver_each_once = false;
   bool hang_when_empty = false;
+  // Receives with a wait answer only when it ends if nothing is deliverable when they start.
+  bool long_polls = false;
+  int long_polls_expired = 0;
   int cancels = 0;
   size_t max_hidden = 0;
   std::atomic<size_t> extended{0};
@@ -220,6 +240,7 @@ class FakeSource : public AsyncMessageSource {
   std::condition_variable wake_;
   std::vector<std::function<void()>> pending_;
   std::vector<ReceiveDone> hanging_;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, ReceiveDone>> polling_;
   std::deque<ReceivedMessage> visible_;
   std::map<std::string, ReceivedMessage> hidden_;
   std::map<std::string, std::chrono::steady_clock::time_point> hidden_until_;
@@ -493,6 +514,20 @@ TEST_F(PipelineTest, AFifoDrainReadsEveryGroupToTheEndInOneRun) {
   EXPECT_EQ(ledger_.rows.size(), 600u);
   EXPECT_EQ(stats_.deleted, 600u);
   EXPECT_EQ(source_.Remaining(), 0u);
+}
+
+TEST_F(PipelineTest, AFifoGroupAdvancesWithoutWaitingOutLongPolls) {
+  // One group, one message a receive, and long polls that do not wake when the group unlocks:
+  // each delete's short poll must fetch the next message, or every message costs a long poll.
+  source_.fifo_groups = 1;
+  source_.long_polls = true;
+  source_.Add(30);
+  options_.fifo = true;
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(ledger_.rows.size(), 30u);
+  EXPECT_EQ(source_.Remaining(), 0u);
+  // The drain's last round of receives waits its long polls out; nothing before it should.
+  EXPECT_LE(source_.long_polls_expired, 2 * options_.receivers);
 }
 
 TEST_F(PipelineTest, ASingleHotFifoGroupIsDrainedToo) {
