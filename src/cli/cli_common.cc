@@ -11,6 +11,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "cli/options.h"
 #include "source/sqs/aws_config.h"
 #include "source/sqs/credential_cache.h"
 #include "source/sqs/credential_provider.h"
@@ -30,16 +31,11 @@ int Fail(const Status& status) {
 }
 
 void AddQueueOptions(CLI::App& app, QueueOptions& options) {
-  app.add_option("--queue-url", options.queue_url, "Queue URL (wins over --queue)");
-  app.add_option("--queue", options.queue_name, "Queue name, resolved with GetQueueUrl")
-      ->capture_default_str();
-  app.add_option("--endpoint-url", options.endpoint_url,
-                 "SQS endpoint, e.g. http://127.0.0.1:4566 (default: AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL, "
-                 "or AWS for the region)");
-  app.add_option("--region", options.region, "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, profile)");
-  app.add_option("--ca-file", options.ca_file,
-                 "PEM file of the CA certificates to trust for an https endpoint, instead of the system's "
-                 "(default: AWS_CA_BUNDLE, the profile's ca_bundle). Certificates are always verified");
+  AddOption(app, "queue-url", options.queue_url);
+  AddOption(app, "queue", options.queue_name);
+  AddOption(app, "endpoint-url", options.endpoint_url);
+  AddOption(app, "region", options.region);
+  AddOption(app, "ca-file", options.ca_file);
 }
 
 namespace {
@@ -122,9 +118,6 @@ Result<transform::Keyring> LoadKeyring(const std::string& key_file_flag) {
       "PATH)");
 }
 
-void AddKeyFileOption(CLI::App& app, std::string& key_file) {
-  app.add_option("--key-file", key_file,
-                 "Keyring file (mode 0600); default: SQS2PG_KEY_FILE, or SQS2PG_KEYS");
-}
+void AddKeyFileOption(CLI::App& app, std::string& key_file) { AddOption(app, "key-file", key_file); }
 
 }  // namespace sqs2pg::cli

@@ -15,6 +15,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "pipeline/pipeline.h"
 #include "sink/null/null_sink.h"
 #include "sink/postgres/dry_run_sink.h"
@@ -334,69 +335,26 @@ Command AddRunCommand(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("run", "Consume the queue: validate, mask, load into Postgres, then delete");
   AddQueueOptions(*cmd, o->queue);
-  cmd->add_option("--db", o->db, "libpq connection string or postgresql:// URI (default: PG* variables)");
-  cmd->add_option("--table", o->table, "Target table, optionally SCHEMA.TABLE")->capture_default_str();
+  AddOption(*cmd, "db", o->db);
+  AddOption(*cmd, "table", o->table);
   AddKeyFileOption(*cmd, o->key_file);
-  cmd->add_flag("--follow", o->follow, "Keep consuming; default is to stop once the queue is empty");
-  cmd->add_flag("--dry-run", o->dry_run,
-                "Receive, validate and mask, report what a real run would do, then make the messages visible "
-                "again: deletes nothing, writes nothing");
-  // For the benchmark's queue-only ceiling; hidden from --help (group "") because it loses data.
-  cmd->add_flag("--discard-messages", o->discard_messages,
-                "Receive, validate, mask and DELETE every message, writing nothing")
-      ->group("");
-  cmd->add_option("--batch-size", o->batch_size, "Messages per load transaction")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100000));
-  cmd->add_option("--receivers", o->receivers, "ReceiveMessage calls in flight at once")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 256));
-  cmd->add_option("--db-connections", o->db_connections, "Postgres connections loading batches in parallel")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 64));
-  cmd->add_option(
-      "--max-in-flight", o->max_in_flight,
-      "Most messages received but not yet deleted (default: receivers*10 + 2 batches per connection)");
-  cmd->add_option("--batch-max-wait", o->batch_max_wait_ms, "Load a partial batch after this many ms")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 3600000));
-  cmd->add_option("--visibility-timeout", o->visibility_timeout,
-                  "Seconds a received message stays hidden (default: the queue's setting). 0 makes every "
-                  "message visible again at once: for tests of redelivery only")
-      ->check(CLI::Range(0, 43200));
-  cmd->add_option("--wait-seconds", o->wait_seconds,
-                  "Long-poll wait when idle (default 20 following, 1 draining)")
-      ->check(CLI::Range(0, 20));
-  cmd->add_option("--batch-bytes", o->batch_bytes,
-                  "Also load a batch once its message bodies total this many bytes")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
-  cmd->add_option("--max-in-flight-bytes", o->max_in_flight_bytes,
-                  "Most bytes of message bodies received but not yet deleted: the memory bound")
-      ->capture_default_str()
+  AddOption(*cmd, "follow", o->follow);
+  AddOption(*cmd, "dry-run", o->dry_run);
+  AddOption(*cmd, "discard-messages", o->discard_messages);
+  AddOption(*cmd, "batch-size", o->batch_size)->check(CLI::Range(1, 100000));
+  AddOption(*cmd, "receivers", o->receivers)->check(CLI::Range(1, 256));
+  AddOption(*cmd, "db-connections", o->db_connections)->check(CLI::Range(1, 64));
+  AddOption(*cmd, "max-in-flight", o->max_in_flight);
+  AddOption(*cmd, "batch-max-wait", o->batch_max_wait_ms)->check(CLI::Range(0, 3600000));
+  AddOption(*cmd, "visibility-timeout", o->visibility_timeout)->check(CLI::Range(0, 43200));
+  AddOption(*cmd, "wait-seconds", o->wait_seconds)->check(CLI::Range(0, 20));
+  AddOption(*cmd, "batch-bytes", o->batch_bytes)->check(CLI::Range(size_t{1024}, size_t{1} << 30));
+  AddOption(*cmd, "max-in-flight-bytes", o->max_in_flight_bytes)
       ->check(CLI::Range(size_t{1} << 20, size_t{1} << 40));
-  cmd->add_option(
-         "--sqs-retry-timeout", o->sqs_retry_timeout,
-         "Seconds a drain keeps retrying a failing SQS call before it gives up (following: for ever)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 86400));
-  cmd->add_option(
-         "--db-retry-timeout", o->db_retry_timeout,
-         "Seconds a drain keeps retrying Postgres (down, restarting, failing over) before it gives up "
-         "(following: for ever)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 86400));
-  cmd->add_option("--shutdown-timeout", o->shutdown_timeout,
-                  "Seconds to commit what is in hand after SIGTERM/SIGINT; the rest is left to SQS. A second "
-                  "signal exits at once")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 3600));
-  cmd->add_option(
-         "--max-receives", o->max_receives,
-         "Deliveries after which a message the database keeps refusing becomes a reject (0: leave it "
-         "to the queue's redrive policy)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1000));
+  AddOption(*cmd, "sqs-retry-timeout", o->sqs_retry_timeout)->check(CLI::Range(0, 86400));
+  AddOption(*cmd, "db-retry-timeout", o->db_retry_timeout)->check(CLI::Range(0, 86400));
+  AddOption(*cmd, "shutdown-timeout", o->shutdown_timeout)->check(CLI::Range(0, 3600));
+  AddOption(*cmd, "max-receives", o->max_receives)->check(CLI::Range(0, 1000));
   return {cmd, [o]() { return Run(*o); }};
 }
 

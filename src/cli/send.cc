@@ -8,6 +8,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "cli/message_file.h"
+#include "cli/options.h"
 #include "source/sqs/sqs_client.h"
 
 namespace sqs2pg::cli {
@@ -87,7 +88,7 @@ Command AddSendCommand(CLI::App& app) {
       app.add_subcommand("send", "Send messages from files (JSON array or NDJSON, optionally gzipped)");
   AddQueueOptions(*cmd, o->queue);
   cmd->add_option("files", o->files, "Files to send")->required()->check(CLI::ExistingFile);
-  cmd->add_flag("--create-queue", o->create_queue, "Create the queue first (no-op if it exists)");
+  AddOption(*cmd, "create-queue", o->create_queue);
   return {cmd, [o]() { return Send(*o); }};
 }
 

@@ -235,6 +235,17 @@ size_t CharLimit(const std::string& typname, int typmod) {
   return TableShape::kUnlimited;
 }
 
+// A conninfo value, quoted when it holds a space, a quote or a backslash, or is empty.
+std::string QuoteConninfoValue(std::string_view value) {
+  if (!value.empty() && value.find_first_of(" '\\") == std::string_view::npos) return std::string(value);
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "'";
+}
+
 }  // namespace
 
 struct PostgresSink::Impl {
@@ -692,6 +703,25 @@ std::string QuoteLiteral(std::string_view s) {
 bool IsPrivilegeError(const Status& st) { return st.message().find("SQLSTATE 42501") != std::string::npos; }
 
 }  // namespace
+
+std::string RedactedConninfo(const std::string& conninfo) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (options == nullptr) {
+    // libpq's message may quote the text, password included: say only that it did not parse.
+    PQfreemem(error);
+    return "[a conninfo libpq cannot parse; not shown]";
+  }
+  std::string out;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    if (!out.empty()) out += ' ';
+    std::string_view keyword = o->keyword;
+    out += fmt::format("{}={}", keyword, keyword == "password" ? "[redacted]" : QuoteConninfoValue(o->val));
+  }
+  PQconninfoFree(options);
+  return out;
+}
 
 Result<std::string> SchemaScript(std::string_view table, std::string_view role) {
   ASSIGN_OR_RETURN(TableNames names, ParseTableName(table));

@@ -62,6 +62,10 @@ struct TableShape {
 // tables), SELECT and INSERT on the three tables. Idempotent: safe to apply again.
 Result<std::string> SchemaScript(std::string_view table, std::string_view role);
 
+// The conninfo (key=value or postgresql:// URI) as key=value with its password replaced by
+// [redacted], for `sqs2pg config`. One libpq cannot parse comes back as a note, not the text.
+std::string RedactedConninfo(const std::string& conninfo);
+
 // One connection. Not thread-safe: use each sink from one thread.
 class PostgresSink : public MessageSink {
  public:
