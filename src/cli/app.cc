@@ -1,12 +1,12 @@
 #include "cli/app.h"
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
 
 #include "cli/cli_common.h"
 #include "cli/options.h"
+#include "common/log.h"
 
 namespace sqs2pg::cli {
 namespace {
@@ -45,16 +45,18 @@ App::App() : cli("sqs2pg: SQS login events to PostgreSQL, with keyed PII masking
 
 int Main(App& app, int argc, const char* const* argv) {
   // Logs go to stderr; stdout carries only results (rows of mask/unmask, run's summary line).
-  spdlog::set_default_logger(spdlog::stderr_color_mt("sqs2pg"));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  log::Setup(log::Format::kText, spdlog::level::info);
   try {
     app.cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.cli.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
   }
-  if (Status st = ApplyLayers(app.cli, app.views, app.provenance); !st.ok()) return Fail(st);
-  spdlog::set_level(spdlog::level::from_str(app.log_level));
+  Status layered = ApplyLayers(app.cli, app.views, app.provenance);
+  // Even a configuration error is written in the format asked for, if that much was understood.
+  log::Setup(app.log_format == "json" ? log::Format::kJson : log::Format::kText,
+             spdlog::level::from_str(app.log_level));
+  if (!layered.ok()) return Fail(layered);
   if (app.views->parsed()) {
     std::cout << (app.markdown ? OptionsMarkdown() : EffectiveConfig(app.cli, *app.views, app.provenance))
               << std::flush;

@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "cli/options.h"
+#include "common/log.h"
 #include "source/sqs/aws_config.h"
 #include "source/sqs/credential_cache.h"
 #include "source/sqs/credential_provider.h"
@@ -19,8 +20,16 @@
 
 namespace sqs2pg::cli {
 
+void Complain(std::string_view message) {
+  if (log::CurrentFormat() == log::Format::kJson) {
+    log::Error({}, "{}", message);
+  } else {
+    std::cerr << "sqs2pg: " << message << "\n";
+  }
+}
+
 int Fail(const Status& status) {
-  std::cerr << "sqs2pg: " << status.message() << "\n";
+  Complain(status.message());
   switch (status.code()) {
     case Status::Code::kInvalidInput:
     case Status::Code::kNotFound:
@@ -75,7 +84,8 @@ Result<sqs::ClientConfig> MakeClientConfig(const QueueOptions& options) {
     until = fmt::format(" (temporary, expire {:%Y-%m-%dT%H:%M:%SZ})",
                         std::chrono::time_point_cast<std::chrono::seconds>(*expiration));
   }
-  spdlog::info("AWS credentials from {}{}", config.credential_cache->source(), until);
+  log::Info({{"credential_source", config.credential_cache->source()}}, "AWS credentials from {}{}",
+            config.credential_cache->source(), until);
   return config;
 }
 

@@ -68,7 +68,7 @@ int Mask(const MaskOptions& o) {
     if (o.field == "ip") {
       auto canonical = transform::CanonicalIp(value);
       if (!canonical) {
-        std::cerr << "sqs2pg: not an IPv4 or IPv6 address (line skipped)\n";
+        Complain("not an IPv4 or IPv6 address (line skipped)");
         exit_code = kExitFailure;
         std::cout << "\n";
         continue;
@@ -95,7 +95,7 @@ int Unmask(const UnmaskOptions& o) {
     auto plain = masker->Unmask(value);
     if (!plain.ok()) {
       // An empty line keeps output lines aligned with input lines.
-      std::cerr << "sqs2pg: " << plain.status().message() << "\n";
+      Complain(plain.status().message());
       std::cout << "\n";
       exit_code = kExitFailure;
       continue;

@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "common/log.h"
 #include "common/retry.h"
 
 #include "cli/cli_common.h"
@@ -132,8 +133,12 @@ Result<std::unique_ptr<sink::PostgresSink>> ConnectSink(const RunOptions& o,
         (!o.follow && failures.Exhausted(now, std::chrono::seconds(o.db_retry_timeout))))
       return st;
     auto delay = BackoffDelay(backoff, failures.failures, rng);
-    spdlog::warn("Postgres is not ready ({} tries), retrying in {} ms: {}", failures.failures, delay.count(),
-                 st.message());
+    log::Warn({{"table", o.table},
+               {"attempt", failures.failures},
+               {"delay_ms", delay.count()},
+               {"sqlstate", log::SqlState(st)}},
+              "Postgres is not ready ({} tries), retrying in {} ms: {}", failures.failures, delay.count(),
+              st.message());
     for (auto until = now + delay; std::chrono::steady_clock::now() < until && !g_stop;)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -154,7 +159,8 @@ std::string Summary(const pipeline::RunStats& s) {
 
 // A live line on a terminal, redrawn at most four times a second.
 pipeline::Pipeline::ProgressFn TerminalProgress() {
-  if (!isatty(STDERR_FILENO)) return nullptr;
+  // Only for a person watching: never into a log file or a JSON stream.
+  if (!isatty(STDERR_FILENO) || log::CurrentFormat() == log::Format::kJson) return nullptr;
   auto last = std::make_shared<std::chrono::steady_clock::time_point>();
   return [last](const pipeline::RunStats& s) {
     auto now = std::chrono::steady_clock::now();
@@ -296,9 +302,17 @@ int Run(const RunOptions& o) {
       std::make_unique<pipeline::Pipeline>(*messages, transform, std::move(sinks), options);
   pipeline::Pipeline& pipeline = *pipeline_holder;
 
-  spdlog::info("consuming {} into {} ({}; {} receivers, {} connections, visibility {} s)", *queue_url, server,
-               o.follow ? "following" : "until the queue is empty", o.receivers,
-               (o.dry_run || o.discard_messages) ? 0 : o.db_connections, *visibility);
+  int connections = (o.dry_run || o.discard_messages) ? 0 : o.db_connections;
+  log::Info({{"event", "start"},
+             {"queue", *queue_url},
+             {"table", o.table},
+             {"follow", o.follow},
+             {"dry_run", o.dry_run},
+             {"receivers", o.receivers},
+             {"db_connections", connections},
+             {"visibility_timeout_s", *visibility}},
+            "consuming {} into {} ({}; {} receivers, {} connections, visibility {} s)", *queue_url, server,
+            o.follow ? "following" : "until the queue is empty", o.receivers, connections, *visibility);
   auto progress = TerminalProgress();
   Status st = pipeline.Run(g_stop, progress);
   if (progress) std::cerr << "\r\033[K";
@@ -311,11 +325,22 @@ int Run(const RunOptions& o) {
   }
   std::cout << Summary(pipeline.stats()) << std::endl;
   const auto& stats = pipeline.stats();
+  log::Info({{"event", "stop"},
+             {"queue", *queue_url},
+             {"table", o.table},
+             {"received", stats.received},
+             {"loaded", stats.loaded},
+             {"rejected", stats.rejected},
+             {"duplicates", stats.duplicates},
+             {"deleted", stats.deleted},
+             {"seconds", stats.seconds}},
+            "stopped: {}", Summary(stats));
   if (stats.shutdown_timed_out) {
-    std::cerr << fmt::format(
-        "sqs2pg: stopped after the shutdown timeout ({} s): {} messages were not committed and are left in "
-        "SQS, which delivers them again after their visibility timeout\n",
-        o.shutdown_timeout, stats.left_for_redelivery);
+    Complain(
+        fmt::format("stopped after the shutdown timeout ({} s): {} messages were not committed and are left "
+                    "in SQS, which "
+                    "delivers them again after their visibility timeout",
+                    o.shutdown_timeout, stats.left_for_redelivery));
   }
   int code = st.ok() ? kExitOk : Fail(st);
   if (pipeline.loaders_busy()) {

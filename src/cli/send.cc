@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/message_file.h"
 #include "cli/options.h"
+#include "common/log.h"
 #include "source/sqs/sqs_client.h"
 
 namespace sqs2pg::cli {
@@ -28,7 +29,10 @@ struct SendOptions {
 Result<size_t> SendBatch(sqs::SqsClient& client, const std::string& queue_url,
                          std::vector<sqs::SendEntry>& batch) {
   ASSIGN_OR_RETURN(std::vector<sqs::BatchEntryFailure> failures, client.SendMessageBatch(queue_url, batch));
-  for (const auto& f : failures) spdlog::error("message {} was not sent: {}: {}", f.id, f.code, f.message);
+  for (const auto& f : failures) {
+    log::Error({{"queue", queue_url}, {"code", f.code}}, "message {} was not sent: {}: {}", f.id, f.code,
+               f.message);
+  }
   batch.clear();
   return failures.size();
 }

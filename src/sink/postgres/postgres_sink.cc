@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/json_writer.h"
+#include "common/log.h"
 #include "sink/postgres/copy_format.h"
 #include "sink/postgres/pg_handles.h"
 
@@ -527,8 +528,12 @@ Result<LoadSummary> PostgresSink::Impl::LoadSplitting(std::span<const ProcessedM
     // Not its data as such: maybe a passing condition of a trigger. SQS delivers it again, and
     // only after max_receives deliveries does it become a reject.
     if (config.max_receives <= 0 || m.receive_count < config.max_receives) {
-      spdlog::warn("message {} was refused by the database (delivery {}), left for SQS to deliver again: {}",
-                   m.message_id, m.receive_count, result.status().message());
+      log::Warn({{"message_id", m.message_id},
+                 {"table", config.table},
+                 {"attempt", m.receive_count},
+                 {"sqlstate", log::SqlState(result.status())}},
+                "message {} was refused by the database (delivery {}), left for SQS to deliver again: {}",
+                m.message_id, m.receive_count, result.status().message());
       LoadSummary left;
       left.left_for_redelivery.push_back(m.message_id);
       return left;
@@ -583,8 +588,9 @@ void PostgresSink::Impl::StartWatchdog() {
       if (since == 0) continue;
       auto busy = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::nanoseconds(since);
       if (busy < deadline) continue;
-      spdlog::warn("Postgres has not answered for {} s: closing the connection to retry on a new one",
-                   std::chrono::duration_cast<std::chrono::seconds>(busy).count());
+      log::Warn({{"table", config.table}},
+                "Postgres has not answered for {} s: closing the connection to retry on a new one",
+                std::chrono::duration_cast<std::chrono::seconds>(busy).count());
       std::lock_guard cancel_lock(cancel_mu);
       ShutDownSocketLocked();
       busy_since_ns = 0;  // once per stuck call
