@@ -12,7 +12,7 @@ namespace sqs2pg::cli {
 namespace {
 
 using Adder = Command (*)(CLI::App&);
-constexpr Adder kAdders[] = {AddRunCommand,  AddSendCommand,   AddKeygenCommand,
+constexpr Adder kAdders[] = {AddRunCommand,  AddCheckCommand,  AddSendCommand,  AddKeygenCommand,
                              AddMaskCommand, AddUnmaskCommand, AddSchemaCommand};
 
 }  // namespace

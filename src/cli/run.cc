@@ -17,6 +17,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/run_options.h"
 #include "pipeline/pipeline.h"
 #include "sink/null/null_sink.h"
 #include "sink/postgres/dry_run_sink.h"
@@ -53,29 +54,6 @@ void InstallStopHandlers() {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 }
-
-struct RunOptions {
-  QueueOptions queue;
-  std::string db;
-  std::string table = "user_logins";
-  std::string key_file;
-  bool follow = false;
-  bool dry_run = false;
-  bool discard_messages = false;
-  size_t batch_size = 500;
-  int receivers = 8;
-  int db_connections = 2;
-  size_t max_in_flight = 0;
-  int batch_max_wait_ms = 1000;
-  int visibility_timeout = -1;  // -1: the queue's own setting
-  int wait_seconds = -1;        // -1: 20 when following, 1 when draining
-  int sqs_retry_timeout = 300;  // seconds
-  int db_retry_timeout = 300;   // seconds
-  int shutdown_timeout = 20;    // seconds
-  int max_receives = 10;
-  size_t batch_bytes = size_t{16} << 20;
-  size_t max_in_flight_bytes = size_t{256} << 20;
-};
 
 transform::ColumnLimits LimitsFor(const sink::TableShape& shape) {
   transform::ColumnLimits limits;
@@ -355,31 +333,36 @@ int Run(const RunOptions& o) {
 
 }  // namespace
 
+void AddRunOptions(CLI::App& cmd, RunOptions& options) {
+  RunOptions* o = &options;
+  AddQueueOptions(cmd, o->queue);
+  AddOption(cmd, "db", o->db);
+  AddOption(cmd, "table", o->table);
+  AddKeyFileOption(cmd, o->key_file);
+  AddOption(cmd, "follow", o->follow);
+  AddOption(cmd, "dry-run", o->dry_run);
+  AddOption(cmd, "discard-messages", o->discard_messages);
+  AddOption(cmd, "batch-size", o->batch_size)->check(CLI::Range(1, 100000));
+  AddOption(cmd, "receivers", o->receivers)->check(CLI::Range(1, 256));
+  AddOption(cmd, "db-connections", o->db_connections)->check(CLI::Range(1, 64));
+  AddOption(cmd, "max-in-flight", o->max_in_flight);
+  AddOption(cmd, "batch-max-wait", o->batch_max_wait_ms)->check(CLI::Range(0, 3600000));
+  AddOption(cmd, "visibility-timeout", o->visibility_timeout)->check(CLI::Range(0, 43200));
+  AddOption(cmd, "wait-seconds", o->wait_seconds)->check(CLI::Range(0, 20));
+  AddOption(cmd, "batch-bytes", o->batch_bytes)->check(CLI::Range(size_t{1024}, size_t{1} << 30));
+  AddOption(cmd, "max-in-flight-bytes", o->max_in_flight_bytes)
+      ->check(CLI::Range(size_t{1} << 20, size_t{1} << 40));
+  AddOption(cmd, "sqs-retry-timeout", o->sqs_retry_timeout)->check(CLI::Range(0, 86400));
+  AddOption(cmd, "db-retry-timeout", o->db_retry_timeout)->check(CLI::Range(0, 86400));
+  AddOption(cmd, "shutdown-timeout", o->shutdown_timeout)->check(CLI::Range(0, 3600));
+  AddOption(cmd, "max-receives", o->max_receives)->check(CLI::Range(0, 1000));
+}
+
 Command AddRunCommand(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* cmd =
       app.add_subcommand("run", "Consume the queue: validate, mask, load into Postgres, then delete");
-  AddQueueOptions(*cmd, o->queue);
-  AddOption(*cmd, "db", o->db);
-  AddOption(*cmd, "table", o->table);
-  AddKeyFileOption(*cmd, o->key_file);
-  AddOption(*cmd, "follow", o->follow);
-  AddOption(*cmd, "dry-run", o->dry_run);
-  AddOption(*cmd, "discard-messages", o->discard_messages);
-  AddOption(*cmd, "batch-size", o->batch_size)->check(CLI::Range(1, 100000));
-  AddOption(*cmd, "receivers", o->receivers)->check(CLI::Range(1, 256));
-  AddOption(*cmd, "db-connections", o->db_connections)->check(CLI::Range(1, 64));
-  AddOption(*cmd, "max-in-flight", o->max_in_flight);
-  AddOption(*cmd, "batch-max-wait", o->batch_max_wait_ms)->check(CLI::Range(0, 3600000));
-  AddOption(*cmd, "visibility-timeout", o->visibility_timeout)->check(CLI::Range(0, 43200));
-  AddOption(*cmd, "wait-seconds", o->wait_seconds)->check(CLI::Range(0, 20));
-  AddOption(*cmd, "batch-bytes", o->batch_bytes)->check(CLI::Range(size_t{1024}, size_t{1} << 30));
-  AddOption(*cmd, "max-in-flight-bytes", o->max_in_flight_bytes)
-      ->check(CLI::Range(size_t{1} << 20, size_t{1} << 40));
-  AddOption(*cmd, "sqs-retry-timeout", o->sqs_retry_timeout)->check(CLI::Range(0, 86400));
-  AddOption(*cmd, "db-retry-timeout", o->db_retry_timeout)->check(CLI::Range(0, 86400));
-  AddOption(*cmd, "shutdown-timeout", o->shutdown_timeout)->check(CLI::Range(0, 3600));
-  AddOption(*cmd, "max-receives", o->max_receives)->check(CLI::Range(0, 1000));
+  AddRunOptions(*cmd, *o);
   return {cmd, [o]() { return Run(*o); }};
 }
 

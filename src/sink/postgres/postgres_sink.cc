@@ -947,6 +947,16 @@ Result<TableShape> PostgresSink::Inspect() {
   return impl_->ReadShape();
 }
 
+Result<bool> PostgresSink::TablesExist() {
+  for (std::string_view suffix : {"", "_ledger", "_rejects"}) {
+    ASSIGN_OR_RETURN(bool exists, impl_->Exists(suffix));
+    if (!exists) return false;
+  }
+  return true;
+}
+
+Status PostgresSink::CheckPrivileges() { return impl_->PrivilegeHint(impl_->CheckPrivileges()); }
+
 Result<std::vector<std::string>> PostgresSink::CommittedIds(std::span<const std::string> message_ids) {
   Impl& d = *impl_;
   std::vector<std::string> committed;

@@ -87,6 +87,11 @@ class PostgresSink : public MessageSink {
 
   // Read-only, for dry runs: the live table's column types. NotFound if the table does not exist.
   Result<TableShape> Inspect();
+  // Read-only, for `sqs2pg check`: whether the table, its ledger and its rejects table all exist.
+  Result<bool> TablesExist();
+  // Read-only, for `sqs2pg check`: REQUIRES TablesExist(). The privileges a load needs; an error
+  // names the one missing, its table, and the fix.
+  Status CheckPrivileges();
   // Read-only, for dry runs: which of these message ids the ledger holds (none if it does not exist).
   Result<std::vector<std::string>> CommittedIds(std::span<const std::string> message_ids);
 
