@@ -11,6 +11,8 @@
 #include <cstring>
 #include <iostream>
 
+#include "cli/options.h"
+#include "common/log.h"
 #include "source/sqs/aws_config.h"
 #include "source/sqs/credential_cache.h"
 #include "source/sqs/credential_provider.h"
@@ -18,8 +20,16 @@
 
 namespace sqs2pg::cli {
 
+void Complain(std::string_view message) {
+  if (log::CurrentFormat() == log::Format::kJson) {
+    log::Error({}, "{}", message);
+  } else {
+    std::cerr << "sqs2pg: " << message << "\n";
+  }
+}
+
 int Fail(const Status& status) {
-  std::cerr << "sqs2pg: " << status.message() << "\n";
+  Complain(status.message());
   switch (status.code()) {
     case Status::Code::kInvalidInput:
     case Status::Code::kNotFound:
@@ -30,16 +40,11 @@ int Fail(const Status& status) {
 }
 
 void AddQueueOptions(CLI::App& app, QueueOptions& options) {
-  app.add_option("--queue-url", options.queue_url, "Queue URL (wins over --queue)");
-  app.add_option("--queue", options.queue_name, "Queue name, resolved with GetQueueUrl")
-      ->capture_default_str();
-  app.add_option("--endpoint-url", options.endpoint_url,
-                 "SQS endpoint, e.g. http://127.0.0.1:4566 (default: AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL, "
-                 "or AWS for the region)");
-  app.add_option("--region", options.region, "AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, profile)");
-  app.add_option("--ca-file", options.ca_file,
-                 "PEM file of the CA certificates to trust for an https endpoint, instead of the system's "
-                 "(default: AWS_CA_BUNDLE, the profile's ca_bundle). Certificates are always verified");
+  AddOption(app, "queue-url", options.queue_url);
+  AddOption(app, "queue", options.queue_name);
+  AddOption(app, "endpoint-url", options.endpoint_url);
+  AddOption(app, "region", options.region);
+  AddOption(app, "ca-file", options.ca_file);
 }
 
 namespace {
@@ -79,7 +84,8 @@ Result<sqs::ClientConfig> MakeClientConfig(const QueueOptions& options) {
     until = fmt::format(" (temporary, expire {:%Y-%m-%dT%H:%M:%SZ})",
                         std::chrono::time_point_cast<std::chrono::seconds>(*expiration));
   }
-  spdlog::info("AWS credentials from {}{}", config.credential_cache->source(), until);
+  log::Info({{"credential_source", config.credential_cache->source()}}, "AWS credentials from {}{}",
+            config.credential_cache->source(), until);
   return config;
 }
 
@@ -122,9 +128,6 @@ Result<transform::Keyring> LoadKeyring(const std::string& key_file_flag) {
       "PATH)");
 }
 
-void AddKeyFileOption(CLI::App& app, std::string& key_file) {
-  app.add_option("--key-file", key_file,
-                 "Keyring file (mode 0600); default: SQS2PG_KEY_FILE, or SQS2PG_KEYS");
-}
+void AddKeyFileOption(CLI::App& app, std::string& key_file) { AddOption(app, "key-file", key_file); }
 
 }  // namespace sqs2pg::cli

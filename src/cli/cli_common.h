@@ -20,7 +20,9 @@ namespace sqs2pg::cli {
 // 0 success; 1 the work failed at run time; 2 the command line or configuration is wrong.
 enum ExitCode : int { kExitOk = 0, kExitFailure = 1, kExitUsage = 2 };
 
-// Prints "sqs2pg: <message>" to stderr and returns the exit code that fits the status.
+// Tells the user on stderr: "sqs2pg: <message>", or a JSON log line with --log-format json.
+void Complain(std::string_view message);
+// Complains of the status and returns the exit code that fits it.
 int Fail(const Status& status);
 
 struct QueueOptions {

@@ -14,6 +14,7 @@ struct Command {
 };
 
 Command AddRunCommand(CLI::App& app);
+Command AddCheckCommand(CLI::App& app);
 Command AddSendCommand(CLI::App& app);
 Command AddKeygenCommand(CLI::App& app);
 Command AddMaskCommand(CLI::App& app);

@@ -6,6 +6,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "transform/login_transform.h"
 #include "transform/masker.h"
 
@@ -67,7 +68,7 @@ int Mask(const MaskOptions& o) {
     if (o.field == "ip") {
       auto canonical = transform::CanonicalIp(value);
       if (!canonical) {
-        std::cerr << "sqs2pg: not an IPv4 or IPv6 address (line skipped)\n";
+        Complain("not an IPv4 or IPv6 address (line skipped)");
         exit_code = kExitFailure;
         std::cout << "\n";
         continue;
@@ -94,7 +95,7 @@ int Unmask(const UnmaskOptions& o) {
     auto plain = masker->Unmask(value);
     if (!plain.ok()) {
       // An empty line keeps output lines aligned with input lines.
-      std::cerr << "sqs2pg: " << plain.status().message() << "\n";
+      Complain(plain.status().message());
       std::cout << "\n";
       exit_code = kExitFailure;
       continue;
@@ -109,9 +110,8 @@ int Unmask(const UnmaskOptions& o) {
 Command AddKeygenCommand(CLI::App& app) {
   auto o = std::make_shared<KeygenOptions>();
   CLI::App* cmd = app.add_subcommand("keygen", "Write a new random masking key to a file (mode 0600)");
-  cmd->add_option("--out", o->out, "Key file to create (never overwritten)")->required();
-  cmd->add_flag("--rotate", o->rotate,
-                "Add a new key to an existing key file: it masks from now on, the old keys still unmask");
+  AddOption(*cmd, "out", o->out);
+  AddOption(*cmd, "rotate", o->rotate);
   return {cmd, [o]() { return Keygen(*o); }};
 }
 
@@ -119,9 +119,7 @@ Command AddMaskCommand(CLI::App& app) {
   auto o = std::make_shared<MaskOptions>();
   CLI::App* cmd = app.add_subcommand("mask", "Print the masked form of each value (to look up rows)");
   AddKeyFileOption(*cmd, o->key_file);
-  cmd->add_option("--field", o->field, "Which field the values are")
-      ->required()
-      ->check(CLI::IsMember({"ip", "device_id"}));
+  AddOption(*cmd, "field", o->field)->check(CLI::IsMember({"ip", "device_id"}));
   cmd->add_option("values", o->values, "Values (default: one a line on stdin)");
   return {cmd, [o]() { return Mask(*o); }};
 }

@@ -11,10 +11,13 @@
 #include <random>
 #include <thread>
 
+#include "common/log.h"
 #include "common/retry.h"
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "cli/options.h"
+#include "cli/run_options.h"
 #include "pipeline/pipeline.h"
 #include "sink/null/null_sink.h"
 #include "sink/postgres/dry_run_sink.h"
@@ -51,29 +54,6 @@ void InstallStopHandlers() {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 }
-
-struct RunOptions {
-  QueueOptions queue;
-  std::string db;
-  std::string table = "user_logins";
-  std::string key_file;
-  bool follow = false;
-  bool dry_run = false;
-  bool discard_messages = false;
-  size_t batch_size = 500;
-  int receivers = 8;
-  int db_connections = 2;
-  size_t max_in_flight = 0;
-  int batch_max_wait_ms = 1000;
-  int visibility_timeout = -1;  // -1: the queue's own setting
-  int wait_seconds = -1;        // -1: 20 when following, 1 when draining
-  int sqs_retry_timeout = 300;  // seconds
-  int db_retry_timeout = 300;   // seconds
-  int shutdown_timeout = 20;    // seconds
-  int max_receives = 10;
-  size_t batch_bytes = size_t{16} << 20;
-  size_t max_in_flight_bytes = size_t{256} << 20;
-};
 
 transform::ColumnLimits LimitsFor(const sink::TableShape& shape) {
   transform::ColumnLimits limits;
@@ -131,8 +111,12 @@ Result<std::unique_ptr<sink::PostgresSink>> ConnectSink(const RunOptions& o,
         (!o.follow && failures.Exhausted(now, std::chrono::seconds(o.db_retry_timeout))))
       return st;
     auto delay = BackoffDelay(backoff, failures.failures, rng);
-    spdlog::warn("Postgres is not ready ({} tries), retrying in {} ms: {}", failures.failures, delay.count(),
-                 st.message());
+    log::Warn({{"table", o.table},
+               {"attempt", failures.failures},
+               {"delay_ms", delay.count()},
+               {"sqlstate", log::SqlState(st)}},
+              "Postgres is not ready ({} tries), retrying in {} ms: {}", failures.failures, delay.count(),
+              st.message());
     for (auto until = now + delay; std::chrono::steady_clock::now() < until && !g_stop;)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -153,7 +137,8 @@ std::string Summary(const pipeline::RunStats& s) {
 
 // A live line on a terminal, redrawn at most four times a second.
 pipeline::Pipeline::ProgressFn TerminalProgress() {
-  if (!isatty(STDERR_FILENO)) return nullptr;
+  // Only for a person watching: never into a log file or a JSON stream.
+  if (!isatty(STDERR_FILENO) || log::CurrentFormat() == log::Format::kJson) return nullptr;
   auto last = std::make_shared<std::chrono::steady_clock::time_point>();
   return [last](const pipeline::RunStats& s) {
     auto now = std::chrono::steady_clock::now();
@@ -298,9 +283,17 @@ int Run(const RunOptions& o) {
       std::make_unique<pipeline::Pipeline>(*messages, transform, std::move(sinks), options);
   pipeline::Pipeline& pipeline = *pipeline_holder;
 
-  spdlog::info("consuming {} into {} ({}; {} receivers, {} connections, visibility {} s)", *queue_url, server,
-               o.follow ? "following" : "until the queue is empty", o.receivers,
-               (o.dry_run || o.discard_messages) ? 0 : o.db_connections, *visibility);
+  int connections = (o.dry_run || o.discard_messages) ? 0 : o.db_connections;
+  log::Info({{"event", "start"},
+             {"queue", *queue_url},
+             {"table", o.table},
+             {"follow", o.follow},
+             {"dry_run", o.dry_run},
+             {"receivers", o.receivers},
+             {"db_connections", connections},
+             {"visibility_timeout_s", *visibility}},
+            "consuming {} into {} ({}; {} receivers, {} connections, visibility {} s)", *queue_url, server,
+            o.follow ? "following" : "until the queue is empty", o.receivers, connections, *visibility);
   auto progress = TerminalProgress();
   Status st = pipeline.Run(g_stop, progress);
   if (progress) std::cerr << "\r\033[K";
@@ -313,11 +306,22 @@ int Run(const RunOptions& o) {
   }
   std::cout << Summary(pipeline.stats()) << std::endl;
   const auto& stats = pipeline.stats();
+  log::Info({{"event", "stop"},
+             {"queue", *queue_url},
+             {"table", o.table},
+             {"received", stats.received},
+             {"loaded", stats.loaded},
+             {"rejected", stats.rejected},
+             {"duplicates", stats.duplicates},
+             {"deleted", stats.deleted},
+             {"seconds", stats.seconds}},
+            "stopped: {}", Summary(stats));
   if (stats.shutdown_timed_out) {
-    std::cerr << fmt::format(
-        "sqs2pg: stopped after the shutdown timeout ({} s): {} messages were not committed and are left in "
-        "SQS, which delivers them again after their visibility timeout\n",
-        o.shutdown_timeout, stats.left_for_redelivery);
+    Complain(
+        fmt::format("stopped after the shutdown timeout ({} s): {} messages were not committed and are left "
+                    "in SQS, which "
+                    "delivers them again after their visibility timeout",
+                    o.shutdown_timeout, stats.left_for_redelivery));
   }
   int code = st.ok() ? kExitOk : Fail(st);
   if (pipeline.loaders_busy()) {
@@ -332,74 +336,36 @@ int Run(const RunOptions& o) {
 
 }  // namespace
 
+void AddRunOptions(CLI::App& cmd, RunOptions& options) {
+  RunOptions* o = &options;
+  AddQueueOptions(cmd, o->queue);
+  AddOption(cmd, "db", o->db);
+  AddOption(cmd, "table", o->table);
+  AddKeyFileOption(cmd, o->key_file);
+  AddOption(cmd, "follow", o->follow);
+  AddOption(cmd, "dry-run", o->dry_run);
+  AddOption(cmd, "discard-messages", o->discard_messages);
+  AddOption(cmd, "batch-size", o->batch_size)->check(CLI::Range(1, 100000));
+  AddOption(cmd, "receivers", o->receivers)->check(CLI::Range(1, 256));
+  AddOption(cmd, "db-connections", o->db_connections)->check(CLI::Range(1, 64));
+  AddOption(cmd, "max-in-flight", o->max_in_flight);
+  AddOption(cmd, "batch-max-wait", o->batch_max_wait_ms)->check(CLI::Range(0, 3600000));
+  AddOption(cmd, "visibility-timeout", o->visibility_timeout)->check(CLI::Range(0, 43200));
+  AddOption(cmd, "wait-seconds", o->wait_seconds)->check(CLI::Range(0, 20));
+  AddOption(cmd, "batch-bytes", o->batch_bytes)->check(CLI::Range(size_t{1024}, size_t{1} << 30));
+  AddOption(cmd, "max-in-flight-bytes", o->max_in_flight_bytes)
+      ->check(CLI::Range(size_t{1} << 20, size_t{1} << 40));
+  AddOption(cmd, "sqs-retry-timeout", o->sqs_retry_timeout)->check(CLI::Range(0, 86400));
+  AddOption(cmd, "db-retry-timeout", o->db_retry_timeout)->check(CLI::Range(0, 86400));
+  AddOption(cmd, "shutdown-timeout", o->shutdown_timeout)->check(CLI::Range(0, 3600));
+  AddOption(cmd, "max-receives", o->max_receives)->check(CLI::Range(0, 1000));
+}
+
 Command AddRunCommand(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* cmd =
       app.add_subcommand("run", "Consume the queue: validate, mask, load into Postgres, then delete");
-  AddQueueOptions(*cmd, o->queue);
-  cmd->add_option("--db", o->db, "libpq connection string or postgresql:// URI (default: PG* variables)");
-  cmd->add_option("--table", o->table, "Target table, optionally SCHEMA.TABLE")->capture_default_str();
-  AddKeyFileOption(*cmd, o->key_file);
-  cmd->add_flag("--follow", o->follow, "Keep consuming; default is to stop once the queue is empty");
-  cmd->add_flag("--dry-run", o->dry_run,
-                "Receive, validate and mask, report what a real run would do, then make the messages visible "
-                "again: deletes nothing, writes nothing");
-  // For the benchmark's queue-only ceiling; hidden from --help (group "") because it loses data.
-  cmd->add_flag("--discard-messages", o->discard_messages,
-                "Receive, validate, mask and DELETE every message, writing nothing")
-      ->group("");
-  cmd->add_option("--batch-size", o->batch_size, "Messages per load transaction")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 100000));
-  cmd->add_option("--receivers", o->receivers, "ReceiveMessage calls in flight at once")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 256));
-  cmd->add_option("--db-connections", o->db_connections, "Postgres connections loading batches in parallel")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 64));
-  cmd->add_option(
-      "--max-in-flight", o->max_in_flight,
-      "Most messages received but not yet deleted (default: receivers*10 + 2 batches per connection)");
-  cmd->add_option("--batch-max-wait", o->batch_max_wait_ms, "Load a partial batch after this many ms")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 3600000));
-  cmd->add_option("--visibility-timeout", o->visibility_timeout,
-                  "Seconds a received message stays hidden (default: the queue's setting). 0 makes every "
-                  "message visible again at once: for tests of redelivery only")
-      ->check(CLI::Range(0, 43200));
-  cmd->add_option("--wait-seconds", o->wait_seconds,
-                  "Long-poll wait when idle (default 20 following, 1 draining)")
-      ->check(CLI::Range(0, 20));
-  cmd->add_option("--batch-bytes", o->batch_bytes,
-                  "Also load a batch once its message bodies total this many bytes")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
-  cmd->add_option("--max-in-flight-bytes", o->max_in_flight_bytes,
-                  "Most bytes of message bodies received but not yet deleted: the memory bound")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1} << 20, size_t{1} << 40));
-  cmd->add_option(
-         "--sqs-retry-timeout", o->sqs_retry_timeout,
-         "Seconds a drain keeps retrying a failing SQS call before it gives up (following: for ever)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 86400));
-  cmd->add_option(
-         "--db-retry-timeout", o->db_retry_timeout,
-         "Seconds a drain keeps retrying Postgres (down, restarting, failing over) before it gives up "
-         "(following: for ever)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 86400));
-  cmd->add_option("--shutdown-timeout", o->shutdown_timeout,
-                  "Seconds to commit what is in hand after SIGTERM/SIGINT; the rest is left to SQS. A second "
-                  "signal exits at once")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 3600));
-  cmd->add_option(
-         "--max-receives", o->max_receives,
-         "Deliveries after which a message the database keeps refusing becomes a reject (0: leave it "
-         "to the queue's redrive policy)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1000));
+  AddRunOptions(*cmd, *o);
   return {cmd, [o]() { return Run(*o); }};
 }
 

@@ -4,6 +4,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "sink/postgres/postgres_sink.h"
 
 namespace sqs2pg::cli {
@@ -28,9 +29,8 @@ Command AddSchemaCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "schema",
       "Print the DDL (and with --role the GRANTs) for a DBA to apply; sqs2pg then needs no DDL rights");
-  cmd->add_option("--table", o->table, "Target table, optionally SCHEMA.TABLE")->capture_default_str();
-  cmd->add_option("--role", o->role,
-                  "Role sqs2pg runs as: print the GRANTs it needs (SELECT, INSERT, TEMPORARY)");
+  AddOption(*cmd, "table", o->table);
+  AddOption(*cmd, "role", o->role);
   return {cmd, [o]() { return Schema(*o); }};
 }
 

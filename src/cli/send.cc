@@ -10,6 +10,8 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "cli/message_file.h"
+#include "cli/options.h"
+#include "common/log.h"
 #include "source/sqs/sqs_client.h"
 
 namespace sqs2pg::cli {
@@ -141,7 +143,10 @@ Result<size_t> SendBatch(sqs::SqsClient& client, const std::string& queue_url, c
   // whose answer was lost can be sent again without duplicates.
   ASSIGN_OR_RETURN(std::vector<sqs::BatchEntryFailure> failures,
                    client.SendMessageBatch(queue_url, batch, /*deduplicated=*/kind.fifo));
-  for (const auto& f : failures) spdlog::error("message {} was not sent: {}: {}", f.id, f.code, f.message);
+  for (const auto& f : failures) {
+    log::Error({{"queue", queue_url}, {"code", f.code}}, "message {} was not sent: {}: {}", f.id, f.code,
+               f.message);
+  }
   batch.clear();
   return failures.size();
 }
@@ -223,20 +228,10 @@ Command AddSendCommand(CLI::App& app) {
       app.add_subcommand("send", "Send messages from files (JSON array or NDJSON, optionally gzipped)");
   AddQueueOptions(*cmd, o->queue);
   cmd->add_option("files", o->files, "Files to send")->required()->check(CLI::ExistingFile);
-  cmd->add_flag(
-      "--create-queue", o->create_queue,
-      "Create the queue first (no-op if it exists); a name ending in .fifo makes a FIFO queue, with "
-      "content-based deduplication unless --dedup-id-field is given");
-  auto* group =
-      cmd->add_option("--group-id", o->group_id,
-                      "FIFO queues: the MessageGroupId of every message (one group: one strict order)");
-  cmd->add_option("--group-id-field", o->group_id_field,
-                  "FIFO queues: take each message's MessageGroupId from this top-level field, e.g. user_id")
-      ->excludes(group);
-  cmd->add_option(
-      "--dedup-id-field", o->dedup_id_field,
-      "FIFO queues: take each message's MessageDeduplicationId from this top-level field; default: "
-      "the queue's content-based deduplication");
+  AddOption(*cmd, "create-queue", o->create_queue);
+  CLI::Option* group = AddOption(*cmd, "group-id", o->group_id);
+  AddOption(*cmd, "group-id-field", o->group_id_field)->excludes(group);
+  AddOption(*cmd, "dedup-id-field", o->dedup_id_field);
   return {cmd, [o]() { return Send(*o); }};
 }
 

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "common/log.h"
+
 namespace sqs2pg::pipeline {
 namespace {
 
@@ -121,8 +123,11 @@ void Pipeline::OnReceived(int round, bool unlock, Result<std::vector<ReceivedMes
       return;
     }
     auto delay = Backoff(receive_failures_.failures);
-    spdlog::warn("receive failed ({} in a row over {} ms), retrying in {} ms: {}", receive_failures_.failures,
-                 Millis(now - receive_failures_.since), Millis(delay), received.status().message());
+    log::Warn({{"attempt", receive_failures_.failures},
+               {"delay_ms", Millis(delay)},
+               {"operation", "ReceiveMessage"}},
+              "receive failed ({} in a row over {} ms), retrying in {} ms: {}", receive_failures_.failures,
+              Millis(now - receive_failures_.since), Millis(delay), received.status().message());
     receive_not_before_ = std::max(receive_not_before_, now + delay);
     return;
   }
@@ -168,7 +173,8 @@ void Pipeline::OnReceived(int round, bool unlock, Result<std::vector<ReceivedMes
                          m.fifo};
     auto outcome = transform_.Apply(m.body, m.sent_timestamp_ms);
     if (auto* rejection = std::get_if<Rejection>(&outcome)) {
-      spdlog::info("message {} rejected: {}", m.message_id, rejection->reason);
+      log::Info({{"message_id", m.message_id}, {"event", "reject"}}, "message {} rejected: {}", m.message_id,
+                rejection->reason);
       out.record = std::move(*rejection);
     } else {
       out.record = std::move(std::get<LoginRow>(outcome));
@@ -312,8 +318,9 @@ void Pipeline::HandleLoaded() {
       }
       if (!pending.message_ids.empty()) deletes_.push_back(std::move(pending));
       if (batch.failures.failures > 0) {
-        spdlog::info("load of {} messages succeeded after {} failures over {} ms", batch.messages.size(),
-                     batch.failures.failures, Millis(now - batch.failures.since));
+        log::Info({{"messages", batch.messages.size()}, {"attempt", batch.failures.failures + 1}},
+                  "load of {} messages succeeded after {} failures over {} ms", batch.messages.size(),
+                  batch.failures.failures, Millis(now - batch.failures.since));
       }
       continue;
     }
@@ -334,9 +341,13 @@ void Pipeline::HandleLoaded() {
     std::string budget = options_.follow ? "retrying until it succeeds"
                                          : fmt::format("giving up after {} s of failures",
                                                        Millis(options_.db_retry_timeout) / 1000);
-    spdlog::warn("load of {} messages failed ({} in a row over {} ms; {}), retrying in {} ms: {}",
-                 batch.messages.size(), batch.failures.failures, Millis(now - batch.failures.since), budget,
-                 Millis(delay), l.result.status().message());
+    log::Warn({{"messages", batch.messages.size()},
+               {"attempt", batch.failures.failures},
+               {"delay_ms", Millis(delay)},
+               {"sqlstate", log::SqlState(l.result.status())}},
+              "load of {} messages failed ({} in a row over {} ms; {}), retrying in {} ms: {}",
+              batch.messages.size(), batch.failures.failures, Millis(now - batch.failures.since), budget,
+              Millis(delay), l.result.status().message());
     batch.not_before = now + delay;
     ready_.push_front(std::move(batch));
   }
@@ -372,19 +383,23 @@ void Pipeline::OnDeleted(PendingDelete pending, Result<BatchResult> result) {
                    (!options_.follow && pending.failures.Exhausted(now, options_.sqs_retry_timeout));
     if (!give_up) {
       auto delay = Backoff(pending.failures.failures);
-      spdlog::warn("deleting {} committed messages failed ({} in a row), retrying in {} ms: {}",
-                   pending.message_ids.size(), pending.failures.failures, Millis(delay),
-                   result.status().message());
+      log::Warn({{"messages", pending.message_ids.size()},
+                 {"attempt", pending.failures.failures},
+                 {"delay_ms", Millis(delay)},
+                 {"operation", "DeleteMessageBatch"}},
+                "deleting {} committed messages failed ({} in a row), retrying in {} ms: {}",
+                pending.message_ids.size(), pending.failures.failures, Millis(delay),
+                result.status().message());
       pending.not_before = now + delay;
       deletes_.push_back(std::move(pending));
       return;
     }
     // Committed but not deleted: SQS delivers them again and the ledger skips them, for ever if
     // nothing changes. Say so every time, and end a drain: this needs an operator.
-    spdlog::error(
-        "deleting {} committed messages failed for good; they will be delivered again and skipped as "
-        "duplicates until this is fixed (does the role have sqs:DeleteMessage?): {}",
-        pending.message_ids.size(), result.status().message());
+    log::Error({{"messages", pending.message_ids.size()}, {"operation", "DeleteMessageBatch"}},
+               "deleting {} committed messages failed for good; they will be delivered again and skipped as "
+               "duplicates until this is fixed (does the role have sqs:DeleteMessage?): {}",
+               pending.message_ids.size(), result.status().message());
     stats_.delete_failures += pending.message_ids.size();
     for (const std::string& id : pending.message_ids) Release(id);
     if (!options_.follow && fatal_.ok()) fatal_ = result.status().Annotate("delete committed messages");
@@ -453,8 +468,8 @@ void Pipeline::Heartbeat() {
           if (r.ok()) {
             stats_.visibility_extended += ids.size() - r->retryable.size() - r->refused.size();
           } else {
-            spdlog::warn("extending the visibility of {} messages failed: {}", ids.size(),
-                         r.status().message());
+            log::Warn({{"messages", ids.size()}, {"operation", "ChangeMessageVisibilityBatch"}},
+                      "extending the visibility of {} messages failed: {}", ids.size(), r.status().message());
           }
         });
     ids.clear();
@@ -535,13 +550,19 @@ Status Pipeline::Run(const std::atomic<bool>& stop, const ProgressFn& progress) 
       shutdown_deadline_ = now + options_.shutdown_timeout;
       source_.CancelReceives();  // no need to wait out a long poll
       if (!NothingInHand()) {
-        spdlog::info("stopping: committing the {} messages in hand (at most {} ms)", in_hand_.size(),
-                     Millis(options_.shutdown_timeout));
+        log::Info({{"event", "stopping"},
+                   {"messages", in_hand_.size()},
+                   {"timeout_ms", Millis(options_.shutdown_timeout)}},
+                  "stopping: committing the {} messages in hand (at most {} ms)", in_hand_.size(),
+                  Millis(options_.shutdown_timeout));
       }
     }
     if (stopping_ && now >= shutdown_deadline_ && !Finished()) {
-      spdlog::warn("stopping: the shutdown timeout ({} ms) ran out with {} messages in hand",
-                   Millis(options_.shutdown_timeout), in_hand_.size());
+      log::Warn({{"event", "stopping"},
+                 {"messages", in_hand_.size()},
+                 {"timeout_ms", Millis(options_.shutdown_timeout)}},
+                "stopping: the shutdown timeout ({} ms) ran out with {} messages in hand",
+                Millis(options_.shutdown_timeout), in_hand_.size());
       Abandon();
       break;
     }

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <simdjson.h>
 
 #include <fstream>
 #include <map>
@@ -263,6 +264,10 @@ class PrivacyTest : public ::testing::Test {
     return RunSqs2pg(args, env);
   }
 
+  // Sends the adversarial corpus, runs with the given --log-format, and checks every outcome and
+  // that no planted value is stored or printed anywhere.
+  void RunCorpus(const std::string& log_format);
+
   bool TableExists(const std::string& name) {
     return db_.Scalar(fmt::format("SELECT to_regclass('{}') IS NOT NULL", name)) == "t";
   }
@@ -271,13 +276,31 @@ class PrivacyTest : public ::testing::Test {
   Db db_;
 };
 
-TEST_F(PrivacyTest, AdversarialCorpusBecomesRowsAndRejectsWithNoPlaintextPiiAnywhere) {
+// Every string of every JSON log line, decoded, one a line: escaping must not hide a value.
+std::string DecodedJsonLog(const std::string& err) {
+  std::string decoded;
+  simdjson::dom::parser parser;
+  std::istringstream lines(err);
+  for (std::string line; std::getline(lines, line);) {
+    simdjson::dom::object object;
+    EXPECT_EQ(parser.parse(line).get(object), simdjson::SUCCESS) << "not a JSON object: " << line;
+    for (auto [key, value] : object) {
+      decoded += std::string(key) + "=";
+      std::string_view text;
+      if (value.get(text) == simdjson::SUCCESS) decoded += std::string(text);
+      decoded += "\n";
+    }
+  }
+  return decoded;
+}
+
+void PrivacyTest::RunCorpus(const std::string& log_format) {
   std::vector<Case> corpus = AdversarialCorpus(table_);
   std::vector<std::string> bodies;
   for (const Case& c : corpus) bodies.push_back(c.body);
   SendBodies(queue_url_, bodies);
-  CommandResult r = RunSqs2pg({"--log-level", "debug", "run", "--queue", queue_, "--table", table_,
-                               "--key-file", key_, "--batch-size", "16"});
+  CommandResult r = RunSqs2pg({"--log-level", "debug", "--log-format", log_format, "run", "--queue", queue_,
+                               "--table", table_, "--key-file", key_, "--batch-size", "16"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.err, Not(HasSubstr("terminate")));
 
@@ -331,6 +354,7 @@ TEST_F(PrivacyTest, AdversarialCorpusBecomesRowsAndRejectsWithNoPlaintextPiiAnyw
 
   // Nothing stored and nothing printed (at debug level) holds a planted value.
   std::string everything = PgDump() + r.out + r.err;
+  if (log_format == "json") everything += DecodedJsonLog(r.err);
   ASSERT_THAT(everything, HasSubstr(table_ + "_rejects"));
   size_t checked = 0;
   for (const Case& c : corpus) {
@@ -342,6 +366,11 @@ TEST_F(PrivacyTest, AdversarialCorpusBecomesRowsAndRejectsWithNoPlaintextPiiAnyw
   }
   EXPECT_GT(checked, 100u);
 }
+
+TEST_F(PrivacyTest, AdversarialCorpusBecomesRowsAndRejectsWithNoPlaintextPiiAnywhere) { RunCorpus("text"); }
+
+// The same corpus with JSON logs: every line parses, and no decoded string holds a planted value.
+TEST_F(PrivacyTest, AdversarialCorpusLeavesNoPlaintextPiiInJsonLogs) { RunCorpus("json"); }
 
 TEST_F(PrivacyTest, DryRunLeavesTheQueueAndTheDatabaseAsTheyWere) {
   CommandResult sent = RunSqs2pg({"send", "--queue", queue_, SampleDataPath()});

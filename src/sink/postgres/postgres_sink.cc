@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/json_writer.h"
+#include "common/log.h"
 #include "sink/postgres/copy_format.h"
 #include "sink/postgres/pg_handles.h"
 
@@ -233,6 +234,17 @@ std::string RowAsJson(const LoginRow& row) {
 size_t CharLimit(const std::string& typname, int typmod) {
   if ((typname == "varchar" || typname == "bpchar") && typmod > 4) return static_cast<size_t>(typmod - 4);
   return TableShape::kUnlimited;
+}
+
+// A conninfo value, quoted when it holds a space, a quote or a backslash, or is empty.
+std::string QuoteConninfoValue(std::string_view value) {
+  if (!value.empty() && value.find_first_of(" '\\") == std::string_view::npos) return std::string(value);
+  std::string out = "'";
+  for (char c : value) {
+    if (c == '\'' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out + "'";
 }
 
 }  // namespace
@@ -567,8 +579,12 @@ Result<LoadSummary> PostgresSink::Impl::LoadSplitting(std::span<const ProcessedM
     // Not its data as such: maybe a passing condition of a trigger. SQS delivers it again, and
     // only after max_receives deliveries does it become a reject.
     if (config.max_receives <= 0 || m.receive_count < config.max_receives) {
-      spdlog::warn("message {} was refused by the database (delivery {}), left for SQS to deliver again: {}",
-                   m.message_id, m.receive_count, result.status().message());
+      log::Warn({{"message_id", m.message_id},
+                 {"table", config.table},
+                 {"attempt", m.receive_count},
+                 {"sqlstate", log::SqlState(result.status())}},
+                "message {} was refused by the database (delivery {}), left for SQS to deliver again: {}",
+                m.message_id, m.receive_count, result.status().message());
       LoadSummary left;
       left.left_for_redelivery.push_back(m.message_id);
       return left;
@@ -623,8 +639,9 @@ void PostgresSink::Impl::StartWatchdog() {
       if (since == 0) continue;
       auto busy = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::nanoseconds(since);
       if (busy < deadline) continue;
-      spdlog::warn("Postgres has not answered for {} s: closing the connection to retry on a new one",
-                   std::chrono::duration_cast<std::chrono::seconds>(busy).count());
+      log::Warn({{"table", config.table}},
+                "Postgres has not answered for {} s: closing the connection to retry on a new one",
+                std::chrono::duration_cast<std::chrono::seconds>(busy).count());
       std::lock_guard cancel_lock(cancel_mu);
       ShutDownSocketLocked();
       busy_since_ns = 0;  // once per stuck call
@@ -756,6 +773,25 @@ std::string QuoteLiteral(std::string_view s) {
 bool IsPrivilegeError(const Status& st) { return st.message().find("SQLSTATE 42501") != std::string::npos; }
 
 }  // namespace
+
+std::string RedactedConninfo(const std::string& conninfo) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  if (options == nullptr) {
+    // libpq's message may quote the text, password included: say only that it did not parse.
+    PQfreemem(error);
+    return "[a conninfo libpq cannot parse; not shown]";
+  }
+  std::string out;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    if (!out.empty()) out += ' ';
+    std::string_view keyword = o->keyword;
+    out += fmt::format("{}={}", keyword, keyword == "password" ? "[redacted]" : QuoteConninfoValue(o->val));
+  }
+  PQconninfoFree(options);
+  return out;
+}
 
 Result<std::string> SchemaScript(std::string_view table, std::string_view role) {
   ASSIGN_OR_RETURN(TableNames names, ParseTableName(table));
@@ -983,6 +1019,16 @@ Result<TableShape> PostgresSink::Inspect() {
   if (!exists) return Status::NotFound(fmt::format("table {} does not exist", impl_->names.Quoted()));
   return impl_->ReadShape();
 }
+
+Result<bool> PostgresSink::TablesExist() {
+  for (std::string_view suffix : {"", "_ledger", "_rejects"}) {
+    ASSIGN_OR_RETURN(bool exists, impl_->Exists(suffix));
+    if (!exists) return false;
+  }
+  return true;
+}
+
+Status PostgresSink::CheckPrivileges() { return impl_->PrivilegeHint(impl_->CheckPrivileges()); }
 
 Result<std::vector<std::string>> PostgresSink::CommittedIds(std::span<const std::string> message_ids) {
   Impl& d = *impl_;

@@ -62,6 +62,10 @@ struct TableShape {
 // tables), SELECT and INSERT on the three tables. Idempotent: safe to apply again.
 Result<std::string> SchemaScript(std::string_view table, std::string_view role);
 
+// The conninfo (key=value or postgresql:// URI) as key=value with its password replaced by
+// [redacted], for `sqs2pg config`. One libpq cannot parse comes back as a note, not the text.
+std::string RedactedConninfo(const std::string& conninfo);
+
 // One connection. Not thread-safe: use each sink from one thread.
 class PostgresSink : public MessageSink {
  public:
@@ -83,6 +87,11 @@ class PostgresSink : public MessageSink {
 
   // Read-only, for dry runs: the live table's column types. NotFound if the table does not exist.
   Result<TableShape> Inspect();
+  // Read-only, for `sqs2pg check`: whether the table, its ledger and its rejects table all exist.
+  Result<bool> TablesExist();
+  // Read-only, for `sqs2pg check`: REQUIRES TablesExist(). The privileges a load needs; an error
+  // names the one missing, its table, and the fix.
+  Status CheckPrivileges();
   // Read-only, for dry runs: which of these message ids the ledger holds (none if it does not exist).
   Result<std::vector<std::string>> CommittedIds(std::span<const std::string> message_ids);
 

@@ -4,6 +4,7 @@
 
 #include <charconv>
 
+#include "common/log.h"
 #include "source/sqs/aws_error.h"
 #include "source/sqs/credential_cache.h"
 #include "source/sqs/multi_transport.h"
@@ -99,7 +100,8 @@ struct AsyncSqsSource::Impl {
     for (AwaitingCredentials& a : ready) {
       Status refreshed = cache->RefreshDone(a.ticket).value_or(Status::Ok());
       if (refreshed.ok()) {
-        spdlog::info("SQS {}: credentials had expired; retrying with refreshed ones", a.operation);
+        log::Info({{"operation", a.operation}},
+                  "SQS {}: credentials had expired; retrying with refreshed ones", a.operation);
         Call(a.operation, std::move(a.body), a.extra_timeout, std::move(a.done), a.cancellable, true);
       } else {
         a.done(Status::InvalidInput(a.error.message() + "; " + refreshed.message()));
@@ -128,8 +130,8 @@ struct AsyncSqsSource::Impl {
                spdlog::warn("SQS {}: a failed entry has an id we did not send", op);
                continue;
              }
-             spdlog::warn("SQS {}: entry {} failed{}: {}: {}", op, f.id,
-                          f.sender_fault ? "" : " (will retry)", f.code, f.message);
+             log::Warn({{"operation", op}, {"code", f.code}}, "SQS {}: entry {} failed{}: {}: {}", op, f.id,
+                       f.sender_fault ? "" : " (will retry)", f.code, f.message);
              (f.sender_fault ? result.refused : result.retryable).push_back(index);
            }
            done(std::move(result));
@@ -180,8 +182,9 @@ void AsyncSqsSource::StartReceive(int max_messages, std::chrono::seconds wait, R
         out.reserve(parsed->size());
         for (SqsMessage& m : *parsed) {
           if (m.body_corrupt) {
-            spdlog::warn("message {}: body does not match its MD5OfBody; left for SQS to deliver again",
-                         m.message_id);
+            log::Warn({{"message_id", m.message_id}},
+                      "message {}: body does not match its MD5OfBody; left for SQS to deliver again",
+                      m.message_id);
             continue;
           }
           out.push_back({std::move(m.message_id), std::move(m.receipt_handle), std::move(m.body),

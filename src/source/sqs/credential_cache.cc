@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "common/log.h"
+
 namespace sqs2pg::sqs {
 namespace {
 
@@ -123,7 +125,7 @@ void CredentialCache::Run() {
       ++generation_;
       retry_at_.reset();
       last_error_ = Status::Ok();
-      spdlog::debug("AWS credentials refreshed from {}", source_);
+      log::Debug({{"credential_source", source_}}, "AWS credentials refreshed from {}", source_);
     } else {
       last_error_ = loaded.ok()
                         ? Status::Transient(source_ + " no longer has credentials: " + provider_->why_not())
@@ -135,8 +137,8 @@ void CredentialCache::Run() {
         delay = std::min(delay, std::max<Clock::duration>((*expiration_ - Clock::now()) / 2, kMinInterval));
       }
       retry_at_ = Clock::now() + std::max<Clock::duration>(delay, kMinInterval);
-      spdlog::warn("{} (trying again in {} s)", last_error_.message(),
-                   std::chrono::duration_cast<std::chrono::seconds>(delay).count());
+      log::Warn({{"credential_source", source_}}, "{} (trying again in {} s)", last_error_.message(),
+                std::chrono::duration_cast<std::chrono::seconds>(delay).count());
     }
     served_ = std::max(served_, serving);
     cv_.notify_all();

@@ -9,6 +9,7 @@
 
 #include "common/digest.h"
 #include "common/encoding.h"
+#include "common/log.h"
 #include "source/sqs/aws_error.h"
 #include "source/sqs/credential_cache.h"
 #include "source/sqs/http_transport.h"
@@ -84,7 +85,8 @@ struct SqsClient::State {
         refreshed = true;
         Status st = cache->RefreshNow(*expired, kRefreshWait);
         if (st.ok()) {
-          spdlog::info("SQS {}: credentials had expired; retrying with refreshed ones", operation);
+          log::Info({{"operation", operation}},
+                    "SQS {}: credentials had expired; retrying with refreshed ones", operation);
           --attempt;
           continue;
         }
@@ -95,7 +97,8 @@ struct SqsClient::State {
         return Status::Transient(result.status().message() + " (gave up after " + std::to_string(attempt) +
                                  " attempts)");
       }
-      spdlog::debug("SQS {} attempt {} failed, retrying: {}", operation, attempt, result.status().message());
+      log::Debug({{"operation", operation}, {"attempt", attempt}}, "SQS {} attempt {} failed, retrying: {}",
+                 operation, attempt, result.status().message());
       Backoff(attempt);
     }
   }
@@ -223,8 +226,8 @@ Result<std::vector<SqsMessage>> SqsClient::ReceiveMessage(const std::string& que
   ASSIGN_OR_RETURN(std::vector<SqsMessage> messages, ParseReceiveMessageResponse(response));
   std::erase_if(messages, [](const SqsMessage& m) {
     if (m.body_corrupt)
-      spdlog::warn("message {}: body does not match its MD5OfBody; left for SQS to deliver again",
-                   m.message_id);
+      log::Warn({{"message_id", m.message_id}},
+                "message {}: body does not match its MD5OfBody; left for SQS to deliver again", m.message_id);
     return m.body_corrupt;
   });
   return messages;

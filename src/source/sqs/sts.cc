@@ -203,28 +203,54 @@ Result<LoadedCredentials> ParseStsCredentials(std::string_view xml, std::string_
   return out;
 }
 
+namespace {
+
+// A Query-protocol request to STS, signed with `credentials`; the 2xx body.
+Result<std::string> SignedCall(const std::string& endpoint_url, const std::string& region,
+                               const Credentials& credentials, std::string_view action, std::string form,
+                               std::chrono::milliseconds timeout, std::string_view identity) {
+  ASSIGN_OR_RETURN(Endpoint endpoint, ParseEndpoint(endpoint_url));
+  HttpRequest request = FormRequest(endpoint.request_url, std::move(form), timeout);
+  request.url = endpoint.request_url;  // exactly the path that is signed
+  request.headers.insert(request.headers.begin(), {"Host", endpoint.host});
+  ASSIGN_OR_RETURN(std::vector<HttpHeader> added,
+                   SignRequest({"POST", endpoint.path, "", request.headers, request.body}, credentials,
+                               {region, "sts"}, std::chrono::system_clock::now()));
+  request.headers.insert(request.headers.end(), added.begin(), added.end());
+  return Call(endpoint.url, action, std::move(request), identity);
+}
+
+}  // namespace
+
+Result<CallerIdentity> GetCallerIdentity(const std::string& endpoint_url, const std::string& region,
+                                         const Credentials& credentials, std::chrono::milliseconds timeout) {
+  ASSIGN_OR_RETURN(std::string body,
+                   SignedCall(endpoint_url, region, credentials, "GetCallerIdentity",
+                              Form({{"Action", "GetCallerIdentity"}, {"Version", kStsVersion}}), timeout,
+                              "the credentials"));
+  pugi::xml_document doc;
+  if (!doc.load_buffer(body.data(), body.size())) {
+    return Status::Transient("malformed STS GetCallerIdentity response: not XML");
+  }
+  pugi::xml_node result = doc.select_node("//GetCallerIdentityResult").node();
+  CallerIdentity identity{result.child("Account").text().as_string(), result.child("Arn").text().as_string()};
+  if (identity.arn.empty()) return Status::Transient("malformed STS GetCallerIdentity response: no <Arn>");
+  return identity;
+}
+
 Result<LoadedCredentials> AssumeRole(const std::string& endpoint_url, const std::string& region,
                                      const Credentials& base, const AssumeRoleParams& params,
                                      std::chrono::milliseconds timeout) {
-  ASSIGN_OR_RETURN(Endpoint endpoint, ParseEndpoint(endpoint_url));
   std::string duration = params.duration_seconds ? std::to_string(*params.duration_seconds) : "";
   std::string session = SessionName(params.session_name);
-  HttpRequest request = FormRequest(endpoint.request_url,
-                                    Form({{"Action", "AssumeRole"},
-                                          {"Version", kStsVersion},
-                                          {"RoleArn", params.role_arn},
-                                          {"RoleSessionName", session},
-                                          {"ExternalId", params.external_id},
-                                          {"DurationSeconds", duration}}),
-                                    timeout);
-  request.url = endpoint.request_url;
-  request.headers.insert(request.headers.begin(), {"Host", endpoint.host});
-  ASSIGN_OR_RETURN(std::vector<HttpHeader> added,
-                   SignRequest({"POST", endpoint.path, "", request.headers, request.body}, base,
-                               {region, "sts"}, std::chrono::system_clock::now()));
-  request.headers.insert(request.headers.end(), added.begin(), added.end());
-  ASSIGN_OR_RETURN(std::string body, Call(endpoint.url, "AssumeRole", std::move(request),
-                                          "the source profile of role " + params.role_arn));
+  ASSIGN_OR_RETURN(std::string body, SignedCall(endpoint_url, region, base, "AssumeRole",
+                                                Form({{"Action", "AssumeRole"},
+                                                      {"Version", kStsVersion},
+                                                      {"RoleArn", params.role_arn},
+                                                      {"RoleSessionName", session},
+                                                      {"ExternalId", params.external_id},
+                                                      {"DurationSeconds", duration}}),
+                                                timeout, "the source profile of role " + params.role_arn));
   return ParseStsCredentials(body, "AssumeRole");
 }
 

@@ -31,6 +31,14 @@ Result<LoadedCredentials> AssumeRoleWithWebIdentity(const std::string& endpoint_
                                                     const AssumeRoleParams& params, const std::string& token,
                                                     std::chrono::milliseconds timeout);
 
+// Who the credentials are (sts:GetCallerIdentity needs no permission): for `sqs2pg check`.
+struct CallerIdentity {
+  std::string account;
+  std::string arn;
+};
+Result<CallerIdentity> GetCallerIdentity(const std::string& endpoint_url, const std::string& region,
+                                         const Credentials& credentials, std::chrono::milliseconds timeout);
+
 // The <Credentials> of an AssumeRole* response.
 Result<LoadedCredentials> ParseStsCredentials(std::string_view xml, std::string_view action);
 
