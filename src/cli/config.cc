@@ -52,6 +52,15 @@ std::string KeyName(std::string_view section, std::string_view key) {
   return section.empty() ? std::string(key) : fmt::format("[{}] {}", section, key);
 }
 
+// "[run], [send]": the tables an option may be set in.
+std::string TablesOf(const OptionSpec& spec) {
+  std::string tables;
+  for (std::string_view section : kSections) {
+    if (InSection(spec, section)) tables += (tables.empty() ? "" : ", ") + fmt::format("[{}]", section);
+  }
+  return tables;
+}
+
 // A key that is not an option: the closest one, if a likely slip (batch_size for batch-size).
 std::string DidYouMean(std::string_view section, std::string_view key) {
   std::string dashed(key);
@@ -62,7 +71,7 @@ std::string DidYouMean(std::string_view section, std::string_view key) {
     if (spec.name == dashed && spec.name != "config") {
       if (InSection(spec, section)) return fmt::format(" (did you mean {}?)", spec.name);
       return spec.sections.empty() ? fmt::format(" ({} is a top-level key)", spec.name)
-                                   : fmt::format(" ({} belongs in [{}])", spec.name, spec.sections);
+                                   : fmt::format(" ({} belongs in {})", spec.name, TablesOf(spec));
     }
   }
   return "";
@@ -388,11 +397,7 @@ std::string OptionsMarkdown() {
     } else if (spec.sections.empty()) {
       key = fmt::format("`{}` (top level)", spec.name);
     } else {
-      std::string tables;
-      for (std::string_view section : kSections) {
-        if (InSection(spec, section)) tables += (tables.empty() ? "" : ", ") + fmt::format("[{}]", section);
-      }
-      key = fmt::format("`{}` in {}", spec.name, tables);
+      key = fmt::format("`{}` in {}", spec.name, TablesOf(spec));
     }
     std::string def =
         spec.default_value.empty() ? std::string(spec.default_note) : fmt::format("`{}`", spec.default_value);

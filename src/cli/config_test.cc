@@ -142,7 +142,13 @@ TEST_F(ConfigTest, AnUnknownKeyNamesItsFileAndLine) {
 TEST_F(ConfigTest, AnOptionInTheWrongTableIsUnknownThere) {
   std::string path = File("[send]\n\nbatch-size = 5\n");
   Status st = Parse({"send", "--config", path, path});
-  EXPECT_THAT(st.message(), AllOf(HasSubstr(path + ":3"), HasSubstr("belongs in [run]")));
+  EXPECT_THAT(st.message(), AllOf(HasSubstr(path + ":3"), HasSubstr("belongs in [run])")));
+  App again;
+  std::string top_level = File("queue = \"q\"\n");
+  std::vector<const char*> args = {"sqs2pg", "schema", "--config", top_level.c_str()};
+  again.cli.parse(4, args.data());
+  EXPECT_THAT(ApplyLayers(again.cli, again.views, again.provenance).message(),
+              HasSubstr("unknown key queue (queue belongs in [run], [send])"));
   std::string top = File("[runn]\nx = 1\n");
   App fresh;
   std::vector<const char*> argv = {"sqs2pg", "schema", "--config", top.c_str()};
