@@ -15,6 +15,8 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "metrics/http_server.h"
+#include "metrics/sqs2pg_metrics.h"
 #include "pipeline/pipeline.h"
 #include "sink/null/null_sink.h"
 #include "sink/postgres/dry_run_sink.h"
@@ -73,6 +75,7 @@ struct RunOptions {
   int max_receives = 10;
   size_t batch_bytes = size_t{16} << 20;
   size_t max_in_flight_bytes = size_t{256} << 20;
+  std::string metrics_addr;  // empty: no metrics, no HTTP endpoint
 };
 
 transform::ColumnLimits LimitsFor(const sink::TableShape& shape) {
@@ -195,6 +198,20 @@ int Run(const RunOptions& o) {
 
   // Before anything can block (a database that is down at start), so a stop is always heard.
   InstallStopHandlers();
+  // Metrics and probes are served from the start: /healthz answers while Postgres is awaited.
+  // Declared before everything that updates them, so they outlive it.
+  metrics::Registry registry;
+  std::unique_ptr<metrics::Metrics> metrics;
+  std::unique_ptr<metrics::HttpServer> http;
+  if (!o.metrics_addr.empty()) {
+    metrics = std::make_unique<metrics::Metrics>(registry);
+    metrics::AddProcessMetrics(registry);
+    metrics->health.needs_postgres = !(o.dry_run || o.discard_messages);
+    auto server = metrics::HttpServer::Start(o.metrics_addr, *metrics);
+    if (!server.ok()) return Fail(server.status());
+    http = std::move(server).value();
+    spdlog::info("metrics: serving http://{}/metrics, /healthz and /readyz", http->address());
+  }
   auto client_config = MakeClientConfig(o.queue);
   if (!client_config.ok()) return Fail(client_config.status());
   auto client = sqs::SqsClient::Create(*client_config);
@@ -242,6 +259,7 @@ int Run(const RunOptions& o) {
       auto sealer = std::make_shared<transform::Masker>(std::move(sink_masker).value());
       sink::PostgresSinkConfig config{o.db, o.table};
       config.max_receives = o.max_receives;
+      config.metrics = metrics.get();
       config.seal_body = [sealer](std::string_view plain) { return sealer->Mask(plain); };
       auto connected = ConnectSink(o, config, shape);
       if (!connected.ok() && g_stop) {
@@ -265,6 +283,7 @@ int Run(const RunOptions& o) {
   if (o.visibility_timeout >= 0) receive_visibility = o.visibility_timeout;
   auto sqs_source = sqs::AsyncSqsSource::Create(*client_config, *queue_url, receive_visibility);
   if (!sqs_source.ok()) return Fail(sqs_source.status());
+  (*sqs_source)->SetMetrics(metrics.get());
   // A dry run reads through DryRunSource, which deletes nothing and releases all at the end.
   std::optional<source::DryRunSource> dry_source;
   AsyncMessageSource* messages = sqs_source->get();
@@ -285,6 +304,7 @@ int Run(const RunOptions& o) {
   options.sqs_retry_timeout = std::chrono::seconds(o.sqs_retry_timeout);
   options.db_retry_timeout = std::chrono::seconds(o.db_retry_timeout);
   options.shutdown_timeout = std::chrono::seconds(o.shutdown_timeout);
+  options.metrics = metrics.get();
   if (o.visibility_timeout < 0 && *visibility > 0 &&
       std::chrono::seconds(*visibility) < options.shutdown_timeout) {
     spdlog::warn("the queue's visibility timeout ({} s) is shorter than the shutdown timeout ({} s)",
@@ -397,6 +417,9 @@ Command AddRunCommand(CLI::App& app) {
          "to the queue's redrive policy)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1000));
+  cmd->add_option("--metrics-addr", o->metrics_addr,
+                  "Serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on HOST:PORT, e.g. "
+                  "127.0.0.1:9800 or :9800 (port 0: any free port, logged). Default: off");
   return {cmd, [o]() { return Run(*o); }};
 }
 

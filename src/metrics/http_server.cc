@@ -19,7 +19,7 @@ constexpr size_t kServerThreads = 2;
 Result<std::pair<std::string, int>> ParseHostPort(std::string_view address) {
   auto bad = [&] {
     return Status::InvalidInput(fmt::format(
-        "--metrics-addr {}: expected HOST:PORT, e.g. 127.0.0.1:9187, [::1]:9187 or :9187", address));
+        "--metrics-addr {}: expected HOST:PORT, e.g. 127.0.0.1:9800, [::1]:9800 or :9800", address));
   };
   size_t colon = address.rfind(':');
   if (colon == std::string_view::npos) return bad();

@@ -160,6 +160,10 @@ void Metrics::CountSqsCall(SqsOp op, SqsOutcome outcome, double seconds) {
                       std::memory_order_relaxed);
 }
 
+void Metrics::CountSqsRetries(SqsOp op, std::uint64_t n) {
+  if (op != SqsOp::kCount) sqs_retries[static_cast<size_t>(op)]->Inc(n);
+}
+
 void Metrics::CountRejects(std::string_view reason, std::uint64_t n) {
   std::string_view cls = RejectReasonClass(reason);
   for (size_t i = 0; i < kRejectReasons.size(); ++i) {

@@ -111,6 +111,7 @@ struct Metrics {
   Histogram& postgres_commit_seconds;  // the COMMIT statement alone
 
   void CountSqsCall(SqsOp op, SqsOutcome outcome, double seconds);
+  void CountSqsRetries(SqsOp op, std::uint64_t n = 1);
   void CountRejects(std::string_view reason, std::uint64_t n = 1);
 };
 
