@@ -66,6 +66,14 @@ void AppendLabels(std::string& out, const std::vector<std::string>& names,
   out.push_back('}');
 }
 
+// " <value>\n" ending a sample line. (Appended piecewise: GCC 12 at -O3 warns, wrongly, about
+// overlapping copies in `" " + text + "\n"`.)
+void AppendValue(std::string& out, const std::string& value) {
+  out.push_back(' ');
+  out += value;
+  out.push_back('\n');
+}
+
 }  // namespace
 
 std::string EscapeHelp(std::string_view help) {
@@ -165,7 +173,7 @@ Family<T>& Registry::AddScalar(std::deque<std::unique_ptr<Family<T>>>& store, co
     for (const auto& [values, child] : f->children_) {
       out += f->name_;
       AppendLabels(out, f->label_names_, values);
-      out += " " + ValueText(*child) + "\n";
+      AppendValue(out, ValueText(*child));
     }
   });
   return *f;
@@ -206,7 +214,7 @@ Family<Histogram>& Registry::AddHistogram(const std::string& name, const std::st
       // _count equals the +Inf bucket, read from the same snapshot, so the two always agree.
       out += f->name_ + "_sum";
       AppendLabels(out, f->label_names_, values);
-      out += " " + FormatValue(h->Sum()) + "\n";
+      AppendValue(out, FormatValue(h->Sum()));
       out += f->name_ + "_count";
       AppendLabels(out, f->label_names_, values);
       out += fmt::format(" {}\n", cumulative);
@@ -233,7 +241,7 @@ void Registry::AddCollector(const std::string& name, const std::string& help, Ty
         }
         out.push_back('}');
       }
-      out += " " + FormatValue(s.value) + "\n";
+      AppendValue(out, FormatValue(s.value));
     }
   });
 }
