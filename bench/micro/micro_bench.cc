@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "metrics/sqs2pg_metrics.h"
 #include "sink/postgres/copy_format.h"
 #include "transform/keyring.h"
 #include "transform/login_transform.h"
@@ -116,6 +117,52 @@ void BM_WholeTransform(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_WholeTransform);
+
+// What the metrics cost per message, pessimistically: for every 10 messages (one ReceiveMessage
+// answer) the pipeline's loop turns once (7 counter catch-ups, 3 gauges, the heartbeat clock
+// read), the receive and its DeleteMessageBatch are counted (counter + histogram each), and for
+// every 500 (one batch) the batch's histograms and commit counter are updated. Single-threaded:
+// the loop thread does almost all of it, the loader threads only the per-batch part.
+void BM_MetricsPerMessage(benchmark::State& state) {
+  metrics::Registry registry;
+  metrics::Metrics m(registry);
+  std::uint64_t n = 0;
+  for (auto _ : state) {
+    ++n;
+    if (n % 10 == 0) {
+      for (metrics::Counter* c : {&m.received, &m.loaded, &m.duplicates, &m.deleted, &m.delete_failures,
+                                  &m.left_for_redelivery, &m.visibility_extended})
+        c->Inc(10);
+      m.in_hand_messages.Set(static_cast<double>(n & 1023));
+      m.in_hand_bytes.Set(static_cast<double>(n & 4095));
+      m.caught_up.store(false, std::memory_order_relaxed);
+      m.health.LoopTurned();
+      m.CountSqsCall(metrics::SqsOp::kReceiveMessage, metrics::SqsOutcome::kSuccess, 0.004);
+      m.CountSqsCall(metrics::SqsOp::kDeleteMessageBatch, metrics::SqsOutcome::kSuccess, 0.002);
+    }
+    if (n % 500 == 0) {
+      m.batch_messages.Observe(500);
+      m.postgres_load_seconds.Observe(0.012);
+      m.postgres_commit_seconds.Observe(0.001);
+      m.postgres_commits.Inc();
+      m.newest_loaded_sent_ms.store(static_cast<std::int64_t>(n), std::memory_order_relaxed);
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_MetricsPerMessage);
+
+// One scrape of /metrics: every metric rendered (process metrics read from /proc).
+void BM_MetricsRender(benchmark::State& state) {
+  metrics::Registry registry;
+  metrics::Metrics m(registry);
+  metrics::AddProcessMetrics(registry);
+  for (auto _ : state) {
+    std::string text = registry.Render();
+    benchmark::DoNotOptimize(text.data());
+  }
+}
+BENCHMARK(BM_MetricsRender);
 
 }  // namespace
 }  // namespace sqs2pg

@@ -94,6 +94,11 @@ constexpr OptionSpec kOptions[] = {
      "A message the database refuses for a reason other than its data (a trigger's error) is left for "
      "redelivery, and becomes a reject at its Nth delivery; 0 leaves it to the queue's redrive policy"},
 
+    {"metrics-addr", "HOST:PORT", kString, kNone, "run", "SQS2PG_METRICS_ADDR", "", "off",
+     "Serve Prometheus metrics (/metrics) and probes (/healthz, /readyz) on HOST:PORT, e.g. 127.0.0.1:9800 "
+     "or "
+     ":9800 (port 0: any free port, logged)"},
+
     // send
     {"create-queue", "", kBool, kNone, "send", "SQS2PG_CREATE_QUEUE", "false", "",
      "Create the queue first (nothing happens if it exists); a name ending in .fifo makes a FIFO queue, with "

@@ -18,6 +18,8 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/run_options.h"
+#include "metrics/http_server.h"
+#include "metrics/sqs2pg_metrics.h"
 #include "pipeline/pipeline.h"
 #include "sink/null/null_sink.h"
 #include "sink/postgres/dry_run_sink.h"
@@ -180,6 +182,20 @@ int Run(const RunOptions& o) {
 
   // Before anything can block (a database that is down at start), so a stop is always heard.
   InstallStopHandlers();
+  // Metrics and probes are served from the start: /healthz answers while Postgres is awaited.
+  // Declared before everything that updates them, so they outlive it.
+  metrics::Registry registry;
+  std::unique_ptr<metrics::Metrics> metrics;
+  std::unique_ptr<metrics::HttpServer> http;
+  if (!o.metrics_addr.empty()) {
+    metrics = std::make_unique<metrics::Metrics>(registry);
+    metrics::AddProcessMetrics(registry);
+    metrics->health.needs_postgres = !(o.dry_run || o.discard_messages);
+    auto server = metrics::HttpServer::Start(o.metrics_addr, *metrics);
+    if (!server.ok()) return Fail(server.status());
+    http = std::move(server).value();
+    spdlog::info("metrics: serving http://{}/metrics, /healthz and /readyz", http->address());
+  }
   auto client_config = MakeClientConfig(o.queue);
   if (!client_config.ok()) return Fail(client_config.status());
   auto client = sqs::SqsClient::Create(*client_config);
@@ -227,6 +243,7 @@ int Run(const RunOptions& o) {
       auto sealer = std::make_shared<transform::Masker>(std::move(sink_masker).value());
       sink::PostgresSinkConfig config{o.db, o.table};
       config.max_receives = o.max_receives;
+      config.metrics = metrics.get();
       config.seal_body = [sealer](std::string_view plain) { return sealer->Mask(plain); };
       auto connected = ConnectSink(o, config, shape);
       if (!connected.ok() && g_stop) {
@@ -250,6 +267,7 @@ int Run(const RunOptions& o) {
   if (o.visibility_timeout >= 0) receive_visibility = o.visibility_timeout;
   auto sqs_source = sqs::AsyncSqsSource::Create(*client_config, *queue_url, receive_visibility);
   if (!sqs_source.ok()) return Fail(sqs_source.status());
+  (*sqs_source)->SetMetrics(metrics.get());
   // A dry run reads through DryRunSource, which deletes nothing and releases all at the end.
   std::optional<source::DryRunSource> dry_source;
   AsyncMessageSource* messages = sqs_source->get();
@@ -273,6 +291,7 @@ int Run(const RunOptions& o) {
   options.max_receives = o.max_receives;
   // SQS requires FIFO queue names to end in ".fifo".
   options.fifo = queue_url->size() > 5 && queue_url->ends_with(".fifo");
+  options.metrics = metrics.get();
   if (o.visibility_timeout < 0 && *visibility > 0 &&
       std::chrono::seconds(*visibility) < options.shutdown_timeout) {
     spdlog::warn("the queue's visibility timeout ({} s) is shorter than the shutdown timeout ({} s)",
@@ -359,6 +378,7 @@ void AddRunOptions(CLI::App& cmd, RunOptions& options) {
   AddOption(cmd, "db-retry-timeout", o->db_retry_timeout)->check(CLI::Range(0, 86400));
   AddOption(cmd, "shutdown-timeout", o->shutdown_timeout)->check(CLI::Range(0, 3600));
   AddOption(cmd, "max-receives", o->max_receives)->check(CLI::Range(0, 1000));
+  AddOption(cmd, "metrics-addr", o->metrics_addr);
 }
 
 Command AddRunCommand(CLI::App& app) {

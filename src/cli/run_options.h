@@ -29,6 +29,7 @@ struct RunOptions {
   int db_retry_timeout = 300;   // seconds
   int shutdown_timeout = 20;    // seconds
   int max_receives = 10;
+  std::string metrics_addr;  // empty: no metrics, no HTTP endpoint
   size_t batch_bytes = size_t{16} << 20;
   size_t max_in_flight_bytes = size_t{256} << 20;
 };

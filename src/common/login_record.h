@@ -56,8 +56,9 @@ struct ProcessedMessage {
   std::string message_id;           // SQS MessageId: the key that makes loading idempotent
   std::int64_t received_at_ms = 0;  // when sqs2pg received it (Unix ms), kept with rejects
   std::variant<LoginRow, Rejection> record;
-  int receive_count = 1;  // SQS's ApproximateReceiveCount: how often it has been delivered
-  size_t body_bytes = 0;  // size of the message body as received, for the bounds in bytes
+  int receive_count = 1;               // SQS's ApproximateReceiveCount: how often it has been delivered
+  size_t body_bytes = 0;               // size of the message body as received, for the bounds in bytes
+  std::int64_t sent_timestamp_ms = 0;  // SQS's SentTimestamp (Unix ms), for the lag metric
   FifoOrder fifo{};
 };
 

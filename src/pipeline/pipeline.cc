@@ -123,6 +123,7 @@ void Pipeline::OnReceived(int round, bool unlock, Result<std::vector<ReceivedMes
       return;
     }
     auto delay = Backoff(receive_failures_.failures);
+    if (options_.metrics) options_.metrics->CountSqsRetries(metrics::SqsOp::kReceiveMessage);
     log::Warn({{"attempt", receive_failures_.failures},
                {"delay_ms", Millis(delay)},
                {"operation", "ReceiveMessage"}},
@@ -167,10 +168,11 @@ void Pipeline::OnReceived(int round, bool unlock, Result<std::vector<ReceivedMes
       continue;
     }
     it->second.bytes = m.body.size();
+    it->second.received = now;
     bytes_in_hand_ += m.body.size();
     if (building_.empty()) building_since_ = now;
-    ProcessedMessage out{m.message_id, m.received_at_ms, {}, std::max(m.receive_count, 1), m.body.size(),
-                         m.fifo};
+    ProcessedMessage out{m.message_id,  m.received_at_ms,    {},    std::max(m.receive_count, 1),
+                         m.body.size(), m.sent_timestamp_ms, m.fifo};
     auto outcome = transform_.Apply(m.body, m.sent_timestamp_ms);
     if (auto* rejection = std::get_if<Rejection>(&outcome)) {
       log::Info({{"message_id", m.message_id}, {"event", "reject"}}, "message {} rejected: {}", m.message_id,
@@ -195,6 +197,7 @@ void Pipeline::CheckDepthBeforeDraining() {
       drained_ = true;  // no cross-check to be had: the receives decide
       return;
     }
+    PublishQueueDepth(*depth);
     std::int64_t left = depth->visible + depth->not_visible + depth->delayed;
     if (left <= 0) {
       drained_ = true;
@@ -317,6 +320,7 @@ void Pipeline::HandleLoaded() {
         if (pending.message_ids.size() == kMaxPerCall) deletes_.push_back(std::exchange(pending, {}));
       }
       if (!pending.message_ids.empty()) deletes_.push_back(std::move(pending));
+      if (options_.metrics) CountCommitted(batch, *l.result);
       if (batch.failures.failures > 0) {
         log::Info({{"messages", batch.messages.size()}, {"attempt", batch.failures.failures + 1}},
                   "load of {} messages succeeded after {} failures over {} ms", batch.messages.size(),
@@ -338,6 +342,7 @@ void Pipeline::HandleLoaded() {
       continue;
     }
     auto delay = Backoff(batch.failures.failures);
+    if (options_.metrics) options_.metrics->postgres_retries.Inc();
     std::string budget = options_.follow ? "retrying until it succeeds"
                                          : fmt::format("giving up after {} s of failures",
                                                        Millis(options_.db_retry_timeout) / 1000);
@@ -383,6 +388,7 @@ void Pipeline::OnDeleted(PendingDelete pending, Result<BatchResult> result) {
                    (!options_.follow && pending.failures.Exhausted(now, options_.sqs_retry_timeout));
     if (!give_up) {
       auto delay = Backoff(pending.failures.failures);
+      if (options_.metrics) options_.metrics->CountSqsRetries(metrics::SqsOp::kDeleteMessageBatch);
       log::Warn({{"messages", pending.message_ids.size()},
                  {"attempt", pending.failures.failures},
                  {"delay_ms", Millis(delay)},
@@ -428,6 +434,8 @@ void Pipeline::OnDeleted(PendingDelete pending, Result<BatchResult> result) {
     unlock_receive_due_ = options_.fifo;
   }
   if (!again.message_ids.empty()) {
+    if (options_.metrics)
+      options_.metrics->CountSqsRetries(metrics::SqsOp::kDeleteMessageBatch, again.message_ids.size());
     again.failures.Fail(now);
     again.not_before = now + Backoff(again.failures.failures);
     deletes_.push_back(std::move(again));
@@ -463,6 +471,8 @@ void Pipeline::Heartbeat() {
             } else {
               // Try again soon, but back off: a failing call must not be resent every tick.
               m.extend_at = now + Backoff(++m.extend_failures);
+              if (options_.metrics)
+                options_.metrics->CountSqsRetries(metrics::SqsOp::kChangeMessageVisibilityBatch);
             }
           }
           if (r.ok()) {
@@ -485,8 +495,9 @@ void Pipeline::Heartbeat() {
 
 bool Pipeline::Finished() const {
   bool no_more_input = stopping_ || !fatal_.ok() || drained_;
-  return no_more_input && receives_in_flight_ == 0 && !checking_depth_ && building_.empty() &&
-         ready_.empty() && loads_in_flight_ == 0 && deletes_.empty() && deletes_in_flight_ == 0;
+  return no_more_input && receives_in_flight_ == 0 && !checking_depth_ && !depth_in_flight_ &&
+         building_.empty() && ready_.empty() && loads_in_flight_ == 0 && deletes_.empty() &&
+         deletes_in_flight_ == 0;
 }
 
 void Pipeline::Abandon() {
@@ -539,6 +550,59 @@ void Pipeline::Abandon() {
   while (Clock::now() < until) source_.Poll(kTick);
 }
 
+void Pipeline::PublishMetrics(Clock::time_point now) {
+  metrics::Metrics* m = options_.metrics;
+  if (m == nullptr) return;
+  auto add = [](metrics::Counter& counter, std::uint64_t total, std::uint64_t& published) {
+    if (total > published) counter.Inc(total - published);
+    published = total;
+  };
+  add(m->received, stats_.received, published_.received);
+  add(m->loaded, stats_.loaded, published_.loaded);
+  add(m->duplicates, stats_.duplicates, published_.duplicates);
+  add(m->deleted, stats_.deleted, published_.deleted);
+  add(m->delete_failures, stats_.delete_failures, published_.delete_failures);
+  add(m->left_for_redelivery, stats_.left_for_redelivery, published_.left_for_redelivery);
+  add(m->visibility_extended, stats_.visibility_extended, published_.visibility_extended);
+  m->in_hand_messages.Set(static_cast<double>(in_hand_.size()));
+  m->in_hand_bytes.Set(static_cast<double>(bytes_in_hand_));
+  m->caught_up.store(idle_ && NothingInHand(), std::memory_order_relaxed);
+  // A walk over what is in hand (a few thousand entries at most) once a second, not per turn.
+  if (now - oldest_checked_ >= std::chrono::seconds(1)) {
+    oldest_checked_ = now;
+    Clock::time_point oldest = now;
+    for (const auto& [id, m_in_hand] : in_hand_) oldest = std::min(oldest, m_in_hand.received);
+    m->oldest_in_hand_age_seconds.Set(std::chrono::duration<double>(now - oldest).count());
+  }
+  m->health.LoopTurned();
+}
+
+void Pipeline::CountCommitted(const Batch& batch, const LoadSummary& summary) {
+  metrics::Metrics& m = *options_.metrics;
+  m.batch_messages.Observe(static_cast<double>(batch.messages.size()));
+  std::int64_t newest = m.newest_loaded_sent_ms.load(std::memory_order_relaxed);
+  for (const ProcessedMessage& msg : batch.messages) newest = std::max(newest, msg.sent_timestamp_ms);
+  m.newest_loaded_sent_ms.store(newest, std::memory_order_relaxed);
+  // Rejects by reason class. The sink says how many it stored, not which: when some were
+  // duplicates (rare: a redelivery of a committed reject) the first ones of the batch are counted.
+  if (summary.refused_by_database > 0) m.CountRejects("database refused", summary.refused_by_database);
+  size_t budget = summary.rejects_stored - std::min(summary.rejects_stored, summary.refused_by_database);
+  for (const ProcessedMessage& msg : batch.messages) {
+    if (budget == 0) break;
+    if (const auto* rejection = std::get_if<Rejection>(&msg.record)) {
+      m.CountRejects(rejection->reason);
+      --budget;
+    }
+  }
+}
+
+void Pipeline::PublishQueueDepth(const QueueDepth& depth) {
+  if (options_.metrics == nullptr) return;
+  options_.metrics->queue_visible.Set(static_cast<double>(depth.visible));
+  options_.metrics->queue_not_visible.Set(static_cast<double>(depth.not_visible));
+  options_.metrics->queue_delayed.Set(static_cast<double>(depth.delayed));
+}
+
 Status Pipeline::Run(const std::atomic<bool>& stop, const ProgressFn& progress) {
   for (auto& sink : sinks_) loaders_.emplace_back([this, s = sink.get()] { LoaderLoop(*s); });
   auto started = Clock::now();
@@ -547,6 +611,7 @@ Status Pipeline::Run(const std::atomic<bool>& stop, const ProgressFn& progress) 
     auto now = Clock::now();
     if (stop.load() && !stopping_) {
       stopping_ = true;
+      if (options_.metrics) options_.metrics->health.stopping = true;
       shutdown_deadline_ = now + options_.shutdown_timeout;
       source_.CancelReceives();  // no need to wait out a long poll
       if (!NothingInHand()) {
@@ -589,12 +654,25 @@ Status Pipeline::Run(const std::atomic<bool>& stop, const ProgressFn& progress) 
       last_heartbeat = now;
     }
     stats_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    if (options_.metrics) {
+      PublishMetrics(now);
+      // The queue's depth now and then, for the "no progress while the queue has messages" alert.
+      if (now >= depth_due_ && !depth_in_flight_ && !stopping_ && fatal_.ok() && !drained_) {
+        depth_due_ = now + options_.queue_depth_every;
+        depth_in_flight_ = true;
+        source_.StartQueueDepth([this](Result<QueueDepth> depth) {
+          depth_in_flight_ = false;
+          if (depth.ok()) PublishQueueDepth(*depth);
+        });
+      }
+    }
     if (progress) progress(stats_);
     if (Finished()) break;
     source_.Poll(kTick);
     HandleLoaded();
   }
   stats_.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  PublishMetrics(Clock::now());
   return fatal_;
 }
 

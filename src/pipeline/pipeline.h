@@ -25,6 +25,7 @@
 #include "common/result.h"
 #include "common/retry.h"
 #include "common/stages.h"
+#include "metrics/sqs2pg_metrics.h"
 #include "transform/login_transform.h"
 
 namespace sqs2pg::pipeline {
@@ -76,6 +77,11 @@ struct PipelineOptions {
   // and each delete is followed by a short-poll receive for the groups it unlocked, rather than
   // waiting for a long poll started before the unlock (which some servers do not wake).
   bool fifo = false;
+  // Where the loop publishes its counts, gauges and heartbeat. nullptr: metrics are off. Must
+  // outlive the pipeline.
+  metrics::Metrics* metrics = nullptr;
+  // With metrics on: how often the queue's approximate depth is read (GetQueueAttributes).
+  std::chrono::milliseconds queue_depth_every{std::chrono::seconds(15)};
 };
 
 struct RunStats {
@@ -132,6 +138,7 @@ class Pipeline {
   struct InHand {
     std::string receipt_handle;
     Clock::time_point extend_at;  // when the heartbeat should extend its visibility
+    Clock::time_point received;   // first delivery of this stay in hand
     bool extending = false;
     int extend_failures = 0;
     size_t bytes = 0;
@@ -167,6 +174,12 @@ class Pipeline {
   void Abandon();
   bool Finished() const;
   Clock::duration Backoff(int failures);
+  // With metrics on: adds what stats_ counted since the last call to the counters, and sets the
+  // gauges and the heartbeat. Once per loop turn, so a counter costs one atomic add per turn.
+  void PublishMetrics(Clock::time_point now);
+  // With metrics on, per committed batch: rejects by reason class, the lag, the batch size.
+  void CountCommitted(const Batch& batch, const LoadSummary& summary);
+  void PublishQueueDepth(const QueueDepth& depth);
 
   AsyncMessageSource& source_;
   transform::LoginTransform& transform_;
@@ -210,6 +223,12 @@ class Pipeline {
   std::unordered_set<std::string> left_ids_;
   bool stopping_ = false;  // a stop was requested and the receives in flight were cancelled
   Clock::time_point shutdown_deadline_;
+  // Metrics: stats_ as last published, when the oldest message in hand was last looked for, and
+  // the next periodic read of the queue's depth.
+  RunStats published_;
+  Clock::time_point oldest_checked_;
+  Clock::time_point depth_due_;
+  bool depth_in_flight_ = false;
 
   // Shared with the loader threads, under mu_.
   std::mutex mu_;

@@ -33,6 +33,11 @@ class FakeSource : public AsyncMessageSource {
       visible_.push_back({fmt::format("m{}", i), "", Body(i), 1'700'000'000'000, 0, 0});
   }
 
+  void AddBody(std::string id, std::string body) {
+    std::lock_guard lock(mu_);
+    visible_.push_back({std::move(id), "", std::move(body), 1'700'000'000'000, 0, 0});
+  }
+
   void StartReceive(int max_messages, std::chrono::seconds wait, ReceiveDone done) override {
     ++receive_calls;
 
@@ -333,6 +338,32 @@ class PipelineTest : public ::testing::Test {
   RunStats stats_;
   std::atomic<bool> stop_{false};
 };
+
+TEST_F(PipelineTest, MetricsCountWhatTheRunStatsCount) {
+  source_.Add(300);
+  source_.AddBody("bad-json", "{not json");
+  source_.AddBody("no-ip", R"({"user_id":"u","device_id":"d"})");
+  ledger_.transient_failures = 1;
+  metrics::Registry registry;
+  metrics::Metrics m(registry);
+  options_.metrics = &m;
+  options_.batch_size = 100;
+  ASSERT_TRUE(Run(2).ok());
+  EXPECT_EQ(m.received.Value(), stats_.received);
+  EXPECT_EQ(m.received.Value(), 302u);
+  EXPECT_EQ(m.loaded.Value(), 300u);
+  EXPECT_EQ(m.deleted.Value(), 302u);
+  EXPECT_EQ(m.rejected.With({"invalid_json"}).Value(), 1u);
+  EXPECT_EQ(m.rejected.With({"missing_field"}).Value(), 1u);
+  EXPECT_EQ(m.postgres_retries.Value(), 1u);
+  EXPECT_GE(m.batch_messages.Count(), 2u);
+  EXPECT_EQ(m.batch_messages.Sum(), 302);
+  EXPECT_EQ(m.newest_loaded_sent_ms.load(), 1'700'000'000'000);
+  EXPECT_EQ(m.in_hand_messages.Value(), 0);
+  EXPECT_GT(m.health.loop_turned_ms.load(), 0);
+  // The depth cross-check of the drain is published too.
+  EXPECT_EQ(m.queue_visible.Value(), 0);
+}
 
 TEST_F(PipelineTest, DrainLoadsEveryMessageOnceWithManyReceiversAndSinks) {
   source_.Add(1000);

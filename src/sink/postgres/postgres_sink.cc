@@ -269,6 +269,15 @@ struct PostgresSink::Impl {
   std::mutex watchdog_mu;
   std::condition_variable watchdog_cv;
   bool closing = false;
+  bool counted_up = false;  // this connection is counted in sqs2pg_postgres_connections_up
+
+  // After each call: counts this connection up or down, by libpq's view of it.
+  void UpdateUp() {
+    if (config.metrics == nullptr) return;
+    bool up = PQstatus(conn.get()) == CONNECTION_OK;
+    if (up != counted_up) config.metrics->postgres_connections_up.Add(up ? 1 : -1);
+    counted_up = up;
+  }
 
   void StartWatchdog();
   // REQUIRES: cancel_mu held.
@@ -368,6 +377,7 @@ Status PostgresSink::Impl::EnsureConnected() {
   // `reconnect`: the server may still answer, but as a standby now, or it could not replicate.
   if (PQstatus(conn.get()) == CONNECTION_OK && !reconnect) return Status::Ok();
   reconnect = false;
+  if (config.metrics != nullptr) config.metrics->postgres_reconnects.Inc();
   // PQreset reconnects with the same settings, trying every host of a multi-host conninfo again.
   {
     // The socket number changes here: not while another thread may shut it down.
@@ -553,7 +563,12 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
   summary.rejects_stored = static_cast<size_t>(ParseCount(PQgetvalue(merged.get(), 0, 1)));
   summary.duplicates = batch.size() - std::min(batch.size(), summary.rows_loaded + summary.rejects_stored);
   unreplicated_commit = false;
+  auto commit_start = std::chrono::steady_clock::now();
   if (Status st = Exec("COMMIT"); !st.ok()) return fail(st);
+  if (config.metrics != nullptr) {
+    config.metrics->postgres_commit_seconds.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_start).count());
+  }
   if (unreplicated_commit) {
     // Not durable: keep the messages. They come back and the ledger on whichever node survives
     // decides whether they are loaded or skipped.
@@ -563,6 +578,7 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
         "COMMIT was not confirmed by the synchronous standby (cancelled wait, or the server is going down "
         "for a failover); the batch will be loaded again, and the ledger skips what did commit");
   }
+  if (config.metrics != nullptr) config.metrics->postgres_commits.Inc();
   return summary;
 }
 
@@ -649,8 +665,12 @@ void PostgresSink::Impl::StartWatchdog() {
   });
 }
 
-PostgresSink::PostgresSink(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) { impl_->StartWatchdog(); }
+PostgresSink::PostgresSink(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  impl_->StartWatchdog();
+  impl_->UpdateUp();
+}
 PostgresSink::~PostgresSink() {
+  if (impl_->counted_up) impl_->config.metrics->postgres_connections_up.Add(-1);
   {
     std::lock_guard lock(impl_->watchdog_mu);
     impl_->closing = true;
@@ -1059,10 +1079,18 @@ Result<std::vector<std::string>> PostgresSink::CommittedIds(std::span<const std:
 
 Result<LoadSummary> PostgresSink::Load(std::span<const ProcessedMessage> batch) {
   if (batch.empty()) return LoadSummary{};
-  RETURN_IF_ERROR(impl_->EnsureConnected());
-  impl_->busy_since_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  Status connected = impl_->EnsureConnected();
+  impl_->UpdateUp();
+  RETURN_IF_ERROR(connected);
+  auto start = std::chrono::steady_clock::now();
+  impl_->busy_since_ns = start.time_since_epoch().count();
   auto loaded = impl_->LoadSplitting(batch);
   impl_->busy_since_ns = 0;
+  impl_->UpdateUp();
+  if (impl_->config.metrics != nullptr) {
+    impl_->config.metrics->postgres_load_seconds.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
   if (!loaded.ok()) return impl_->PrivilegeHint(loaded.status());
   return loaded;
 }

@@ -18,6 +18,7 @@
 #include "common/login_record.h"
 #include "common/result.h"
 #include "common/stages.h"
+#include "metrics/sqs2pg_metrics.h"
 
 namespace sqs2pg::sink {
 
@@ -37,6 +38,9 @@ struct PostgresSinkConfig {
   // Encrypts the JSON of a row the database refused, for <table>_rejects, where no body is ever
   // kept in clear. Called on the sink's own thread. Unset: such a body is not kept at all.
   std::function<Result<std::string>(std::string_view)> seal_body = nullptr;
+  // Commits, reconnects, load and COMMIT times, and whether this connection is up. nullptr: off.
+  // Must outlive the sink; shared by every sink (its members are atomics).
+  metrics::Metrics* metrics = nullptr;
 };
 
 // What the live table allows, read from the catalog so the transform checks the real sizes.

@@ -13,6 +13,9 @@
 namespace sqs2pg::sqs {
 namespace {
 
+// The error MultiTransport gives a call CancelCancellable() ended.
+constexpr std::string_view kCancelled = "cancelled";
+
 std::int64_t NowMillis() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
@@ -27,6 +30,15 @@ struct AsyncSqsSource::Impl {
   std::optional<int> visibility_timeout_seconds;
   std::unique_ptr<MultiTransport> transport;
   std::shared_ptr<CredentialCache> cache;
+  metrics::Metrics* metrics = nullptr;  // nullptr: metrics are off
+
+  // Counts one answered (or failed) call: its operation, outcome and time.
+  void Count(std::string_view operation, metrics::SqsOutcome outcome,
+             std::chrono::steady_clock::time_point start) {
+    if (metrics == nullptr) return;
+    metrics->CountSqsCall(metrics::SqsOpFromName(operation), outcome,
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
 
   using Done = std::function<void(Result<std::string>)>;
   // A call AWS answered ExpiredToken, waiting for the cache's refresher thread to load new
@@ -54,23 +66,34 @@ struct AsyncSqsSource::Impl {
       return;
     }
     request->timeout = config.request_timeout + extra_timeout;
+    auto start = std::chrono::steady_clock::now();
     transport->Start(
         std::move(request).value(),
         [this, op = std::string(operation), body = std::move(body_copy), extra_timeout, credentials,
-         cancellable, after_refresh, done = std::move(done)](Result<HttpResponse> response) mutable {
+         cancellable, after_refresh, start, done = std::move(done)](Result<HttpResponse> response) mutable {
+          using metrics::SqsOutcome;
           if (!response.ok()) {
+            // A receive cancelled by a stop is not a failure of SQS.
+            if (response.status().message() != kCancelled) Count(op, SqsOutcome::kNetworkError, start);
             done(response.status().Annotate("cannot reach SQS at " + endpoint.url));
             return;
           }
           if (response->status >= 200 && response->status < 300) {
+            Count(op, SqsOutcome::kSuccess, start);
             done(std::move(response->body));
             return;
           }
           AwsError error = ParseError(*response);
+          Count(op,
+                IsThrottlingCode(error.code) || error.http_status == 429 ? SqsOutcome::kThrottled
+                : error.http_status >= 500                               ? SqsOutcome::kServerError
+                                                                         : SqsOutcome::kClientError,
+                start);
           error.message = RedactSecrets(std::move(error.message), *credentials.credentials);
           Status st = ErrorStatus(error, op, queue_url, endpoint.url, cache->source());
           if (IsExpiredTokenCode(error.code) && !after_refresh) {
             std::uint64_t ticket = cache->RequestRefresh(credentials.generation);
+            if (metrics != nullptr) metrics->CountSqsRetries(metrics::SqsOpFromName(op));
             if (ticket == 0) {  // newer credentials are already there
               Call(op, std::move(body), extra_timeout, std::move(done), cancellable, true);
             } else {
@@ -265,5 +288,7 @@ void AsyncSqsSource::Poll(std::chrono::milliseconds max_wait) {
 }
 
 void AsyncSqsSource::Wakeup() { impl_->transport->Wakeup(); }
+
+void AsyncSqsSource::SetMetrics(metrics::Metrics* metrics) { impl_->metrics = metrics; }
 
 }  // namespace sqs2pg::sqs

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/stages.h"
+#include "metrics/sqs2pg_metrics.h"
 #include "source/sqs/sqs_client.h"
 
 namespace sqs2pg::sqs {
@@ -26,6 +27,9 @@ class AsyncSqsSource : public AsyncMessageSource {
   void CancelReceives() override;
   void Poll(std::chrono::milliseconds max_wait) override;
   void Wakeup() override;
+  // Counts every call by operation and outcome, with its time. nullptr (the default): no metrics.
+  // REQUIRES: metrics outlives the source.
+  void SetMetrics(metrics::Metrics* metrics);
 
  private:
   struct Impl;
