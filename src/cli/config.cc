@@ -172,6 +172,12 @@ struct Layering {
       }
     }
     if (file == nullptr) return Status::Ok();
+    // The keyring text in SQS2PG_KEYS is key-file's other environment layer: it beats the file's
+    // key-file as any variable does (LoadKeyring reads it when key-file is unset).
+    if (use_env && spec.name == "key-file" && EnvValue("SQS2PG_KEYS") != nullptr) {
+      origin = {Origin::Layer::kEnv, "SQS2PG_KEYS"};
+      return Status::Ok();
+    }
     const toml::table* table = file;
     if (!section.empty()) table = (*file)[section].as_table();
     const toml::node* node = table ? table->get(spec.name) : nullptr;

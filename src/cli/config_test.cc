@@ -123,6 +123,14 @@ TEST_F(ConfigTest, FlagsBeatVariablesBeatTheFileBeatsDefaults) {
   EXPECT_EQ(app_.log_level, "warn");
 }
 
+TEST_F(ConfigTest, KeyringTextInTheEnvironmentBeatsAKeyFileFromTheFile) {
+  std::string path = File("[run]\nkey-file = \"/etc/sqs2pg/keyring\"\n");
+  SetEnv("SQS2PG_KEYS", "sqs2pg-keyring-v1 not-a-real-key");
+  ASSERT_TRUE(Parse({"run", "--config", path}).ok());
+  EXPECT_EQ(Run("--key-file")->count(), 0u);  // left unset: LoadKeyring then reads SQS2PG_KEYS
+  EXPECT_EQ(OriginOf(Run("--key-file")).where, "SQS2PG_KEYS");
+}
+
 TEST_F(ConfigTest, TheConfigFileCanComeFromTheEnvironmentAndGoAfterTheSubcommand) {
   std::string path = File("[run]\nfollow = true\n");
   SetEnv("SQS2PG_CONFIG", path);
