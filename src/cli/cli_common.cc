@@ -127,4 +127,28 @@ void AddKeyFileOption(CLI::App& app, std::string& key_file) {
                  "Keyring file (mode 0600); default: SQS2PG_KEY_FILE, or SQS2PG_KEYS");
 }
 
+void AddMaskModeOptions(CLI::App& app, MaskModeOptions& options) {
+  app.add_option("--ip-mask", options.ip_mask,
+                 "How ip is masked: siv (reversible, the default), ipcrypt-deterministic (an address), "
+                 "ipcrypt-pfx or cryptopan (prefix-preserving addresses), hmac (one-way). Default: the "
+                 "keyring's key for ip")
+      ->check(CLI::IsMember({"siv", "ipcrypt-deterministic", "ipcrypt-pfx", "cryptopan", "hmac"}));
+  app.add_option("--device-id-mask", options.device_id_mask,
+                 "How device_id is masked: siv (reversible, the default) or hmac (one-way). Default: the "
+                 "keyring's key for device_id")
+      ->check(CLI::IsMember({"siv", "hmac"}));
+}
+
+transform::MaskerOptions ToMaskerOptions(const MaskModeOptions& options) {
+  transform::MaskerOptions out;
+  if (!options.ip_mask.empty()) out.ip_mode = transform::ParseMode(options.ip_mask);
+  if (!options.device_id_mask.empty()) out.device_id_mode = transform::ParseMode(options.device_id_mask);
+  return out;
+}
+
+Result<transform::Masker> LoadMasker(const std::string& key_file_flag, const MaskModeOptions& modes) {
+  ASSIGN_OR_RETURN(transform::Keyring keyring, LoadKeyring(key_file_flag));
+  return transform::Masker::Create(keyring, ToMaskerOptions(modes));
+}
+
 }  // namespace sqs2pg::cli

@@ -57,6 +57,7 @@ struct RunOptions {
   std::string db;
   std::string table = "user_logins";
   std::string key_file;
+  MaskModeOptions modes;
   bool follow = false;
   bool dry_run = false;
   bool discard_messages = false;
@@ -190,7 +191,7 @@ int Run(const RunOptions& o) {
   }
   auto keyring = LoadKeyring(o.key_file);
   if (!keyring.ok()) return Fail(keyring.status());
-  auto masker = transform::Masker::Create(*keyring);
+  auto masker = transform::Masker::Create(*keyring, ToMaskerOptions(o.modes));
   if (!masker.ok()) return Fail(masker.status());
 
   // Before anything can block (a database that is down at start), so a stop is always heard.
@@ -237,7 +238,7 @@ int Run(const RunOptions& o) {
     for (int i = 0; i < o.db_connections; ++i) {
       // Each sink loads on a thread of its own, and a Masker is not thread-safe: one each, for the
       // bodies of rows the database refuses.
-      auto sink_masker = transform::Masker::Create(*keyring);
+      auto sink_masker = transform::Masker::Create(*keyring, ToMaskerOptions(o.modes));
       if (!sink_masker.ok()) return Fail(sink_masker.status());
       auto sealer = std::make_shared<transform::Masker>(std::move(sink_masker).value());
       sink::PostgresSinkConfig config{o.db, o.table};
@@ -337,6 +338,7 @@ Command AddRunCommand(CLI::App& app) {
   cmd->add_option("--db", o->db, "libpq connection string or postgresql:// URI (default: PG* variables)");
   cmd->add_option("--table", o->table, "Target table, optionally SCHEMA.TABLE")->capture_default_str();
   AddKeyFileOption(*cmd, o->key_file);
+  AddMaskModeOptions(*cmd, o->modes);
   cmd->add_flag("--follow", o->follow, "Keep consuming; default is to stop once the queue is empty");
   cmd->add_flag("--dry-run", o->dry_run,
                 "Receive, validate and mask, report what a real run would do, then make the messages visible "
