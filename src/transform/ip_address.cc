@@ -51,10 +51,76 @@ std::optional<IpAddress> IpFromBinary(std::string_view binary) {
   return IpFromBytes16(bytes);
 }
 
+namespace {
+
+void AppendDecimal(std::string& out, unsigned v) {
+  if (v >= 100) out.push_back(static_cast<char>('0' + v / 100));
+  if (v >= 10) out.push_back(static_cast<char>('0' + v / 10 % 10));
+  out.push_back(static_cast<char>('0' + v % 10));
+}
+
+void AppendHexWord(std::string& out, unsigned v) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  bool started = false;
+  for (int shift = 12; shift >= 0; shift -= 4) {
+    unsigned nibble = (v >> shift) & 0xf;
+    if (nibble == 0 && !started && shift > 0) continue;
+    started = true;
+    out.push_back(kHex[nibble]);
+  }
+}
+
+}  // namespace
+
+// By hand rather than inet_ntop, which formats through sprintf: the address-valued masks print an
+// address per row. The output is inet_ntop's, byte for byte (the tests compare the two).
 std::string FormatIp(const IpAddress& ip) {
-  char out[INET6_ADDRSTRLEN];
-  if (ip.v4) return inet_ntop(AF_INET, ip.bytes.data() + 12, out, sizeof out);
-  return inet_ntop(AF_INET6, ip.bytes.data(), out, sizeof out);
+  std::string out;
+  AppendIp(out, ip);
+  return out;
+}
+
+void AppendIp(std::string& out, const IpAddress& ip) {
+  if (ip.v4) {
+    for (int i = 12; i < 16; ++i) {
+      if (i > 12) out.push_back('.');
+      AppendDecimal(out, ip.bytes[i]);
+    }
+    return;
+  }
+  unsigned words[8];
+  for (int i = 0; i < 8; ++i) words[i] = (unsigned{ip.bytes[2 * i]} << 8) | ip.bytes[2 * i + 1];
+  // RFC 5952: the longest run of two or more zero words becomes "::", the first of equal runs.
+  int best = -1, best_len = 0;
+  for (int i = 0; i < 8;) {
+    if (words[i] != 0) {
+      ++i;
+      continue;
+    }
+    int j = i;
+    while (j < 8 && words[j] == 0) ++j;
+    if (j - i > best_len && j - i >= 2) {
+      best = i;
+      best_len = j - i;
+    }
+    i = j;
+  }
+  // glibc prints ::a.b.c.d and ::ffff:0:a.b.c.d style forms with a dotted tail; leave those rare
+  // shapes to it.
+  if (best == 0 && best_len >= 5) {
+    char text[INET6_ADDRSTRLEN];
+    out.append(inet_ntop(AF_INET6, ip.bytes.data(), text, sizeof text));
+    return;
+  }
+  for (int i = 0; i < 8; ++i) {
+    if (i == best) {
+      out.append(i == 0 ? "::" : ":");
+      i += best_len - 1;
+      continue;
+    }
+    AppendHexWord(out, words[i]);
+    if (i < 7) out.push_back(':');
+  }
 }
 
 }  // namespace sqs2pg::transform

@@ -33,5 +33,7 @@ IpAddress IpFromBytes16(const std::uint8_t* bytes16);
 std::optional<IpAddress> IpFromBinary(std::string_view binary);
 // Canonical text: dotted decimal for IPv4, RFC 5952 for IPv6 (inet_ntop).
 std::string FormatIp(const IpAddress& ip);
+// The same, appended to `out`: no temporary string on the per-row path.
+void AppendIp(std::string& out, const IpAddress& ip);
 
 }  // namespace sqs2pg::transform

@@ -1,5 +1,6 @@
 #include "transform/ip_ciphers.h"
 
+#include <endian.h>
 #include <openssl/crypto.h>
 
 #include <cstring>
@@ -13,17 +14,19 @@ using U128 = unsigned __int128;
 constexpr size_t kBlock = AesEcb::kBlockBytes;
 constexpr int kMaxBits = 128;
 
+// Big-endian 128-bit loads and stores: two byte-swapped 64-bit halves.
 U128 Load(const std::uint8_t* b) {
-  U128 v = 0;
-  for (int i = 0; i < 16; ++i) v = (v << 8) | b[i];
-  return v;
+  std::uint64_t hi, lo;
+  std::memcpy(&hi, b, 8);
+  std::memcpy(&lo, b + 8, 8);
+  return (U128(be64toh(hi)) << 64) | be64toh(lo);
 }
 
 void Store(U128 v, std::uint8_t* b) {
-  for (int i = 15; i >= 0; --i) {
-    b[i] = static_cast<std::uint8_t>(v);
-    v >>= 8;
-  }
+  const std::uint64_t hi = htobe64(static_cast<std::uint64_t>(v >> 64));
+  const std::uint64_t lo = htobe64(static_cast<std::uint64_t>(v));
+  std::memcpy(b, &hi, 8);
+  std::memcpy(b + 8, &lo, 8);
 }
 
 // The top `i` bits set (0 <= i <= 128).

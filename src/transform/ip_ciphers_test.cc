@@ -3,6 +3,7 @@
 
 #include "transform/ip_ciphers.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -162,6 +163,24 @@ INSTANTIATE_TEST_SUITE_P(Modes, PrefixPropertyTest,
                            for (char& c : name) c = c == '-' ? '_' : c;
                            return name;
                          });
+
+TEST(IpAddressTest, FormatIpMatchesInetNtop) {
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 20000; ++i) {
+    IpAddress ip;
+    // Words that are often zero, so every shape of zero run turns up.
+    for (size_t w = 0; w < 8; ++w) {
+      unsigned word = rng() % 3 == 0 ? 0 : static_cast<unsigned>(rng() % (rng() % 2 ? 0x10000 : 0x20));
+      ip.bytes[2 * w] = static_cast<std::uint8_t>(word >> 8);
+      ip.bytes[2 * w + 1] = static_cast<std::uint8_t>(word);
+    }
+    ip = IpFromBytes16(ip.bytes.data());
+    char text[INET6_ADDRSTRLEN];
+    const char* expected = ip.v4 ? inet_ntop(AF_INET, ip.bytes.data() + 12, text, sizeof text)
+                                 : inet_ntop(AF_INET6, ip.bytes.data(), text, sizeof text);
+    ASSERT_EQ(FormatIp(ip), expected);
+  }
+}
 
 TEST(IpCipherTest, NetworkOfKeepsTheLeadingBits) {
   EXPECT_EQ(FormatIp(NetworkOf(Ip("100.9.15.210"), 24)), "100.9.15.0");

@@ -201,7 +201,8 @@ Status Masker::MaskIpInto(const IpAddress& ip, std::string& out) {
       break;
   }
   ASSIGN_OR_RETURN(IpAddress masked, key.ip->Encrypt(ip));
-  out = FormatIp(masked);
+  out.clear();
+  AppendIp(out, masked);
   return Status::Ok();
 }
 
