@@ -270,6 +270,15 @@ int Run(const RunOptions& o) {
   std::optional<source::DryRunSource> dry_source;
   AsyncMessageSource* messages = sqs_source->get();
   if (o.dry_run) messages = &dry_source.emplace(**sqs_source, std::chrono::seconds(*visibility));
+  if (shape && shape->masked_ip_is_inet &&
+      !transform::AddressValued(masker->mode(transform::MaskField::kIp))) {
+    return Fail(Status::InvalidInput(fmt::format(
+        "table {}: column masked_ip is inet, which holds only address-valued masks; the ip key is {}: pass "
+        "--ip-mask ipcrypt-deterministic, ipcrypt-pfx or cryptopan (sqs2pg keygen --rotate --ip-mask MODE "
+        "adds "
+        "a key)",
+        o.table, transform::ModeName(masker->mode(transform::MaskField::kIp)))));
+  }
   // Without a table to read, checks use the sizes of the table sqs2pg would create.
   transform::LoginTransform transform(*masker, shape ? LimitsFor(*shape) : transform::ColumnLimits{});
 
