@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
 
   std::vector<Command> commands = {AddRunCommand(app),  AddSendCommand(app),   AddKeygenCommand(app),
-                                   AddMaskCommand(app), AddUnmaskCommand(app), AddSchemaCommand(app)};
+                                   AddMaskCommand(app), AddUnmaskCommand(app), AddSchemaCommand(app),
+                                   AddRekeyCommand(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
