@@ -354,11 +354,14 @@ Result<Keyring> Keyring::ParseFrom(std::string_view text, std::string_view origi
     if (!ids.empty())
       return Status::InvalidInput(where + ": a second line for field " + std::string(fields[1]));
     for (size_t i = 2; i < fields.size(); ++i) {
-      // Ids are public (every siv value starts with one), so naming them is safe.
+      // Ids are public (every siv value starts with one), so naming one is safe; anything else is not
+      // quoted, since a key pasted here must not be echoed.
       const Key* key = keyring.Find(fields[i]);
-      if (key == nullptr || fields[i].size() != kKeyIdChars) {
+      if (key == nullptr) {
+        const bool id_shaped = fields[i].size() == kKeyIdChars && IsLowerHex(fields[i]);
         return Status::InvalidInput(where + ": no key with id " +
-                                    std::string(fields[i].substr(0, kKeyIdChars)) + " in the keyring");
+                                    (id_shaped ? std::string(fields[i]) : std::string("(not a key id)")) +
+                                    " in the keyring");
       }
       if (*field == MaskField::kDeviceId && AddressValued(key->mode)) {
         return Status::InvalidInput(where + ": device_id cannot use the address-valued mode " +
