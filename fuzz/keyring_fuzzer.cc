@@ -47,8 +47,8 @@ void FuzzKeyring(std::string_view data) {
   }
   FUZZ_CHECK(!keyring->keys().empty());
   for (const transform::Key& key : keyring->keys()) {
-    FUZZ_CHECK(key.material.size() == Keyring::kKeyBytes);
-    FUZZ_CHECK(key.id == Keyring::KeyIdFor(key.material));
+    FUZZ_CHECK(key.material.size() == transform::KeyBytesFor(key.mode));
+    FUZZ_CHECK(key.id == Keyring::KeyIdFor(key.material, key.mode));
     FUZZ_CHECK(keyring->Find(key.id) != nullptr);
   }
   auto again = Keyring::Parse(keyring->Serialize());
@@ -56,6 +56,7 @@ void FuzzKeyring(std::string_view data) {
   for (size_t i = 0; i < again->keys().size(); ++i) {
     FUZZ_CHECK(again->keys()[i].id == keyring->keys()[i].id);
     FUZZ_CHECK(again->keys()[i].material == keyring->keys()[i].material);
+    FUZZ_CHECK(again->keys()[i].mode == keyring->keys()[i].mode);
   }
   // Whatever keys parsed, they must mask and unmask.
   auto masker = transform::Masker::Create(*keyring);

@@ -10,6 +10,7 @@
 
 #include "metrics/sqs2pg_metrics.h"
 #include "sink/postgres/copy_format.h"
+#include "transform/ip_address.h"
 #include "transform/keyring.h"
 #include "transform/login_transform.h"
 #include "transform/masker.h"
@@ -73,7 +74,7 @@ void BM_MaskIp(benchmark::State& state) {
   const std::string ip = "199.172.111.135";
   for (auto _ : state) {
     out.clear();
-    benchmark::DoNotOptimize(f.masker.MaskInto(ip, out));
+    benchmark::DoNotOptimize(f.masker.MaskValueInto(transform::MaskField::kIp, ip, out));
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -85,7 +86,7 @@ void BM_MaskDeviceId(benchmark::State& state) {
   const std::string device_id = "593-47-5928";
   for (auto _ : state) {
     out.clear();
-    benchmark::DoNotOptimize(f.masker.MaskInto(device_id, out));
+    benchmark::DoNotOptimize(f.masker.MaskValueInto(transform::MaskField::kDeviceId, device_id, out));
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -163,6 +164,103 @@ void BM_MetricsRender(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_MetricsRender);
+
+// Every mode, with the field's key chosen by MaskerOptions from one keyring that lists them all.
+constexpr transform::MaskMode kModes[] = {
+    transform::MaskMode::kSiv, transform::MaskMode::kIpcryptDeterministic, transform::MaskMode::kIpcryptPfx,
+    transform::MaskMode::kCryptoPan, transform::MaskMode::kHmac};
+
+struct ModeFixture {
+  ModeFixture() : keyring(MakeKeyring()) {
+    std::mt19937_64 rng(11);
+    for (int i = 0; i < 1024; ++i) {
+      transform::IpAddress ip;
+      for (auto& b : ip.bytes) b = static_cast<std::uint8_t>(rng());
+      ip.v4 = false;
+      ip.bytes[0] = 0x20;  // global unicast, never IPv4-mapped
+      v6.push_back(ip);
+      v4.push_back(
+          *transform::IpFromBinary(std::string_view(reinterpret_cast<const char*>(ip.bytes.data()) + 12, 4)));
+    }
+    bodies = SampleLikeBodies(1024);
+    for (transform::MaskMode mode : kModes) {
+      transform::MaskerOptions options;
+      options.ip_mode = mode;
+      if (mode == transform::MaskMode::kHmac) options.device_id_mode = mode;
+      maskers.push_back(std::make_unique<transform::Masker>(
+          std::move(transform::Masker::Create(keyring, options)).value()));
+      transforms.push_back(
+          std::make_unique<transform::LoginTransform>(*maskers.back(), transform::ColumnLimits{}));
+    }
+  }
+  static transform::Keyring MakeKeyring() {
+    std::vector<transform::Key> keys;
+    for (transform::MaskMode mode : kModes)
+      keys.push_back(std::move(transform::Keyring::GenerateKey(mode)).value());
+    transform::Keyring ring = std::move(transform::Keyring::FromKeys(keys)).value();
+    for (const transform::Key& key : keys) {
+      if (key.mode != transform::MaskMode::kSiv) (void)ring.AssignField(transform::MaskField::kIp, key.id);
+      if (key.mode == transform::MaskMode::kHmac)
+        (void)ring.AssignField(transform::MaskField::kDeviceId, key.id);
+    }
+    (void)ring.AssignField(transform::MaskField::kIp, ring.active().id);
+    return ring;
+  }
+  transform::Keyring keyring;
+  std::vector<transform::IpAddress> v4, v6;
+  std::vector<std::string> bodies;
+  std::vector<std::unique_ptr<transform::Masker>> maskers;
+  std::vector<std::unique_ptr<transform::LoginTransform>> transforms;
+};
+
+ModeFixture& Modes() {
+  static ModeFixture f;
+  return f;
+}
+
+// One address a call, from 1024 random ones; arg 0: IPv4, 1: IPv6.
+void BM_MaskIpMode(benchmark::State& state) {
+  ModeFixture& f = Modes();
+  const size_t mode = static_cast<size_t>(state.range(0));
+  const auto& addresses = state.range(1) == 0 ? f.v4 : f.v6;
+  transform::Masker& masker = *f.maskers[mode];
+  state.SetLabel(fmt::format("{} IPv{}", transform::ModeName(kModes[mode]), state.range(1) == 0 ? 4 : 6));
+  std::string out;
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(masker.MaskIpInto(addresses[i++ & 1023], out));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_MaskIpMode)->ArgsProduct({{0, 1, 2, 3, 4}, {0, 1}});
+
+// Unmasking is rare (a key holder's lookup); prefix modes go bit by bit.
+void BM_UnmaskIpMode(benchmark::State& state) {
+  ModeFixture& f = Modes();
+  const size_t mode = static_cast<size_t>(state.range(0));
+  transform::Masker& masker = *f.maskers[mode];
+  std::string masked;
+  (void)masker.MaskIpInto(state.range(1) == 0 ? f.v4[0] : f.v6[0], masked);
+  state.SetLabel(fmt::format("{} IPv{}", transform::ModeName(kModes[mode]), state.range(1) == 0 ? 4 : 6));
+  for (auto _ : state) benchmark::DoNotOptimize(masker.Unmask(masked));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_UnmaskIpMode)->ArgsProduct({{0, 1, 2, 3}, {0, 1}});
+
+// The whole transform with ip (and, for hmac, device_id) in each mode.
+void BM_WholeTransformMode(benchmark::State& state) {
+  ModeFixture& f = Modes();
+  const size_t mode = static_cast<size_t>(state.range(0));
+  transform::LoginTransform& t = *f.transforms[mode];
+  state.SetLabel(std::string(transform::ModeName(kModes[mode])));
+  size_t i = 0;
+  for (auto _ : state) {
+    auto outcome = t.Apply(f.bodies[i++ & 1023], kSentMs);
+    benchmark::DoNotOptimize(outcome);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_WholeTransformMode)->DenseRange(0, 4);
 
 }  // namespace
 }  // namespace sqs2pg

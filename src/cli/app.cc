@@ -12,8 +12,8 @@ namespace sqs2pg::cli {
 namespace {
 
 using Adder = Command (*)(CLI::App&);
-constexpr Adder kAdders[] = {AddRunCommand,  AddCheckCommand,  AddSendCommand,  AddKeygenCommand,
-                             AddMaskCommand, AddUnmaskCommand, AddSchemaCommand};
+constexpr Adder kAdders[] = {AddRunCommand,  AddCheckCommand,  AddSendCommand,   AddKeygenCommand,
+                             AddMaskCommand, AddUnmaskCommand, AddSchemaCommand, AddRekeyCommand};
 
 }  // namespace
 

@@ -130,4 +130,22 @@ Result<transform::Keyring> LoadKeyring(const std::string& key_file_flag) {
 
 void AddKeyFileOption(CLI::App& app, std::string& key_file) { AddOption(app, "key-file", key_file); }
 
+void AddMaskModeOptions(CLI::App& app, MaskModeOptions& options) {
+  AddOption(app, "ip-mask", options.ip_mask)
+      ->check(CLI::IsMember({"siv", "ipcrypt-deterministic", "ipcrypt-pfx", "cryptopan", "hmac"}));
+  AddOption(app, "device-id-mask", options.device_id_mask)->check(CLI::IsMember({"siv", "hmac"}));
+}
+
+transform::MaskerOptions ToMaskerOptions(const MaskModeOptions& options) {
+  transform::MaskerOptions out;
+  if (!options.ip_mask.empty()) out.ip_mode = transform::ParseMode(options.ip_mask);
+  if (!options.device_id_mask.empty()) out.device_id_mode = transform::ParseMode(options.device_id_mask);
+  return out;
+}
+
+Result<transform::Masker> LoadMasker(const std::string& key_file_flag, const MaskModeOptions& modes) {
+  ASSIGN_OR_RETURN(transform::Keyring keyring, LoadKeyring(key_file_flag));
+  return transform::Masker::Create(keyring, ToMaskerOptions(modes));
+}
+
 }  // namespace sqs2pg::cli

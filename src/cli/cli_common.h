@@ -9,6 +9,7 @@
 
 #include "common/result.h"
 #include "transform/keyring.h"
+#include "transform/masker.h"
 
 namespace sqs2pg::sqs {
 class SqsClient;
@@ -45,5 +46,16 @@ Result<std::string> ResolveQueueUrl(sqs::SqsClient& client, const QueueOptions& 
 // that says how to make one (there is deliberately no built-in default key).
 Result<transform::Keyring> LoadKeyring(const std::string& key_file_flag);
 void AddKeyFileOption(CLI::App& app, std::string& key_file);
+
+// --ip-mask and --device-id-mask: the mode each field masks with (empty: the keyring's).
+struct MaskModeOptions {
+  std::string ip_mask;
+  std::string device_id_mask;
+};
+void AddMaskModeOptions(CLI::App& app, MaskModeOptions& options);
+// REQUIRES: the values passed AddMaskModeOptions' checks.
+transform::MaskerOptions ToMaskerOptions(const MaskModeOptions& options);
+// The keyring from --key-file (see LoadKeyring) and a Masker over it in the chosen modes.
+Result<transform::Masker> LoadMasker(const std::string& key_file_flag, const MaskModeOptions& modes);
 
 }  // namespace sqs2pg::cli

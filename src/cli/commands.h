@@ -20,5 +20,6 @@ Command AddKeygenCommand(CLI::App& app);
 Command AddMaskCommand(CLI::App& app);
 Command AddUnmaskCommand(CLI::App& app);
 Command AddSchemaCommand(CLI::App& app);
+Command AddRekeyCommand(CLI::App& app);
 
 }  // namespace sqs2pg::cli

@@ -1,17 +1,26 @@
 // sqs2pg keygen, mask and unmask: the key holder's tools.
 
 #include <fmt/format.h>
+#include <openssl/crypto.h>
 
 #include <iostream>
+#include <optional>
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "common/encoding.h"
+#include "transform/ip_address.h"
 #include "transform/login_transform.h"
 #include "transform/masker.h"
 
 namespace sqs2pg::cli {
 namespace {
+
+using transform::Key;
+using transform::Keyring;
+using transform::MaskField;
+using transform::MaskMode;
 
 // Values from the command line, or else one a line from stdin.
 std::vector<std::string> ValuesOrStdin(const std::vector<std::string>& given) {
@@ -24,31 +33,117 @@ std::vector<std::string> ValuesOrStdin(const std::vector<std::string>& given) {
   return values;
 }
 
-Result<transform::Masker> LoadMasker(const std::string& key_file) {
-  ASSIGN_OR_RETURN(transform::Keyring keyring, LoadKeyring(key_file));
-  return transform::Masker::Create(keyring);
-}
-
 struct KeygenOptions {
   std::string out;
   bool rotate = false;
+  std::string import_hex;
+  MaskModeOptions modes;
 };
 
-int Keygen(const KeygenOptions& o) {
-  auto fresh = transform::Keyring::Generate();
-  if (!fresh.ok()) return Fail(fresh.status());
-  if (!o.rotate) {
-    if (Status st = fresh->WriteNewFile(o.out); !st.ok()) return Fail(st);
-    std::cout << fmt::format("wrote key {} to {}", fresh->active().id, o.out) << std::endl;
-    return kExitOk;
+// Wipes the imported material however keygen ends.
+struct Material {
+  std::string bytes;
+  ~Material() {
+    if (!bytes.empty()) OPENSSL_cleanse(bytes.data(), bytes.size());
   }
-  auto existing = transform::Keyring::LoadFile(o.out);
-  if (!existing.ok()) return Fail(existing.status());
-  if (Status st = existing->Prepend(fresh->active()); !st.ok()) return Fail(st);
-  if (Status st = existing->ReplaceFile(o.out); !st.ok()) return Fail(st);
-  std::cout << fmt::format("added key {} to {}: it masks new values; the {} older key(s) still unmask",
-                           fresh->active().id, o.out, existing->keys().size() - 1)
-            << std::endl;
+};
+
+// The mode --import-hex's key is for: the one non-siv mode given, else siv.
+Result<MaskMode> ImportMode(const std::optional<MaskMode>& ip, const std::optional<MaskMode>& device_id) {
+  std::optional<MaskMode> mode;
+  for (const auto& m : {ip, device_id}) {
+    if (!m || *m == MaskMode::kSiv) continue;
+    if (mode && *mode != *m) {
+      return Status::InvalidInput(
+          "--import-hex imports one key, but --ip-mask and --device-id-mask name two different modes: import "
+          "each with its own keygen --rotate");
+    }
+    mode = m;
+  }
+  return mode.value_or(MaskMode::kSiv);
+}
+
+// A key of `mode`: the imported one if it is for this mode, else a fresh one.
+Result<Key> KeyFor(MaskMode mode, const std::optional<Key>& imported) {
+  if (imported && imported->mode == mode) return *imported;
+  return Keyring::GenerateKey(mode);
+}
+
+std::string Describe(const Keyring& keyring) {
+  std::string text;
+  for (MaskField field : transform::kMaskFields) {
+    const Key& key = keyring.ActiveFor(field);
+    text += fmt::format("{} {} key {}, ", transform::FieldName(field), transform::ModeName(key.mode), key.id);
+  }
+  return text + fmt::format("reject bodies siv key {}", keyring.active().id);
+}
+
+int Keygen(const KeygenOptions& o) {
+  const transform::MaskerOptions modes = ToMaskerOptions(o.modes);
+  Material material;
+  std::optional<Key> imported;
+  if (!o.import_hex.empty()) {
+    auto mode = ImportMode(modes.ip_mode, modes.device_id_mode);
+    if (!mode.ok()) return Fail(mode.status());
+    // Never echoed: it is key material.
+    std::optional<std::string> bytes = HexDecode(o.import_hex);
+    if (!bytes) return Fail(Status::InvalidInput("--import-hex: not a hex string"));
+    material.bytes = std::move(*bytes);
+    auto key = Keyring::KeyFromMaterial(material.bytes, *mode);
+    if (!key.ok()) return Fail(key.status().Annotate("--import-hex"));
+    imported = std::move(key).value();
+  }
+
+  std::optional<Keyring> keyring;
+  if (o.rotate) {
+    auto existing = Keyring::LoadFile(o.out);
+    if (!existing.ok()) return Fail(existing.status());
+    keyring.emplace(std::move(existing).value());
+  } else {
+    auto siv = KeyFor(MaskMode::kSiv, imported);
+    if (!siv.ok()) return Fail(siv.status());
+    auto fresh = Keyring::FromKeys({std::move(siv).value()});
+    if (!fresh.ok()) return Fail(fresh.status());
+    keyring.emplace(std::move(fresh).value());
+  }
+  // Rotation with no mode named: a new siv key, which every field without a field line follows.
+  const bool any_mode = modes.ip_mode || modes.device_id_mode;
+  if (o.rotate && !any_mode) {
+    auto siv = KeyFor(MaskMode::kSiv, imported);
+    if (!siv.ok()) return Fail(siv.status());
+    if (Status st = keyring->Prepend(std::move(siv).value()); !st.ok()) return Fail(st);
+  }
+  std::optional<Key> added_siv;  // one new siv key serves every field named siv in a rotation
+  for (MaskField field : transform::kMaskFields) {
+    const std::optional<MaskMode>& mode = field == MaskField::kIp ? modes.ip_mode : modes.device_id_mode;
+    if (!mode) continue;
+    // A new keyring's siv key already masks every field without a field line.
+    if (*mode == MaskMode::kSiv && !o.rotate) continue;
+    std::string id;
+    if (*mode == MaskMode::kSiv && added_siv) {
+      id = added_siv->id;
+    } else {
+      auto key = KeyFor(*mode, imported);
+      if (!key.ok()) return Fail(key.status());
+      id = key->id;
+      if (keyring->Find(id) == nullptr) {
+        if (*mode == MaskMode::kSiv) added_siv = *key;
+        if (Status st = keyring->Prepend(std::move(key).value()); !st.ok()) return Fail(st);
+      }
+    }
+    // An siv field without a field line follows the new siv key already.
+    if (*mode == MaskMode::kSiv && !keyring->HasFieldLine(field)) continue;
+    if (Status st = keyring->AssignField(field, id, o.rotate); !st.ok()) return Fail(st);
+  }
+
+  Status written = o.rotate ? keyring->ReplaceFile(o.out) : keyring->WriteNewFile(o.out);
+  if (!written.ok()) return Fail(written);
+  if (o.rotate) {
+    std::cout << fmt::format("rotated {}: {}; the older keys still unmask", o.out, Describe(*keyring))
+              << std::endl;
+  } else {
+    std::cout << fmt::format("wrote {}: {}", o.out, Describe(*keyring)) << std::endl;
+  }
   return kExitOk;
 }
 
@@ -56,28 +151,41 @@ struct MaskOptions {
   std::string key_file;
   std::string field;
   std::vector<std::string> values;
+  MaskModeOptions modes;
+  int prefix = -1;
 };
 
 int Mask(const MaskOptions& o) {
-  auto masker = LoadMasker(o.key_file);
+  const MaskField field = *transform::ParseField(o.field);
+  if (o.prefix >= 0 && field != MaskField::kIp)
+    return Fail(Status::InvalidInput("--prefix is for --field ip"));
+  auto masker = LoadMasker(o.key_file, o.modes);
   if (!masker.ok()) return Fail(masker.status());
   int exit_code = kExitOk;
+  std::string masked;
   for (const std::string& value : ValuesOrStdin(o.values)) {
-    std::string input = value;
-    // The same canonical form the transform masks, or the lookup would miss.
-    if (o.field == "ip") {
-      auto canonical = transform::CanonicalIp(value);
-      if (!canonical) {
+    Status st;
+    if (field == MaskField::kIp) {
+      // The same canonical form the transform masks, or the lookup would miss.
+      std::optional<transform::IpAddress> ip = transform::ParseIp(value);
+      if (!ip) {
         Complain("not an IPv4 or IPv6 address (line skipped)");
         exit_code = kExitFailure;
         std::cout << "\n";
         continue;
       }
-      input = *canonical;
+      if (o.prefix >= 0) {
+        auto network = masker->MaskNetwork(*ip, o.prefix);
+        if (!network.ok()) return Fail(network.status());
+        masked = *network;
+      } else {
+        st = masker->MaskIpInto(*ip, masked);
+      }
+    } else {
+      st = masker->MaskValueInto(field, value, masked);
     }
-    auto masked = masker->Mask(input);
-    if (!masked.ok()) return Fail(masked.status());
-    std::cout << *masked << "\n";
+    if (!st.ok()) return Fail(st);
+    std::cout << masked << "\n";
   }
   return exit_code;
 }
@@ -85,10 +193,11 @@ int Mask(const MaskOptions& o) {
 struct UnmaskOptions {
   std::string key_file;
   std::vector<std::string> values;
+  MaskModeOptions modes;
 };
 
 int Unmask(const UnmaskOptions& o) {
-  auto masker = LoadMasker(o.key_file);
+  auto masker = LoadMasker(o.key_file, o.modes);
   if (!masker.ok()) return Fail(masker.status());
   int exit_code = kExitOk;
   for (const std::string& value : ValuesOrStdin(o.values)) {
@@ -112,6 +221,8 @@ Command AddKeygenCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("keygen", "Write a new random masking key to a file (mode 0600)");
   AddOption(*cmd, "out", o->out);
   AddOption(*cmd, "rotate", o->rotate);
+  AddOption(*cmd, "import-hex", o->import_hex);
+  AddMaskModeOptions(*cmd, o->modes);
   return {cmd, [o]() { return Keygen(*o); }};
 }
 
@@ -120,6 +231,8 @@ Command AddMaskCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("mask", "Print the masked form of each value (to look up rows)");
   AddKeyFileOption(*cmd, o->key_file);
   AddOption(*cmd, "field", o->field)->check(CLI::IsMember({"ip", "device_id"}));
+  AddOption(*cmd, "prefix", o->prefix)->check(CLI::Range(0, 128));
+  AddMaskModeOptions(*cmd, o->modes);
   cmd->add_option("values", o->values, "Values (default: one a line on stdin)");
   return {cmd, [o]() { return Mask(*o); }};
 }
@@ -128,6 +241,7 @@ Command AddUnmaskCommand(CLI::App& app) {
   auto o = std::make_shared<UnmaskOptions>();
   CLI::App* cmd = app.add_subcommand("unmask", "Print the original of each masked value (needs the key)");
   AddKeyFileOption(*cmd, o->key_file);
+  AddMaskModeOptions(*cmd, o->modes);
   cmd->add_option("values", o->values, "Masked values (default: one a line on stdin)");
   return {cmd, [o]() { return Unmask(*o); }};
 }

@@ -39,16 +39,16 @@ constexpr OptionSpec kOptions[] = {
      "proxy). Certificates and host names are always verified: no switch turns that off"},
 
     // Loading: run and check.
-    {"db", "CONNINFO", kString, kNone, "run", "SQS2PG_DB", "", "libpq's PG* variables",
+    {"db", "CONNINFO", kString, kNone, "run rekey", "SQS2PG_DB", "", "libpq's PG* variables",
      "libpq key=value string or postgresql:// URI. Several hosts with target_session_attrs=read-write follow "
      "a failover. TLS: sslmode=verify-full sslrootcert=/path/ca.pem (libpq's default, prefer, does not check "
      "the server). Unless it says otherwise: connect_timeout=10, TCP keepalives (10 s idle, 5 s interval, 3 "
      "probes), tcp_user_timeout=30000 and a 60 s statement_timeout for sqs2pg's own statements. Its password "
      "is never shown",
      Secret::kConninfoPassword},
-    {"table", "NAME", kString, kNone, "run schema", "SQS2PG_TABLE", "user_logins", "",
+    {"table", "NAME", kString, kNone, "run schema rekey", "SQS2PG_TABLE", "user_logins", "",
      "Target table, optionally SCHEMA.TABLE; TABLE_ledger and TABLE_rejects are created beside it"},
-    {"key-file", "PATH", kString, kNone, "run mask unmask", "SQS2PG_KEY_FILE", "",
+    {"key-file", "PATH", kString, kNone, "run mask unmask rekey", "SQS2PG_KEY_FILE", "",
      "the keyring text in SQS2PG_KEYS",
      "Keyring file (mode 0600). Without it and SQS2PG_KEYS there is no key, and the command fails with exit "
      "2: there is no built-in key"},
@@ -68,8 +68,8 @@ constexpr OptionSpec kOptions[] = {
     {"max-in-flight", "N", kInteger, kMessages, "run", "SQS2PG_MAX_IN_FLIGHT", "",
      "receivers x 10 + 2 batches per connection",
      "Most messages received but not yet deleted: the memory bound"},
-    {"batch-size", "N", kInteger, kMessages, "run", "SQS2PG_BATCH_SIZE", "500", "",
-     "Messages per load transaction"},
+    {"batch-size", "N", kInteger, kMessages, "run rekey", "SQS2PG_BATCH_SIZE", "500", "",
+     "Messages per load transaction (rekey: rows per transaction)"},
     {"batch-max-wait", "MS", kInteger, kMilliseconds, "run", "SQS2PG_BATCH_MAX_WAIT", "1000", "",
      "Load a partial batch after this long, so a trickle of messages is loaded promptly"},
     {"visibility-timeout", "S", kInteger, kSeconds, "run", "SQS2PG_VISIBILITY_TIMEOUT", "", "the queue's",
@@ -113,6 +113,18 @@ constexpr OptionSpec kOptions[] = {
      "FIFO queues: take each message's MessageDeduplicationId from this top-level field"},
 
     // keygen
+    {"ip-mask", "MODE", kString, kNone, "run mask unmask keygen rekey", "SQS2PG_IP_MASK", "",
+     "the keyring's key for ip",
+     "How ip is masked: siv (reversible, the default), ipcrypt-deterministic (an address), ipcrypt-pfx or "
+     "cryptopan (prefix-preserving addresses), hmac (one-way)"},
+    {"device-id-mask", "MODE", kString, kNone, "run mask unmask keygen rekey", "SQS2PG_DEVICE_ID_MASK", "",
+     "the keyring's key for device_id",
+     "How device_id is masked: siv (reversible, the default) or hmac (one-way)"},
+    {"import-hex", "HEX", kString, kNone, "keygen", "SQS2PG_IMPORT_HEX", "", "a random key",
+     "Use this key (hex) instead of a random one, for the mode --ip-mask or --device-id-mask names (siv if "
+     "neither): e.g. a published test key. Prefer SQS2PG_IMPORT_HEX: a command line is visible to other "
+     "users",
+     Secret::kWhole},
     {"out", "PATH", kString, kNone, "keygen", "SQS2PG_OUT", "", "required",
      "Key file to create (never overwritten), or with --rotate the one to add a key to", Secret::kNo, true},
     {"rotate", "", kBool, kNone, "keygen", "SQS2PG_ROTATE", "false", "",
@@ -121,6 +133,10 @@ constexpr OptionSpec kOptions[] = {
     // mask
     {"field", "FIELD", kString, kNone, "mask", "SQS2PG_FIELD", "", "required",
      "Which field the values are: ip or device_id", Secret::kNo, true},
+    {"prefix", "BITS", kInteger, kBits, "mask", "SQS2PG_PREFIX", "", "none: whole addresses",
+     "With a prefix-preserving ip mode: print the masked network of ADDRESS/BITS instead (e.g. 24 for IPv4, "
+     "64 "
+     "for IPv6), to look up a subnet with <<"},
 
     // schema
     {"role", "ROLE", kString, kNone, "schema", "SQS2PG_ROLE", "", "none",
@@ -182,6 +198,8 @@ std::string_view UnitName(Unit unit) {
       return "messages";
     case Unit::kCount:
       return "count";
+    case Unit::kBits:
+      return "bits";
     case Unit::kNone:
       break;
   }

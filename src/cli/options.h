@@ -17,7 +17,7 @@
 namespace sqs2pg::cli {
 
 enum class Kind : std::uint8_t { kString, kInteger, kBool };
-enum class Unit : std::uint8_t { kNone, kSeconds, kMilliseconds, kBytes, kMessages, kCount };
+enum class Unit : std::uint8_t { kNone, kSeconds, kMilliseconds, kBytes, kMessages, kCount, kBits };
 // How `sqs2pg config` shows a value: as is, the password of a conninfo/URL hidden, or not at all.
 enum class Secret : std::uint8_t { kNo, kConninfoPassword, kWhole };
 

@@ -177,7 +177,7 @@ int Run(const RunOptions& o) {
   }
   auto keyring = LoadKeyring(o.key_file);
   if (!keyring.ok()) return Fail(keyring.status());
-  auto masker = transform::Masker::Create(*keyring);
+  auto masker = transform::Masker::Create(*keyring, ToMaskerOptions(o.modes));
   if (!masker.ok()) return Fail(masker.status());
 
   // Before anything can block (a database that is down at start), so a stop is always heard.
@@ -238,7 +238,7 @@ int Run(const RunOptions& o) {
     for (int i = 0; i < o.db_connections; ++i) {
       // Each sink loads on a thread of its own, and a Masker is not thread-safe: one each, for the
       // bodies of rows the database refuses.
-      auto sink_masker = transform::Masker::Create(*keyring);
+      auto sink_masker = transform::Masker::Create(*keyring, ToMaskerOptions(o.modes));
       if (!sink_masker.ok()) return Fail(sink_masker.status());
       auto sealer = std::make_shared<transform::Masker>(std::move(sink_masker).value());
       sink::PostgresSinkConfig config{o.db, o.table};
@@ -272,6 +272,15 @@ int Run(const RunOptions& o) {
   std::optional<source::DryRunSource> dry_source;
   AsyncMessageSource* messages = sqs_source->get();
   if (o.dry_run) messages = &dry_source.emplace(**sqs_source, std::chrono::seconds(*visibility));
+  if (shape && shape->masked_ip_is_inet &&
+      !transform::AddressValued(masker->mode(transform::MaskField::kIp))) {
+    return Fail(Status::InvalidInput(fmt::format(
+        "table {}: column masked_ip is inet, which holds only address-valued masks; the ip key is {}: pass "
+        "--ip-mask ipcrypt-deterministic, ipcrypt-pfx or cryptopan (sqs2pg keygen --rotate --ip-mask MODE "
+        "adds "
+        "a key)",
+        o.table, transform::ModeName(masker->mode(transform::MaskField::kIp)))));
+  }
   // Without a table to read, checks use the sizes of the table sqs2pg would create.
   transform::LoginTransform transform(*masker, shape ? LimitsFor(*shape) : transform::ColumnLimits{});
 
@@ -361,6 +370,7 @@ void AddRunOptions(CLI::App& cmd, RunOptions& options) {
   AddOption(cmd, "db", o->db);
   AddOption(cmd, "table", o->table);
   AddKeyFileOption(cmd, o->key_file);
+  AddMaskModeOptions(cmd, o->modes);
   AddOption(cmd, "follow", o->follow);
   AddOption(cmd, "dry-run", o->dry_run);
   AddOption(cmd, "discard-messages", o->discard_messages);

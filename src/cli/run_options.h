@@ -15,6 +15,7 @@ struct RunOptions {
   std::string db;
   std::string table = "user_logins";
   std::string key_file;
+  MaskModeOptions modes;
   bool follow = false;
   bool dry_run = false;
   bool discard_messages = false;

@@ -18,6 +18,8 @@
 #include <string>
 #include <utility>
 
+#include "transform/aes_ecb.h"
+
 namespace sqs2pg::transform {
 namespace {
 
@@ -27,16 +29,6 @@ static_assert(AesSiv::kTagBytes == kBlockBytes);
 
 // CTR keystream blocks encrypted per EVP call; a stack buffer, so no allocation for long values.
 constexpr size_t kCtrChunkBlocks = 8;
-
-struct CipherFree {
-  void operator()(EVP_CIPHER* c) const noexcept { EVP_CIPHER_free(c); }
-};
-struct CipherCtxFree {
-  // Frees with the key schedule wiped (the provider's freectx clears it).
-  void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
-};
-using Cipher = std::unique_ptr<EVP_CIPHER, CipherFree>;
-using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
 
 // AES-ECB with the key size of one half of the SIV key (the two halves use the same AES size).
 const char* EcbNameForKeyBytes(size_t key_bytes) {
@@ -52,14 +44,7 @@ const char* EcbNameForKeyBytes(size_t key_bytes) {
   }
 }
 
-// Empties this thread's OpenSSL error queue too, so a stale entry is not blamed on a later, unrelated call.
-Status OpenSslError(std::string_view step) {
-  unsigned long code = ERR_peek_last_error();
-  char reason[256] = "no detail from OpenSSL";
-  if (code != 0) ERR_error_string_n(code, reason, sizeof(reason));
-  ERR_clear_error();
-  return Status::Permanent("AES-SIV: OpenSSL " + std::string(step) + " failed (" + reason + ")");
-}
+Status OpenSslError(std::string_view step) { return transform::OpenSslError("AES-SIV", step); }
 
 const unsigned char* Bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
 

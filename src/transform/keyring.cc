@@ -19,6 +19,21 @@ namespace sqs2pg::transform {
 namespace {
 
 constexpr std::string_view kKeyIdLabel = "sqs2pg key id v1";
+constexpr std::string_view kKeyIdLabelV2 = "sqs2pg key id v2 ";
+
+struct ModeInfo {
+  MaskMode mode;
+  std::string_view name;
+  size_t key_bytes;
+};
+constexpr ModeInfo kModes[] = {
+    {MaskMode::kSiv, "siv", 64},
+    {MaskMode::kIpcryptDeterministic, "ipcrypt-deterministic", 16},
+    {MaskMode::kIpcryptPfx, "ipcrypt-pfx", 32},
+    {MaskMode::kCryptoPan, "cryptopan", 32},
+    {MaskMode::kHmac, "hmac", 32},
+};
+const ModeInfo& Info(MaskMode mode) { return kModes[static_cast<size_t>(mode)]; }
 // A keyring of a thousand keys is ~150 KB; anything far larger is not a key file.
 constexpr off_t kMaxKeyFileBytes = 1 << 20;
 
@@ -30,6 +45,13 @@ constexpr std::string_view kHeader =
     "#           key, so a line whose id does not match its key is refused as damaged.\n"
     "# The first key masks new values; every key can unmask. To rotate keys, put a new key first and keep\n"
     "# the old ones for as long as stored values use them.\n";
+constexpr std::string_view kHeaderV2 =
+    "# Keys of other modes:  sqs2pg-key-v2 <key-id> <mode> <key>\n"
+    "#   mode    ipcrypt-deterministic (16-byte key), ipcrypt-pfx, cryptopan or hmac (32 bytes)\n"
+    "#   key-id  first 8 hex characters of HMAC-SHA256(key, \"sqs2pg key id v2 <mode>\")\n"
+    "# Which keys made a column's values:  sqs2pg-field <ip|device_id> <key-id> [<older key-id>...]\n"
+    "#   the first masks new values. A field without such a line uses the siv keys above. Keep the\n"
+    "#   older ids listed while the column holds their values: address-valued masks carry no key id.\n";
 
 // Closes on every return path, including the error ones.
 class UniqueFd {
@@ -73,21 +95,33 @@ std::vector<std::string_view> SplitFields(std::string_view line) {
 
 // Never echoes a field: any of them may be key material pasted in the wrong place.
 Result<Key> ParseKeyLine(const std::vector<std::string_view>& fields) {
-  if (fields.size() != 3 || fields[0] != Keyring::kLineTag) {
-    return Status::InvalidInput("expected '" + std::string(Keyring::kLineTag) + " <key-id> <key>'");
+  const bool v2 = !fields.empty() && fields[0] == Keyring::kLineTagV2;
+  if (v2 ? fields.size() != 4 : (fields.size() != 3 || fields[0] != Keyring::kLineTag)) {
+    return Status::InvalidInput("expected '" + std::string(Keyring::kLineTag) + " <key-id> <key>' or '" +
+                                std::string(Keyring::kLineTagV2) + " <key-id> <mode> <key>'");
   }
   std::string_view id = fields[1];
-  std::string_view key_hex = fields[2];
+  MaskMode mode = MaskMode::kSiv;
+  if (v2) {
+    std::optional<MaskMode> parsed = ParseMode(fields[2]);
+    if (!parsed) {
+      return Status::InvalidInput(
+          "unknown mode (expected siv, ipcrypt-deterministic, ipcrypt-pfx, cryptopan or hmac)");
+    }
+    mode = *parsed;
+  }
+  std::string_view key_hex = fields.back();
   if (id.size() != Keyring::kKeyIdChars || !IsLowerHex(id)) {
     return Status::InvalidInput("the key id must be " + std::to_string(Keyring::kKeyIdChars) +
                                 " lowercase hex characters");
   }
-  if (key_hex.size() != 2 * Keyring::kKeyBytes || !IsLowerHex(key_hex)) {
-    return Status::InvalidInput("the key must be " + std::to_string(2 * Keyring::kKeyBytes) +
+  const size_t key_bytes = KeyBytesFor(mode);
+  if (key_hex.size() != 2 * key_bytes || !IsLowerHex(key_hex)) {
+    return Status::InvalidInput("the key must be " + std::to_string(2 * key_bytes) +
                                 " lowercase hex characters");
   }
   std::optional<std::string> material = HexDecode(key_hex);
-  Result<Key> decoded = Keyring::KeyFromMaterial(*material);
+  Result<Key> decoded = Keyring::KeyFromMaterial(*material, mode);
   OPENSSL_cleanse(material->data(), material->size());
   ASSIGN_OR_RETURN(Key key, std::move(decoded));
   if (key.id != id) return Status::InvalidInput("key id does not match the key (file damaged?)");
@@ -155,7 +189,8 @@ void Wipe(std::string& s) {
 }
 }  // namespace
 
-Key::Key(Key&& other) noexcept : id(std::move(other.id)), material(std::move(other.material)) {
+Key::Key(Key&& other) noexcept
+    : id(std::move(other.id)), material(std::move(other.material)), mode(other.mode) {
   Wipe(other.material);  // a short string is copied, not moved: clear what stayed behind
 }
 
@@ -164,6 +199,7 @@ Key& Key::operator=(const Key& other) {
   Wipe(material);
   id = other.id;
   material = other.material;
+  mode = other.mode;
   return *this;
 }
 
@@ -172,33 +208,93 @@ Key& Key::operator=(Key&& other) noexcept {
   Wipe(material);
   id = std::move(other.id);
   material = std::move(other.material);
+  mode = other.mode;
   Wipe(other.material);  // a short string is copied, not moved: clear what stayed behind
   return *this;
 }
 
 Key::~Key() { Wipe(material); }
 
-std::string Keyring::KeyIdFor(std::string_view material) {
-  return HexEncode(HmacSha256(material, kKeyIdLabel)).substr(0, kKeyIdChars);
+std::string_view ModeName(MaskMode mode) { return Info(mode).name; }
+
+std::optional<MaskMode> ParseMode(std::string_view name) {
+  for (const ModeInfo& info : kModes) {
+    if (info.name == name) return info.mode;
+  }
+  return std::nullopt;
 }
 
-Result<Key> Keyring::KeyFromMaterial(std::string_view material) {
-  if (material.size() != kKeyBytes) {
-    return Status::InvalidInput("a masking key must be " + std::to_string(kKeyBytes) + " bytes, not " +
+std::string_view FieldName(MaskField field) { return field == MaskField::kIp ? "ip" : "device_id"; }
+
+std::optional<MaskField> ParseField(std::string_view name) {
+  for (MaskField field : kMaskFields) {
+    if (FieldName(field) == name) return field;
+  }
+  return std::nullopt;
+}
+
+size_t KeyBytesFor(MaskMode mode) { return Info(mode).key_bytes; }
+
+bool AddressValued(MaskMode mode) {
+  return mode == MaskMode::kIpcryptDeterministic || mode == MaskMode::kIpcryptPfx ||
+         mode == MaskMode::kCryptoPan;
+}
+
+bool PrefixPreserving(MaskMode mode) { return mode == MaskMode::kIpcryptPfx || mode == MaskMode::kCryptoPan; }
+
+std::string Keyring::KeyIdFor(std::string_view material, MaskMode mode) {
+  // siv keeps the v1 label: its ids are inside every value stored since version 1.
+  const std::string label = mode == MaskMode::kSiv ? std::string(kKeyIdLabel)
+                                                   : std::string(kKeyIdLabelV2) + std::string(ModeName(mode));
+  return HexEncode(HmacSha256(material, label)).substr(0, kKeyIdChars);
+}
+
+Result<Key> Keyring::KeyFromMaterial(std::string_view material, MaskMode mode) {
+  if (material.size() != KeyBytesFor(mode)) {
+    return Status::InvalidInput("a " + std::string(ModeName(mode)) + " key must be " +
+                                std::to_string(KeyBytesFor(mode)) + " bytes, not " +
                                 std::to_string(material.size()));
   }
-  return Key{KeyIdFor(material), std::string(material)};
+  if (mode == MaskMode::kIpcryptPfx && material.substr(0, 16) == material.substr(16)) {
+    return Status::InvalidInput("an ipcrypt-pfx key's two 16-byte halves must differ");
+  }
+  return Key{KeyIdFor(material, mode), std::string(material), mode};
+}
+
+Result<Key> Keyring::GenerateKey(MaskMode mode) {
+  std::string material(KeyBytesFor(mode), '\0');
+  Result<Key> key = Status::Permanent("unreachable");
+  do {
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(material.data()), static_cast<int>(material.size())) !=
+        1) {
+      return Status::Permanent("generate key: RAND_bytes failed (no entropy source?)");
+    }
+    key = KeyFromMaterial(material, mode);
+  } while (!key.ok() && mode == MaskMode::kIpcryptPfx);  // equal halves: a 2^-128 chance
+  OPENSSL_cleanse(material.data(), material.size());
+  return key;
 }
 
 Result<Keyring> Keyring::Generate() {
-  std::string material(kKeyBytes, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(material.data()), static_cast<int>(material.size())) != 1) {
-    return Status::Permanent("generate key: RAND_bytes failed (no entropy source?)");
+  ASSIGN_OR_RETURN(Key key, GenerateKey(MaskMode::kSiv));
+  std::vector<Key> keys;
+  keys.push_back(std::move(key));
+  return Keyring(std::move(keys));
+}
+
+Result<Keyring> Keyring::FromKeys(std::vector<Key> keys) {
+  if (std::none_of(keys.begin(), keys.end(), [](const Key& k) { return k.mode == MaskMode::kSiv; })) {
+    return Status::InvalidInput("a keyring needs an siv key: it encrypts reject bodies");
   }
-  Result<Key> key = KeyFromMaterial(material);
-  OPENSSL_cleanse(material.data(), material.size());
-  if (!key.ok()) return key.status();
-  return Keyring({std::move(key).value()});
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i].id != KeyIdFor(keys[i].material, keys[i].mode)) {
+      return Status::InvalidInput("key " + keys[i].id + ": the id does not match its material");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (keys[j].id == keys[i].id) return Status::InvalidInput("key id " + keys[i].id + " appears twice");
+    }
+  }
+  return Keyring(std::move(keys));
 }
 
 Result<Keyring> Keyring::Parse(std::string_view text) { return ParseFrom(text, "keyring"); }
@@ -217,6 +313,8 @@ Result<Keyring> Keyring::FromEnvironmentValue(std::string_view value, std::strin
 
 Result<Keyring> Keyring::ParseFrom(std::string_view text, std::string_view origin) {
   std::vector<Key> keys;
+  // Field lines are checked once every key is read: a field line may come before its keys.
+  std::vector<std::pair<std::string, std::vector<std::string_view>>> field_lines;
   size_t line_no = 0;
   while (!text.empty()) {
     ++line_no;
@@ -226,7 +324,12 @@ Result<Keyring> Keyring::ParseFrom(std::string_view text, std::string_view origi
     if (IsBlankOrComment(line)) continue;
 
     const std::string where = std::string(origin) + " line " + std::to_string(line_no);
-    Result<Key> key = ParseKeyLine(SplitFields(line));
+    std::vector<std::string_view> fields = SplitFields(line);
+    if (fields[0] == kFieldTag) {
+      field_lines.emplace_back(where, std::move(fields));
+      continue;
+    }
+    Result<Key> key = ParseKeyLine(fields);
     if (!key.ok()) return key.status().Annotate(where);
     auto same_id = [&](const Key& k) { return k.id == key->id; };
     if (std::any_of(keys.begin(), keys.end(), same_id)) {
@@ -235,13 +338,63 @@ Result<Keyring> Keyring::ParseFrom(std::string_view text, std::string_view origi
     keys.push_back(std::move(key).value());
   }
   if (keys.empty()) return Status::InvalidInput(std::string(origin) + " holds no key");
-  return Keyring(std::move(keys));
+  if (std::none_of(keys.begin(), keys.end(), [](const Key& k) { return k.mode == MaskMode::kSiv; })) {
+    return Status::InvalidInput(std::string(origin) +
+                                " holds no siv key (an sqs2pg-key-v1 line): one is needed to encrypt reject "
+                                "bodies");
+  }
+  Keyring keyring(std::move(keys));
+  for (const auto& [where, fields] : field_lines) {
+    std::optional<MaskField> field = fields.size() >= 3 ? ParseField(fields[1]) : std::nullopt;
+    if (!field) {
+      return Status::InvalidInput(where + ": expected '" + std::string(kFieldTag) +
+                                  " <ip|device_id> <key-id> [<key-id>...]'");
+    }
+    auto& ids = keyring.field_keys_[static_cast<size_t>(*field)];
+    if (!ids.empty())
+      return Status::InvalidInput(where + ": a second line for field " + std::string(fields[1]));
+    for (size_t i = 2; i < fields.size(); ++i) {
+      // Ids are public (every siv value starts with one), so naming one is safe; anything else is not
+      // quoted, since a key pasted here must not be echoed.
+      const Key* key = keyring.Find(fields[i]);
+      if (key == nullptr) {
+        const bool id_shaped = fields[i].size() == kKeyIdChars && IsLowerHex(fields[i]);
+        return Status::InvalidInput(where + ": no key with id " +
+                                    (id_shaped ? std::string(fields[i]) : std::string("(not a key id)")) +
+                                    " in the keyring");
+      }
+      if (*field == MaskField::kDeviceId && AddressValued(key->mode)) {
+        return Status::InvalidInput(where + ": device_id cannot use the address-valued mode " +
+                                    std::string(ModeName(key->mode)));
+      }
+      if (std::find(ids.begin(), ids.end(), key->id) != ids.end()) {
+        return Status::InvalidInput(where + ": key id " + key->id + " listed twice");
+      }
+      ids.push_back(key->id);
+    }
+  }
+  return keyring;
 }
 
 std::string Keyring::Serialize() const {
   std::string out(kHeader);
+  const bool v2 =
+      std::any_of(keys_.begin(), keys_.end(), [](const Key& k) { return k.mode != MaskMode::kSiv; }) ||
+      HasFieldLine(MaskField::kIp) || HasFieldLine(MaskField::kDeviceId);
+  if (v2) out.append(kHeaderV2);
   for (const Key& key : keys_) {
-    out.append(kLineTag).append(" ").append(key.id).append(" ").append(HexEncode(key.material)).append("\n");
+    if (key.mode == MaskMode::kSiv) {
+      out.append(kLineTag).append(" ").append(key.id);
+    } else {
+      out.append(kLineTagV2).append(" ").append(key.id).append(" ").append(ModeName(key.mode));
+    }
+    out.append(" ").append(HexEncode(key.material)).append("\n");
+  }
+  for (MaskField field : kMaskFields) {
+    if (!HasFieldLine(field)) continue;
+    out.append(kFieldTag).append(" ").append(FieldName(field));
+    for (const std::string& id : field_keys_[static_cast<size_t>(field)]) out.append(" ").append(id);
+    out.append("\n");
   }
   return out;
 }
@@ -302,8 +455,42 @@ const Key* Keyring::Find(std::string_view id) const {
   return it == keys_.end() ? nullptr : &*it;
 }
 
+const Key& Keyring::active() const {
+  // Every factory refuses a keyring without an siv key.
+  return *std::find_if(keys_.begin(), keys_.end(), [](const Key& k) { return k.mode == MaskMode::kSiv; });
+}
+
+std::vector<const Key*> Keyring::FieldKeys(MaskField field) const {
+  std::vector<const Key*> out;
+  const auto& ids = field_keys_[static_cast<size_t>(field)];
+  if (!ids.empty()) {
+    for (const std::string& id : ids) out.push_back(Find(id));
+    return out;
+  }
+  for (const Key& key : keys_) {
+    if (key.mode == MaskMode::kSiv) out.push_back(&key);
+  }
+  return out;
+}
+
+Status Keyring::AssignField(MaskField field, const std::string& id, bool keep_history) {
+  const Key* key = Find(id);
+  if (key == nullptr) return Status::InvalidInput("no key with id " + id + " in the keyring");
+  if (field == MaskField::kDeviceId && AddressValued(key->mode)) {
+    return Status::InvalidInput("device_id cannot use the address-valued mode " +
+                                std::string(ModeName(key->mode)));
+  }
+  // The keys that made the field's values so far (the siv keys, without a line) stay listed.
+  std::vector<std::string> ids{id};
+  for (const Key* old : FieldKeys(field)) {
+    if (keep_history && old->id != id) ids.push_back(old->id);
+  }
+  field_keys_[static_cast<size_t>(field)] = std::move(ids);
+  return Status::Ok();
+}
+
 Status Keyring::Prepend(Key key) {
-  if (key.material.size() != kKeyBytes || key.id != KeyIdFor(key.material)) {
+  if (key.material.size() != KeyBytesFor(key.mode) || key.id != KeyIdFor(key.material, key.mode)) {
     return Status::InvalidInput("rotate key: the new key's id does not match its material");
   }
   if (Find(key.id) != nullptr) {

@@ -1,6 +1,5 @@
 #include "transform/login_transform.h"
 
-#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <simdjson.h>
 
@@ -12,6 +11,7 @@
 #include "common/json_writer.h"
 #include "common/result.h"
 #include "transform/app_version.h"
+#include "transform/ip_address.h"
 #include "transform/masker.h"
 
 namespace sqs2pg::transform {
@@ -132,25 +132,9 @@ Status CheckText(std::string_view field, std::string_view value, size_t max_char
 }  // namespace
 
 std::optional<std::string> CanonicalIp(std::string_view s) {
-  // inet_pton needs a terminated string; the longest textual IPv6 form is 45 characters. An
-  // embedded NUL would end the string early and let "198.51.100.16\0x" pass as an address.
-  if (s.size() > 45 || s.find('\0') != std::string_view::npos) return std::nullopt;
-  char text[64];
-  s.copy(text, s.size());
-  text[s.size()] = '\0';
-  unsigned char addr[16];
-  char out[INET6_ADDRSTRLEN];
-  // glibc's inet_pton accepts only plain dotted decimal for IPv4 (no leading zeros, no octal or
-  // hex), which is already the canonical form; skipping inet_ntop saves a sprintf per message.
-  if (inet_pton(AF_INET, text, addr) == 1) return std::string(s);
-  if (inet_pton(AF_INET6, text, addr) != 1) return std::nullopt;
-  // ::ffff:a.b.c.d is how a dual-stack socket reports an IPv4 client: the same address as
-  // a.b.c.d, so it must mask the same.
-  constexpr unsigned char kV4MappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::equal(std::begin(kV4MappedPrefix), std::end(kV4MappedPrefix), addr)) {
-    return std::string(inet_ntop(AF_INET, addr + 12, out, sizeof out));
-  }
-  return std::string(inet_ntop(AF_INET6, addr, out, sizeof out));
+  std::optional<IpAddress> ip = ParseIp(s);
+  if (!ip) return std::nullopt;
+  return FormatIp(*ip);
 }
 
 struct LoginTransform::Impl {
@@ -175,7 +159,8 @@ struct LoginTransform::Impl {
   Result<std::string> RequiredString(const std::array<std::optional<element>, kFieldCount>& fields, Field f);
   Result<std::optional<std::string>> OptionalString(
       const std::array<std::optional<element>, kFieldCount>& fields, Field f, size_t max_chars);
-  Result<std::string> MaskField(std::string_view field, std::string_view value);
+  Status MaskIp(const IpAddress& ip, std::string& out);
+  Result<std::string> MaskDeviceId(std::string_view value);
   Result<std::optional<std::string>> AppVersion(
       const std::array<std::optional<element>, kFieldCount>& fields);
   Rejection Reject(std::string reason, std::string_view body, std::string shape);
@@ -218,16 +203,17 @@ Result<LoginRow> LoginTransform::Impl::Validate(simdjson::dom::object object, st
   RETURN_IF_ERROR(CheckText("user_id", row.user_id, limits.user_id));
   ASSIGN_OR_RETURN(std::string ip, RequiredString(fields, kIp));
   RETURN_IF_ERROR(CheckText("ip", ip, SIZE_MAX));
-  auto canonical_ip = CanonicalIp(ip);
-  if (!canonical_ip) return Status::InvalidInput("field ip is not a valid IPv4 or IPv6 address");
+  // Parsed into its binary form: every mode masks the address, not the way it was written.
+  std::optional<IpAddress> address = ParseIp(ip);
+  if (!address) return Status::InvalidInput("field ip is not a valid IPv4 or IPv6 address");
   ASSIGN_OR_RETURN(std::string device_id, RequiredString(fields, kDeviceId));
   RETURN_IF_ERROR(CheckText("device_id", device_id, SIZE_MAX));
   ASSIGN_OR_RETURN(row.device_type, OptionalString(fields, kDeviceType, limits.device_type));
   ASSIGN_OR_RETURN(row.locale, OptionalString(fields, kLocale, limits.locale));
   ASSIGN_OR_RETURN(row.app_version, AppVersion(fields));
   if (mask) {
-    ASSIGN_OR_RETURN(row.masked_ip, MaskField("ip", *canonical_ip));
-    ASSIGN_OR_RETURN(row.masked_device_id, MaskField("device_id", device_id));
+    RETURN_IF_ERROR(MaskIp(*address, row.masked_ip));
+    ASSIGN_OR_RETURN(row.masked_device_id, MaskDeviceId(device_id));
   }
   row.create_date_days = static_cast<std::int32_t>(sent_timestamp_ms / kMillisPerDay);
   return row;
@@ -273,16 +259,27 @@ Result<std::optional<std::string>> LoginTransform::Impl::AppVersion(
   return std::optional<std::string>(std::to_string(*number));
 }
 
-Result<std::string> LoginTransform::Impl::MaskField(std::string_view field, std::string_view value) {
-  size_t max_bytes = Masker::MaxPlaintextBytes(limits.masked_value);
+Status LoginTransform::Impl::MaskIp(const IpAddress& ip, std::string& out) {
+  if (Status st = masker.MaskIpInto(ip, out); !st.ok()) return std::move(st).Annotate("field ip");
+  // Every mode's form is short (55 characters at most), but a column may be narrower still.
+  if (out.size() > limits.masked_value) {
+    return Status::InvalidInput(
+        fmt::format("field ip: its masked form is {} characters, more than its column's {}", out.size(),
+                    limits.masked_value));
+  }
+  return Status::Ok();
+}
+
+Result<std::string> LoginTransform::Impl::MaskDeviceId(std::string_view value) {
+  size_t max_bytes = masker.MaxFieldBytes(MaskField::kDeviceId, limits.masked_value);
   if (value.size() > max_bytes) {
     return Status::InvalidInput(
-        fmt::format("field {} is {} bytes; its masked form would not fit in {} characters "
+        fmt::format("field device_id is {} bytes; its masked form would not fit in {} characters "
                     "(at most {} bytes fit)",
-                    field, value.size(), limits.masked_value, max_bytes));
+                    value.size(), limits.masked_value, max_bytes));
   }
-  auto masked = masker.Mask(value);
-  if (!masked.ok()) return masked.status().Annotate(fmt::format("field {}", field));
+  auto masked = masker.MaskValue(MaskField::kDeviceId, value);
+  if (!masked.ok()) return masked.status().Annotate("field device_id");
   return masked;
 }
 

@@ -1,6 +1,9 @@
 #include "transform/masker.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 
 #include "common/encoding.h"
@@ -10,8 +13,16 @@ namespace {
 
 constexpr char kSeparator = '.';
 constexpr size_t kPrefixChars = Keyring::kKeyIdChars + 1;  // "<key-id>."
+constexpr std::string_view kV2Tag = "v2.";
+constexpr std::string_view kHmacTag = "hmac.";
+constexpr std::string_view kBodyField = "body";
+// Every field siv v2 binds, tried in turn when unmasking (the value does not say which it is).
+constexpr std::string_view kSivFields[] = {"ip", "device_id", kBodyField};
+// The longest text an address-valued mode produces (an IPv6 address).
+constexpr size_t kMaxAddressChars = 39;
 
 constexpr size_t Base64UrlChars(size_t bytes) { return (bytes * 4 + 2) / 3; }
+constexpr size_t kHmacChars = kPrefixChars + kHmacTag.size() + Base64UrlChars(KeyedHmac::kMacBytes);
 
 bool IsLowerHex(std::string_view s) {
   return std::all_of(s.begin(), s.end(),
@@ -19,20 +30,137 @@ bool IsLowerHex(std::string_view s) {
 }
 
 Status Malformed() {
-  return Status::InvalidInput("unmask: not a masked value (expected <key-id>.<base64url>)");
+  return Status::InvalidInput(
+      "unmask: not a masked value (expected <key-id>.v2.<base64url>, <key-id>.<base64url> or an IP address)");
 }
 
 }  // namespace
 
-Result<Masker> Masker::Create(const Keyring& keyring) {
-  std::vector<KeyedSiv> keys;
+struct Masker::Keyed {
+  std::string id;
+  MaskMode mode;
+  std::optional<AesSiv> siv;
+  std::unique_ptr<IpCipher> ip;
+  std::optional<KeyedHmac> hmac;
+
+  static Result<std::unique_ptr<Keyed>> Create(const Key& key) {
+    auto k = std::make_unique<Keyed>();
+    k->id = key.id;
+    k->mode = key.mode;
+    switch (key.mode) {
+      case MaskMode::kSiv: {
+        ASSIGN_OR_RETURN(AesSiv siv, AesSiv::Create(key.material));
+        k->siv.emplace(std::move(siv));
+        break;
+      }
+      case MaskMode::kHmac: {
+        ASSIGN_OR_RETURN(KeyedHmac hmac, KeyedHmac::Create(key.material));
+        k->hmac.emplace(std::move(hmac));
+        break;
+      }
+      case MaskMode::kCryptoPan: {
+        ASSIGN_OR_RETURN(k->ip, MakeCryptoPan(key.material));
+        break;
+      }
+      case MaskMode::kIpcryptDeterministic: {
+        ASSIGN_OR_RETURN(k->ip, MakeIpcryptDeterministic(key.material));
+        break;
+      }
+      case MaskMode::kIpcryptPfx: {
+        ASSIGN_OR_RETURN(k->ip, MakeIpcryptPfx(key.material));
+        break;
+      }
+    }
+    return k;
+  }
+};
+
+Masker::Masker(std::vector<std::unique_ptr<Keyed>> keys, std::array<Keyed*, 2> fields, Keyed* body,
+               std::vector<Keyed*> address_keys)
+    : keys_(std::move(keys)), fields_(fields), body_(body), address_keys_(std::move(address_keys)) {}
+Masker::Masker(Masker&&) noexcept = default;
+Masker& Masker::operator=(Masker&&) noexcept = default;
+Masker::~Masker() = default;
+
+Result<Masker> Masker::Create(const Keyring& keyring, const MaskerOptions& options) {
+  std::vector<std::unique_ptr<Keyed>> keys;
   keys.reserve(keyring.keys().size());
   for (const Key& key : keyring.keys()) {
-    Result<AesSiv> siv = AesSiv::Create(key.material);
-    if (!siv.ok()) return siv.status().Annotate("masking key " + key.id);
-    keys.push_back(KeyedSiv{key.id, std::move(siv).value()});
+    auto keyed = Keyed::Create(key);
+    if (!keyed.ok()) return keyed.status().Annotate("masking key " + key.id);
+    keys.push_back(std::move(keyed).value());
   }
-  return Masker(std::move(keys));
+  auto keyed_for = [&](const Key* key) {
+    return std::find_if(keys.begin(), keys.end(), [&](const auto& k) { return k->id == key->id; })->get();
+  };
+
+  std::array<Keyed*, 2> fields{};
+  for (MaskField field : kMaskFields) {
+    std::optional<MaskMode> wanted = field == MaskField::kIp ? options.ip_mode : options.device_id_mode;
+    std::vector<const Key*> candidates = keyring.FieldKeys(field);
+    const Key* chosen = candidates.front();
+    if (wanted) {
+      auto it = std::find_if(candidates.begin(), candidates.end(),
+                             [&](const Key* k) { return k->mode == *wanted; });
+      if (it == candidates.end()) {
+        return Status::InvalidInput(fmt::format(
+            "the keyring has no {} key for field {}; add one with: sqs2pg keygen --rotate --{}-mask {} --out "
+            "KEYFILE",
+            ModeName(*wanted), FieldName(field), field == MaskField::kIp ? "ip" : "device-id",
+            ModeName(*wanted)));
+      }
+      chosen = *it;
+    }
+    if (field == MaskField::kDeviceId && AddressValued(chosen->mode)) {
+      return Status::InvalidInput(
+          fmt::format("{} is for ip only: device_id masks with siv or hmac", ModeName(chosen->mode)));
+    }
+    fields[static_cast<size_t>(field)] = keyed_for(chosen);
+  }
+
+  // Bare addresses carry no key id: the key in use first, then the rest of the field's record, then
+  // any other address-valued key.
+  std::vector<Keyed*> address_keys;
+  auto add_address_key = [&](Keyed* k) {
+    if (AddressValued(k->mode) &&
+        std::find(address_keys.begin(), address_keys.end(), k) == address_keys.end())
+      address_keys.push_back(k);
+  };
+  add_address_key(fields[static_cast<size_t>(MaskField::kIp)]);
+  for (const Key* key : keyring.FieldKeys(MaskField::kIp)) add_address_key(keyed_for(key));
+  for (auto& k : keys) add_address_key(k.get());
+
+  Keyed* body = keyed_for(&keyring.active());
+  return Masker(std::move(keys), fields, body, std::move(address_keys));
+}
+
+MaskMode Masker::mode(MaskField field) const { return fields_[static_cast<size_t>(field)]->mode; }
+const std::string& Masker::key_id(MaskField field) const { return fields_[static_cast<size_t>(field)]->id; }
+const std::string& Masker::active_key_id() const { return body_->id; }
+
+Status Masker::SealV2(Keyed& key, std::string_view field, std::string_view plaintext, std::string& out) {
+  out.clear();
+  if (plaintext.empty()) return Status::InvalidInput("mask: refusing an empty value");
+  const std::string_view associated_data[] = {key.id, field};
+  RETURN_IF_ERROR(key.siv->EncryptInto(plaintext, associated_data, sealed_));
+  out.reserve(kPrefixChars + kV2Tag.size() + Base64UrlChars(sealed_.size()));
+  out.append(key.id).push_back(kSeparator);
+  out.append(kV2Tag);
+  AppendBase64Url(out, sealed_);
+  return Status::Ok();
+}
+
+Status Masker::Hash(Keyed& key, std::string_view field, std::string_view plaintext, std::string& out) {
+  out.clear();
+  if (plaintext.empty()) return Status::InvalidInput("mask: refusing an empty value");
+  sealed_.clear();
+  // The NUL ends the field name, so ("ip", "x") and ("i", "px") never hash alike.
+  RETURN_IF_ERROR(key.hmac->AppendMac({field, std::string_view("\0", 1), plaintext}, sealed_));
+  out.reserve(kHmacChars);
+  out.append(key.id).push_back(kSeparator);
+  out.append(kHmacTag);
+  AppendBase64Url(out, sealed_);
+  return Status::Ok();
 }
 
 Result<std::string> Masker::Mask(std::string_view plaintext) {
@@ -42,44 +170,136 @@ Result<std::string> Masker::Mask(std::string_view plaintext) {
 }
 
 Status Masker::MaskInto(std::string_view plaintext, std::string& out) {
+  return SealV2(*body_, kBodyField, plaintext, out);
+}
+
+Result<std::string> Masker::MaskValue(MaskField field, std::string_view value) {
+  std::string out;
+  RETURN_IF_ERROR(MaskValueInto(field, value, out));
+  return out;
+}
+
+Status Masker::MaskValueInto(MaskField field, std::string_view value, std::string& out) {
+  if (field == MaskField::kIp) {
+    std::optional<IpAddress> ip = ParseIp(value);
+    if (!ip) return Status::InvalidInput("mask: not an IPv4 or IPv6 address");
+    return MaskIpInto(*ip, out);
+  }
+  Keyed& key = *fields_[static_cast<size_t>(field)];
+  if (key.mode == MaskMode::kHmac) return Hash(key, FieldName(field), value, out);
+  return SealV2(key, FieldName(field), value, out);
+}
+
+Status Masker::MaskIpInto(const IpAddress& ip, std::string& out) {
+  Keyed& key = *fields_[static_cast<size_t>(MaskField::kIp)];
+  switch (key.mode) {
+    case MaskMode::kSiv:
+      return SealV2(key, "ip", ip.Binary(), out);
+    case MaskMode::kHmac:
+      return Hash(key, "ip", ip.Binary(), out);
+    default:
+      break;
+  }
+  ASSIGN_OR_RETURN(IpAddress masked, key.ip->Encrypt(ip));
   out.clear();
-  if (plaintext.empty()) return Status::InvalidInput("mask: refusing an empty value");
-  KeyedSiv& active = keys_.front();
-  const std::string_view associated_data[] = {active.id};
-  RETURN_IF_ERROR(active.siv.EncryptInto(plaintext, associated_data, sealed_));
-  out.reserve(MaskedLength(plaintext.size()));
-  out.append(active.id).push_back(kSeparator);
-  AppendBase64Url(out, sealed_);
+  AppendIp(out, masked);
   return Status::Ok();
 }
 
+Result<std::string> Masker::MaskNetwork(const IpAddress& ip, int bits) {
+  Keyed& key = *fields_[static_cast<size_t>(MaskField::kIp)];
+  if (!PrefixPreserving(key.mode)) {
+    return Status::InvalidInput(fmt::format(
+        "--prefix needs a prefix-preserving ip mode (ipcrypt-pfx or cryptopan); the ip key {} is {}", key.id,
+        ModeName(key.mode)));
+  }
+  if (bits < 0 || bits > ip.bits()) {
+    return Status::InvalidInput(
+        fmt::format("--prefix must be 0 to {} for an IPv{} address", ip.bits(), ip.v4 ? 4 : 6));
+  }
+  ASSIGN_OR_RETURN(IpAddress masked, key.ip->Encrypt(NetworkOf(ip, bits)));
+  return fmt::format("{}/{}", FormatIp(NetworkOf(masked, bits)), bits);
+}
+
+Result<std::string> Masker::UnmaskAddress(const IpAddress& masked) {
+  if (address_keys_.empty()) {
+    return Status::InvalidInput(
+        "unmask: the value is a bare IP address, but the keyring has no address-valued key "
+        "(ipcrypt-deterministic, ipcrypt-pfx or cryptopan) for the ip field");
+  }
+  // No key id and no tag: the keyring's record of the column decides which key.
+  Keyed& key = *address_keys_.front();
+  Result<IpAddress> plain = key.ip->Decrypt(masked);
+  if (!plain.ok()) return plain.status().Annotate("unmask with key " + key.id);
+  return FormatIp(*plain);
+}
+
 Result<std::string> Masker::Unmask(std::string_view masked) {
+  if (std::optional<IpAddress> ip = ParseIp(masked)) return UnmaskAddress(*ip);
   if (masked.size() <= kPrefixChars || masked[Keyring::kKeyIdChars] != kSeparator) return Malformed();
   std::string_view id = masked.substr(0, Keyring::kKeyIdChars);
   // Checked first so that the id may be quoted below: a hex id is not a fragment of someone's ip.
   if (!IsLowerHex(id)) return Malformed();
-  auto key = std::find_if(keys_.begin(), keys_.end(), [&](const KeyedSiv& k) { return k.id == id; });
-  if (key == keys_.end()) {
+  auto it = std::find_if(keys_.begin(), keys_.end(), [&](const auto& k) { return k->id == id; });
+  if (it == keys_.end()) {
     return Status::NotFound("unmask: no key with id " + std::string(id) +
                             " in the keyring (removed by a rotation, or the wrong key file?)");
   }
-  std::optional<std::string> sealed = Base64UrlDecode(masked.substr(kPrefixChars));
+  Keyed& key = **it;
+  std::string_view rest = masked.substr(kPrefixChars);
+  if (rest.starts_with(kHmacTag) || key.mode == MaskMode::kHmac) {
+    return Status::InvalidInput("unmask: this value was masked with hmac (key " + key.id +
+                                "), which is one-way: the original cannot be recovered, with this key or any "
+                                "other. Mask a candidate value and compare instead");
+  }
+  if (key.mode != MaskMode::kSiv) return Malformed();
+  const bool v2 = rest.starts_with(kV2Tag);
+  std::optional<std::string> sealed = Base64UrlDecode(v2 ? rest.substr(kV2Tag.size()) : rest);
   if (!sealed) return Malformed();
-  const std::string_view associated_data[] = {key->id};
-  Result<std::string> plaintext = key->siv.Decrypt(*sealed, associated_data);
-  if (!plaintext.ok()) return plaintext.status().Annotate("unmask with key " + key->id);
-  return plaintext;
+  if (!v2) {
+    const std::string_view associated_data[] = {key.id};
+    Result<std::string> plaintext = key.siv->Decrypt(*sealed, associated_data);
+    if (!plaintext.ok()) return plaintext.status().Annotate("unmask with key " + key.id);
+    return plaintext;
+  }
+  Status last;
+  for (std::string_view field : kSivFields) {
+    const std::string_view associated_data[] = {key.id, field};
+    Result<std::string> plaintext = key.siv->Decrypt(*sealed, associated_data);
+    if (!plaintext.ok()) {
+      last = plaintext.status();
+      continue;
+    }
+    if (field != "ip") return plaintext;
+    std::optional<IpAddress> ip = IpFromBinary(*plaintext);
+    if (!ip) return Malformed();
+    return FormatIp(*ip);
+  }
+  return std::move(last).Annotate("unmask with key " + key.id);
 }
 
 size_t Masker::MaskedLength(size_t plaintext_bytes) {
-  return kPrefixChars + Base64UrlChars(AesSiv::kTagBytes + plaintext_bytes);
+  return kPrefixChars + kV2Tag.size() + Base64UrlChars(AesSiv::kTagBytes + plaintext_bytes);
 }
 
 size_t Masker::MaxPlaintextBytes(size_t max_masked_chars) {
-  if (max_masked_chars <= kPrefixChars) return 0;
+  const size_t prefix = kPrefixChars + kV2Tag.size();
+  if (max_masked_chars <= prefix) return 0;
   // floor(3L/4) bytes are the most whose unpadded base64 fits in L characters.
-  size_t sealed_bytes = (max_masked_chars - kPrefixChars) * 3 / 4;
+  size_t sealed_bytes = (max_masked_chars - prefix) * 3 / 4;
   return sealed_bytes > AesSiv::kTagBytes ? sealed_bytes - AesSiv::kTagBytes : 0;
+}
+
+size_t Masker::MaxFieldBytes(MaskField field, size_t max_masked_chars) const {
+  auto fits = [&](size_t chars) { return chars <= max_masked_chars ? SIZE_MAX : 0; };
+  switch (mode(field)) {
+    case MaskMode::kSiv:
+      return field == MaskField::kIp ? fits(MaskedLength(16)) : MaxPlaintextBytes(max_masked_chars);
+    case MaskMode::kHmac:
+      return fits(kHmacChars);
+    default:
+      return fits(kMaxAddressChars);
+  }
 }
 
 }  // namespace sqs2pg::transform

@@ -1,11 +1,24 @@
 #pragma once
-// Reversible, deterministic masking of PII values (ip, device_id).
-//   masked = <key-id> "." base64url-no-padding(V || C)      AES-256-SIV, associated data = the key id
-// Deterministic, so equal values stay equal (countable, joinable) without being readable. The key id names
-// the key that can unmask the value after rotation, and is bound into the ciphertext: editing it makes
-// Unmask fail rather than decrypt under another key.
+// Deterministic masking of PII values (ip, device_id) and of reject bodies, one mode per field.
+//
+//   siv v2   <key-id> ".v2." base64url(V || C)   AES-256-SIV, associated data = (key id, field name).
+//            Reversible. The field name ("ip", "device_id", "body") is bound in, so equal text in two
+//            fields masks differently. An ip is encrypted in its binary form (4 or 16 bytes), so the
+//            masked length says only IPv4 or IPv6, not how long the address's text was.
+//   siv v1   <key-id> "." base64url(V || C)      associated data = the key id, plaintext = the text.
+//            Written before v2; still unmasked, never written.
+//   hmac     <key-id> ".hmac." base64url(HMAC-SHA256(key, field || 0x00 || value))   One-way; an ip
+//            is hashed in its binary form.
+//   ipcrypt-deterministic, ipcrypt-pfx, cryptopan (ip only)   a bare IP address (see ip_ciphers.h);
+//            the keyring's field line says which key made it.
+// Deterministic, so equal values stay equal (countable, joinable) without being readable. A key id
+// names the key that unmasks the value after rotation, and is bound into siv ciphertexts: editing it
+// makes Unmask fail rather than decrypt under another key.
 
+#include <array>
 #include <cstddef>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,47 +27,80 @@
 #include "common/result.h"
 #include "common/status.h"
 #include "transform/aes_siv.h"
+#include "transform/ip_address.h"
+#include "transform/ip_ciphers.h"
+#include "transform/keyed_hmac.h"
 #include "transform/keyring.h"
 
 namespace sqs2pg::transform {
 
-// Not thread-safe: every key's AesSiv reuses its keyed OpenSSL contexts and scratch buffers.
+// Which mode each field masks with. Unset: the mode of the keyring's key for the field. Set: the
+// newest key of that mode the keyring lists for the field (an error if there is none).
+struct MaskerOptions {
+  std::optional<MaskMode> ip_mode;
+  std::optional<MaskMode> device_id_mode;
+};
+
+// Not thread-safe: every key reuses its keyed OpenSSL contexts and scratch buffers.
 // Build one Masker per thread.
 class Masker {
  public:
-  static Result<Masker> Create(const Keyring& keyring);
+  static Result<Masker> Create(const Keyring& keyring, const MaskerOptions& options = {});
 
-  Masker(Masker&&) noexcept = default;
-  Masker& operator=(Masker&&) noexcept = default;
+  Masker(Masker&&) noexcept;
+  Masker& operator=(Masker&&) noexcept;
   Masker(const Masker&) = delete;  // owns keyed OpenSSL state; build another from the Keyring instead
   Masker& operator=(const Masker&) = delete;
+  ~Masker();
 
-  // Under the active (first) key. Equal inputs give equal outputs.
-  // kInvalidInput for an empty plaintext (ip and device_id are never empty; AES-SIV here cannot seal one).
+  // A reject body (or any free text): siv v2 under the keyring's first siv key, bound to "body".
+  // kInvalidInput for an empty value (AES-SIV here cannot seal one).
   Result<std::string> Mask(std::string_view plaintext);
-  // Mask into `out` (old contents replaced), reusing its capacity: for the per-row hot path.
+  // Mask into `out` (old contents replaced), reusing its capacity.
   Status MaskInto(std::string_view plaintext, std::string& out);
 
-  // Finds the key by the id in front. Errors (never containing the value): malformed value, unknown key id,
-  // authentication failure.
+  // A field's value in the field's mode. An ip is parsed (any accepted spelling) and masked in its
+  // canonical form; kInvalidInput if it is not an address.
+  Result<std::string> MaskValue(MaskField field, std::string_view value);
+  Status MaskValueInto(MaskField field, std::string_view value, std::string& out);
+  // The per-row hot path for ip.
+  Status MaskIpInto(const IpAddress& ip, std::string& out);
+  // Prefix-preserving modes only: the masked network of the first `bits` bits of `ip`, as
+  // "100.9.15.0/24". Every address in ip/bits masks into it.
+  Result<std::string> MaskNetwork(const IpAddress& ip, int bits);
+
+  // Reads the format from the value (a key id in front, or a bare address for the ip field's
+  // address-valued keys). Errors never contain the value: malformed value, unknown key id,
+  // authentication failure, or a one-way (hmac) value, which nothing can recover.
   Result<std::string> Unmask(std::string_view masked);
 
-  const std::string& active_key_id() const { return keys_.front().id; }
+  MaskMode mode(MaskField field) const;
+  const std::string& key_id(MaskField field) const;
+  // The key that seals reject bodies.
+  const std::string& active_key_id() const;
 
-  // Characters Mask() produces for a plaintext of this many bytes.
+  // Characters Mask() produces for a body of this many bytes.
   static size_t MaskedLength(size_t plaintext_bytes);
-  // The longest plaintext whose masked form fits in max_masked_chars (a varchar(n) column); 0 if none does.
+  // The longest body whose siv form fits in max_masked_chars (a varchar(n) column); 0 if none does.
   static size_t MaxPlaintextBytes(size_t max_masked_chars);
+  // The longest value of `field` whose masked form fits max_masked_chars, in this masker's mode for it
+  // (SIZE_MAX for a fixed-size form that fits, 0 if it does not).
+  size_t MaxFieldBytes(MaskField field, size_t max_masked_chars) const;
 
  private:
-  struct KeyedSiv {
-    std::string id;
-    AesSiv siv;
-  };
-  explicit Masker(std::vector<KeyedSiv> keys) : keys_(std::move(keys)) {}
+  struct Keyed;
+  Masker(std::vector<std::unique_ptr<Keyed>> keys, std::array<Keyed*, 2> fields, Keyed* body,
+         std::vector<Keyed*> address_keys);
 
-  std::vector<KeyedSiv> keys_;  // keyring order: keys_.front() masks
-  std::string sealed_;          // V || C scratch, reused across calls
+  Status SealV2(Keyed& key, std::string_view field, std::string_view plaintext, std::string& out);
+  Status Hash(Keyed& key, std::string_view field, std::string_view plaintext, std::string& out);
+  Result<std::string> UnmaskAddress(const IpAddress& masked);
+
+  std::vector<std::unique_ptr<Keyed>> keys_;  // keyring order
+  std::array<Keyed*, 2> fields_;              // per MaskField: the key that masks it
+  Keyed* body_;                               // the first siv key
+  std::vector<Keyed*> address_keys_;          // the ip field's address-valued keys, the one in use first
+  std::string sealed_;                        // V || C scratch, reused across calls
 };
 
 }  // namespace sqs2pg::transform

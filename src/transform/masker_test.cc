@@ -95,14 +95,14 @@ TEST(MaskerTest, MaskIntoReusesTheBufferAndMatchesMask) {
   EXPECT_EQ(out, MustMask(masker, "198.51.100.1"));
 }
 
-// varchar(256): 9 chars of "<key-id>." leave 247 base64 chars = 185 bytes = 16 (tag) + 169.
+// varchar(256): 12 chars of "<key-id>.v2." leave 244 base64 chars = 183 bytes = 16 (tag) + 167.
 TEST(MaskerTest, LengthBoundaryForVarchar256) {
-  EXPECT_EQ(Masker::MaxPlaintextBytes(256), 169u);
-  EXPECT_EQ(Masker::MaskedLength(169), 256u);
-  EXPECT_EQ(Masker::MaskedLength(170), 257u);
+  EXPECT_EQ(Masker::MaxPlaintextBytes(256), 167u);
+  EXPECT_EQ(Masker::MaskedLength(167), 256u);
+  EXPECT_EQ(Masker::MaskedLength(168), 258u);
   Masker masker = MakeMasker(RingOf({kOld}));
-  EXPECT_EQ(MustMask(masker, std::string(169, 'a')).size(), 256u);
-  EXPECT_EQ(MustMask(masker, std::string(170, 'a')).size(), 257u);
+  EXPECT_EQ(MustMask(masker, std::string(167, 'a')).size(), 256u);
+  EXPECT_EQ(MustMask(masker, std::string(168, 'a')).size(), 258u);
 }
 
 TEST(MaskerTest, LengthFormulasAgreeWithEachOtherAndWithMask) {
@@ -142,13 +142,13 @@ TEST(MaskerTest, RotatedKeyringUnmasksOldValuesAndMasksWithTheNewKey) {
 TEST(MaskerTest, TamperedValueFailsAuthenticationWithoutEchoingIt) {
   Masker masker = MakeMasker(RingOf({kOld}));
   std::string masked = MustMask(masker, "203.0.113.7");
-  for (size_t i = 9; i < masked.size(); ++i) {
+  for (size_t i = 12; i < masked.size(); ++i) {  // after "<key-id>.v2."
     std::string tampered = masked;
     tampered[i] = tampered[i] == 'A' ? 'B' : 'A';
     Result<std::string> unmasked = masker.Unmask(tampered);
     ASSERT_FALSE(unmasked.ok()) << i;
     // The last character may turn into a non-canonical encoding: malformed rather than inauthentic.
-    EXPECT_THAT(unmasked.status().message(), Not(HasSubstr(tampered.substr(9))));
+    EXPECT_THAT(unmasked.status().message(), Not(HasSubstr(tampered.substr(12))));
     EXPECT_THAT(unmasked.status().message(), Not(HasSubstr("203.0.113.7")));
     if (i + 1 < masked.size()) {
       EXPECT_THAT(unmasked.status().message(), HasSubstr("authentication failed")) << i;

@@ -985,10 +985,14 @@ Result<TableShape> PostgresSink::Impl::ReadShape() {
     } else if (name == "create_date") {
       if (typname != "date")
         return Status::Permanent(fmt::format("table {}: column create_date must be date", table));
+    } else if (name == "masked_ip" && typname == "inet") {
+      // An address-valued mask's text is an inet literal; COPY parses it like any other value.
+      shape.masked_ip_is_inet = true;
     } else if (std::find(kRowColumns.begin(), kRowColumns.end(), name) != kRowColumns.end()) {
       if (!text_like) {
-        return Status::Permanent(fmt::format("table {}: column {} has type {}, expected varchar or text",
-                                             table, name, PQgetvalue(cols.get(), i, 3)));
+        return Status::Permanent(fmt::format(
+            "table {}: column {} has type {}, expected varchar or text (masked_ip may also be inet)", table,
+            name, PQgetvalue(cols.get(), i, 3)));
       }
       if (name == "user_id") shape.user_id_chars = limit;
       if (name == "device_type") shape.device_type_chars = limit;

@@ -53,6 +53,9 @@ struct TableShape {
   size_t locale_chars = kUnlimited;
   size_t app_version_chars = kUnlimited;
   bool app_version_is_integer = false;
+  // masked_ip is `inet` (the user's choice): only address-valued masks (ipcrypt-deterministic,
+  // ipcrypt-pfx, cryptopan) fit it, and then subnet operators (<<, >>=) and GiST indexes work on it.
+  bool masked_ip_is_inet = false;
   // <table>_rejects predates the body_bytes and body_shape columns and this role may not add
   // them: a reject's size and shape are appended to its reason instead, so nothing is lost, and
   // `sqs2pg schema` prints the ALTER TABLE a DBA can run.

@@ -1,0 +1,223 @@
+// Per-field modes, the siv v2 format (field-bound, length-hidden) beside v1, and one-way hmac.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+
+#include "common/encoding.h"
+#include "transform/masker.h"
+#include "transform/test_keys.h"
+
+namespace sqs2pg::transform {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using testing::Material;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+// The Crypto-PAn reference key of tests/vectors/cryptopan.tsv.
+const std::string kCryptoPanHex = "1522178d33a4cf80130a5b1649907d10d8988f837979652762574c2d2a842202";
+const std::string kSivLine =
+    "sqs2pg-key-v1 " + Keyring::KeyIdFor(Material(0)) + " " + HexEncode(Material(0)) + "\n";  // id 60f7f036
+
+std::string V2Line(MaskMode mode, const std::string& material) {
+  return "sqs2pg-key-v2 " + Keyring::KeyIdFor(material, mode) + " " + std::string(ModeName(mode)) + " " +
+         HexEncode(material) + "\n";
+}
+
+Keyring Ring(const std::string& text) {
+  auto ring = Keyring::Parse(text);
+  EXPECT_TRUE(ring.ok()) << ring.status().message();
+  return std::move(ring).value();
+}
+
+Masker MakeMasker(const Keyring& ring, MaskerOptions options = {}) {
+  auto masker = Masker::Create(ring, options);
+  EXPECT_TRUE(masker.ok()) << masker.status().message();
+  return std::move(masker).value();
+}
+
+std::string MustMask(Masker& m, MaskField field, std::string_view value) {
+  auto masked = m.MaskValue(field, value);
+  EXPECT_TRUE(masked.ok()) << masked.status().message();
+  return masked.ok() ? *masked : std::string();
+}
+
+std::string MustUnmask(Masker& m, std::string_view masked) {
+  auto plain = m.Unmask(masked);
+  EXPECT_TRUE(plain.ok()) << plain.status().message();
+  return plain.ok() ? *plain : std::string();
+}
+
+// A keyring with a key of every mode; `ip_mode` masks ip.
+Keyring AllModes(MaskMode ip_mode) {
+  std::string text = kSivLine;
+  const std::string crypto_pan = *HexDecode(kCryptoPanHex);
+  std::string ip_id;
+  for (MaskMode mode :
+       {MaskMode::kCryptoPan, MaskMode::kIpcryptPfx, MaskMode::kIpcryptDeterministic, MaskMode::kHmac}) {
+    std::string material =
+        mode == MaskMode::kCryptoPan
+            ? crypto_pan
+            : Material(static_cast<unsigned char>(0x40 + 7 * int(mode))).substr(0, KeyBytesFor(mode));
+    text += V2Line(mode, material);
+    if (mode == ip_mode) ip_id = Keyring::KeyIdFor(material, mode);
+  }
+  if (!ip_id.empty()) text += "sqs2pg-field ip " + ip_id + "\n";
+  return Ring(text);
+}
+
+TEST(MaskerModesTest, PinnedV1ValuesStillUnmask) {
+  // Written by sqs2pg before format v2 (same key, Material(0)): they must keep unmasking.
+  Masker m = MakeMasker(Ring(kSivLine));
+  EXPECT_EQ(MustUnmask(m, "60f7f036.hejgoAY_Bj2H7n7h-xlWATBO8BowujkxVmgP"), "593-47-5928");
+  EXPECT_EQ(MustUnmask(m, "60f7f036.6rNBoWUp9lRIWSUUYYQSCgeTaZ9VLeXlprZAlw"), "198.51.100.7");
+}
+
+TEST(MaskerModesTest, NewValuesAreV2AndCoexistWithV1) {
+  Masker m = MakeMasker(Ring(kSivLine));
+  std::string ip = MustMask(m, MaskField::kIp, "198.51.100.7");
+  std::string device = MustMask(m, MaskField::kDeviceId, "593-47-5928");
+  EXPECT_THAT(ip, StartsWith("60f7f036.v2."));
+  EXPECT_THAT(device, StartsWith("60f7f036.v2."));
+  EXPECT_EQ(MustUnmask(m, ip), "198.51.100.7");
+  EXPECT_EQ(MustUnmask(m, device), "593-47-5928");
+  // The v1 value of the same address is another string: a migration sees both until rekey.
+  EXPECT_NE(ip, "60f7f036.6rNBoWUp9lRIWSUUYYQSCgeTaZ9VLeXlprZAlw");
+}
+
+TEST(MaskerModesTest, SivV2BindsTheFieldName) {
+  Masker m = MakeMasker(Ring(kSivLine));
+  // Equal text in two fields, and in a reject body, gives three different values.
+  std::string as_device = MustMask(m, MaskField::kDeviceId, "198.51.100.7");
+  std::string as_ip = MustMask(m, MaskField::kIp, "198.51.100.7");
+  std::string as_body = *m.Mask("198.51.100.7");
+  EXPECT_NE(as_device, as_ip);
+  EXPECT_NE(as_device, as_body);
+  EXPECT_NE(as_ip, as_body);
+  EXPECT_EQ(MustUnmask(m, as_device), "198.51.100.7");
+  EXPECT_EQ(MustUnmask(m, as_body), "198.51.100.7");
+}
+
+TEST(MaskerModesTest, SivV2HidesTheLengthOfTheAddressText) {
+  Masker m = MakeMasker(Ring(kSivLine));
+  const size_t v4 = MustMask(m, MaskField::kIp, "1.1.1.1").size();
+  EXPECT_EQ(MustMask(m, MaskField::kIp, "255.255.255.255").size(), v4);
+  EXPECT_EQ(v4, Masker::MaskedLength(4));
+  const size_t v6 = MustMask(m, MaskField::kIp, "::1").size();
+  EXPECT_EQ(MustMask(m, MaskField::kIp, "2001:db8:1234:5678:9abc:def0:1234:5678").size(), v6);
+  EXPECT_EQ(v6, Masker::MaskedLength(16));
+  // Any spelling of one address is one value.
+  EXPECT_EQ(MustMask(m, MaskField::kIp, "::ffff:1.1.1.1"), MustMask(m, MaskField::kIp, "1.1.1.1"));
+  EXPECT_EQ(MustMask(m, MaskField::kIp, "2001:DB8:0::1"), MustMask(m, MaskField::kIp, "2001:db8::1"));
+}
+
+TEST(MaskerModesTest, CryptoPanFieldMasksLikeTheReferenceAndUnmasksFromTheFieldLine) {
+  Masker m = MakeMasker(AllModes(MaskMode::kCryptoPan));
+  EXPECT_EQ(m.mode(MaskField::kIp), MaskMode::kCryptoPan);
+  EXPECT_EQ(m.mode(MaskField::kDeviceId), MaskMode::kSiv);
+  EXPECT_EQ(MustMask(m, MaskField::kIp, "24.5.0.80"), "100.9.15.210");
+  EXPECT_EQ(MustUnmask(m, "100.9.15.210"), "24.5.0.80");
+  auto network = m.MaskNetwork(*ParseIp("24.5.0.99"), 24);
+  ASSERT_TRUE(network.ok());
+  EXPECT_EQ(*network, "100.9.15.0/24");
+}
+
+TEST(MaskerModesTest, EveryModeRoundTripsBothFamilies) {
+  std::mt19937_64 rng(7);
+  for (MaskMode mode :
+       {MaskMode::kSiv, MaskMode::kCryptoPan, MaskMode::kIpcryptPfx, MaskMode::kIpcryptDeterministic}) {
+    Masker m = MakeMasker(AllModes(mode));
+    ASSERT_EQ(m.mode(MaskField::kIp), mode);
+    for (int i = 0; i < 200; ++i) {
+      IpAddress ip;
+      for (auto& b : ip.bytes) b = static_cast<std::uint8_t>(rng());
+      if (i % 2 == 0) ip = *IpFromBinary(std::string_view(reinterpret_cast<char*>(ip.bytes.data()), 4));
+      std::string masked;
+      ASSERT_TRUE(m.MaskIpInto(ip, masked).ok());
+      if (AddressValued(mode)) {
+        ASSERT_TRUE(ParseIp(masked)) << masked;
+      }
+      ASSERT_EQ(MustUnmask(m, masked), FormatIp(ip)) << ModeName(mode);
+    }
+  }
+}
+
+TEST(MaskerModesTest, IpcryptDeterministicHidesTheFamily) {
+  Masker m = MakeMasker(AllModes(MaskMode::kIpcryptDeterministic));
+  std::string masked = MustMask(m, MaskField::kIp, "192.0.2.1");
+  ASSERT_TRUE(ParseIp(masked));
+  EXPECT_FALSE(ParseIp(masked)->v4);
+  EXPECT_EQ(MustUnmask(m, masked), "192.0.2.1");
+  EXPECT_FALSE(m.MaskNetwork(*ParseIp("192.0.2.1"), 24).ok());  // not prefix-preserving
+}
+
+TEST(MaskerModesTest, HmacIsDeterministicFieldBoundAndSaysItCannotBeUndone) {
+  Keyring ring = AllModes(MaskMode::kHmac);
+  ASSERT_TRUE(ring.AssignField(MaskField::kDeviceId, ring.ActiveFor(MaskField::kIp).id, false).ok());
+  Masker m = MakeMasker(ring, {MaskMode::kHmac, MaskMode::kHmac});
+  std::string ip = MustMask(m, MaskField::kIp, "198.51.100.7");
+  std::string device = MustMask(m, MaskField::kDeviceId, "198.51.100.7");
+  EXPECT_THAT(ip, MatchesRegex("[0-9a-f]{8}\\.hmac\\.[A-Za-z0-9_-]{43}"));
+  EXPECT_EQ(MustMask(m, MaskField::kIp, "::ffff:198.51.100.7"), ip);
+  EXPECT_NE(ip, device);
+  EXPECT_EQ(m.MaxFieldBytes(MaskField::kDeviceId, 256), SIZE_MAX);
+  EXPECT_EQ(m.MaxFieldBytes(MaskField::kDeviceId, 40), 0u);
+  auto undone = m.Unmask(device);
+  ASSERT_FALSE(undone.ok());
+  EXPECT_THAT(undone.status().message(), HasSubstr("one-way"));
+  EXPECT_THAT(undone.status().message(), HasSubstr("cannot be recovered"));
+}
+
+TEST(MaskerModesTest, ChoosingAModeTheKeyringLacksSaysHowToAddOne) {
+  auto m = Masker::Create(Ring(kSivLine), {MaskMode::kCryptoPan, std::nullopt});
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr("keygen --rotate --ip-mask cryptopan"));
+  auto device = Masker::Create(AllModes(MaskMode::kSiv), {std::nullopt, MaskMode::kCryptoPan});
+  EXPECT_FALSE(device.ok());
+}
+
+TEST(KeyringModesTest, FieldLinesRoundTripAndRecordHistory) {
+  Keyring ring = AllModes(MaskMode::kCryptoPan);
+  EXPECT_EQ(ring.ActiveFor(MaskField::kIp).mode, MaskMode::kCryptoPan);
+  EXPECT_EQ(ring.ActiveFor(MaskField::kDeviceId).mode, MaskMode::kSiv);
+  Key pfx = *Keyring::KeyFromMaterial(Material(0x90).substr(0, 32), MaskMode::kIpcryptPfx);
+  ASSERT_TRUE(ring.Prepend(pfx).ok());
+  ASSERT_TRUE(ring.AssignField(MaskField::kIp, pfx.id).ok());
+  Keyring again = Ring(ring.Serialize());
+  auto ip_keys = again.FieldKeys(MaskField::kIp);
+  ASSERT_EQ(ip_keys.size(), 2u);
+  EXPECT_EQ(ip_keys[0]->id, pfx.id);
+  EXPECT_EQ(ip_keys[1]->mode, MaskMode::kCryptoPan);
+  EXPECT_THAT(ring.Serialize(), HasSubstr("sqs2pg-field ip " + pfx.id + " "));
+  // An siv-only keyring is still written in the v1 form alone.
+  EXPECT_THAT(Ring(kSivLine).Serialize(), Not(HasSubstr("sqs2pg-field")));
+  EXPECT_THAT(Ring(kSivLine).Serialize(), Not(HasSubstr("sqs2pg-key-v2 ")));
+}
+
+TEST(KeyringModesTest, RefusesBadFieldLinesAndKeyringsWithoutSiv) {
+  const std::string hmac = V2Line(MaskMode::kHmac, Material(1).substr(0, 32));
+  EXPECT_THAT(Keyring::Parse(hmac).status().message(), HasSubstr("no siv key"));
+  EXPECT_THAT(Keyring::Parse(kSivLine + "sqs2pg-field ip 01234567\n").status().message(),
+              HasSubstr("no key with id 01234567"));
+  const std::string pfx_material = Material(2).substr(0, 32);
+  EXPECT_THAT(
+      Keyring::Parse(kSivLine + V2Line(MaskMode::kIpcryptPfx, pfx_material) + "sqs2pg-field device_id " +
+                     Keyring::KeyIdFor(pfx_material, MaskMode::kIpcryptPfx) + "\n")
+          .status()
+          .message(),
+      HasSubstr("device_id cannot use"));
+  EXPECT_THAT(Keyring::Parse(kSivLine + "sqs2pg-key-v2 01234567 rot13 00\n").status().message(),
+              HasSubstr("unknown mode"));
+  // The id of a non-siv key depends on its mode: a line claiming another mode is refused as damaged.
+  std::string line = V2Line(MaskMode::kCryptoPan, pfx_material);
+  line.replace(line.find("cryptopan"), 9, "ipcrypt-pfx");
+  EXPECT_THAT(Keyring::Parse(kSivLine + line).status().message(), HasSubstr("does not match"));
+}
+
+}  // namespace
+}  // namespace sqs2pg::transform

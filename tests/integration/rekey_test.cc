@@ -1,0 +1,138 @@
+// sqs2pg rekey against real Postgres: a table written under an old key and mode is re-masked to the
+// active ones while `run --follow` keeps loading, with a SIGKILL mid-way and a rerun.
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "harness.h"
+
+namespace sqs2pg::integration {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::vector<std::string> Column(Db& db, const std::string& sql) {
+  std::vector<std::string> out;
+  for (const auto& row : db.Rows(sql)) out.push_back(row[0].value_or(""));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string Joined(const std::vector<std::string>& values) {
+  std::string text;
+  for (const std::string& v : values) text += v + "\n";
+  return text;
+}
+
+std::vector<std::string> Unmasked(const std::string& key, const std::vector<std::string>& values) {
+  std::string path = TestDir() + "/values.txt";
+  { std::ofstream(path) << Joined(values); }
+  CommandResult r = RunShell(fmt::format("{} unmask --key-file {} < {}", SQS2PG_BINARY, key, path));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::string> out;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(RekeyTest, RemasksOldRowsAndRejectsWhileAConsumerRunsAndSurvivesAKill) {
+  std::string key = TestDir() + "/rekey.key";
+  std::filesystem::remove(key);
+  ASSERT_EQ(RunSqs2pg({"keygen", "--out", key}).exit_code, 0);
+  std::string queue = UniqueName("q"), table = UniqueName("t");
+  ASSERT_EQ(RunSqs2pg({"send", "--create-queue", "--queue", queue, SampleDataPath()}).exit_code, 0);
+  ASSERT_EQ(RunSqs2pg({"run", "--queue", queue, "--table", table, "--key-file", key}).exit_code, 0);
+  Db db;
+  const std::string ips_sql = fmt::format("SELECT masked_ip FROM \"{}\"", table);
+  const std::string devices_sql = fmt::format("SELECT masked_device_id FROM \"{}\"", table);
+  const std::string bodies_sql = fmt::format("SELECT body FROM \"{}_rejects\" WHERE body_encrypted", table);
+  const auto ips_before = Unmasked(key, Column(db, ips_sql));
+  const auto devices_before = Unmasked(key, Column(db, devices_sql));
+  const auto bodies_before = Unmasked(key, Column(db, bodies_sql));
+  const std::string old_id = Column(db, devices_sql).at(0).substr(0, 8);
+
+  // Rotate: a new siv key for device_id and bodies, and Crypto-PAn for ip.
+  ASSERT_EQ(RunSqs2pg({"keygen", "--rotate", "--out", key}).exit_code, 0);
+  ASSERT_EQ(RunSqs2pg({"keygen", "--rotate", "--out", key, "--ip-mask", "cryptopan"}).exit_code, 0);
+
+  // A consumer keeps loading the same messages again (new MessageIds) while rekey runs; rekey is
+  // killed mid-way, then run again to the end.
+  ASSERT_EQ(RunSqs2pg({"send", "--queue", queue, SampleDataPath()}).exit_code, 0);
+  const std::string pid_file = TestDir() + "/follow.pid";
+  CommandResult started =
+      RunShell(fmt::format("( {} run --follow --wait-seconds 1 --queue {} --table {} --key-file {} "
+                           ">{}/follow.out 2>&1 & echo $! > {} )",
+                           SQS2PG_BINARY, queue, table, key, TestDir(), pid_file));
+  ASSERT_EQ(started.exit_code, 0);
+  // Stops the consumer however the test ends (an ASSERT returns early).
+  struct StopConsumer {
+    std::string pid_file;
+    ~StopConsumer() {
+      RunShell(
+          fmt::format("pid=$(cat {}); [ -n \"$pid\" ] && kill -TERM $pid; while kill -0 $pid 2>/dev/null; do "
+                      "sleep 0.1; done",
+                      pid_file));
+    }
+  } stop_consumer{pid_file};
+  // Killed between batches once part of the ip column is done (a pause after each batch makes
+  // that moment wide enough to hit).
+  const std::string rekey_pid = TestDir() + "/rekey.pid";
+  ASSERT_EQ(RunShell(fmt::format(
+                         "( SQS2PG_REKEY_BATCH_PAUSE_MS=20 {} rekey --table {} --key-file {} --batch-size 5 "
+                         ">{}/rekey.out 2>&1 & echo $! > {} )",
+                         SQS2PG_BINARY, table, key, TestDir(), rekey_pid))
+                .exit_code,
+            0);
+  const std::string old_ips_sql =
+      fmt::format("SELECT count(*) FROM \"{}\" WHERE masked_ip LIKE '{}.%'", table, old_id);
+  long old_ips = 99;
+  for (int i = 0; i < 500 && old_ips == 99; ++i) old_ips = std::stol(db.Scalar(old_ips_sql));
+  ASSERT_EQ(RunShell(fmt::format("kill -KILL $(cat {})", rekey_pid)).exit_code, 0);
+  RunShell("sleep 0.2");
+  old_ips = std::stol(db.Scalar(old_ips_sql));
+  EXPECT_GT(old_ips, 0) << "rekey finished before the kill";
+  EXPECT_LT(old_ips, 99) << "rekey had done nothing before the kill";
+  CommandResult rekey = RunSqs2pg({"rekey", "--table", table, "--key-file", key, "--batch-size", "7"});
+  EXPECT_EQ(rekey.exit_code, 0) << rekey.err;
+  // The rerun carried on where the killed one stopped: it re-masked exactly the ips left.
+  EXPECT_THAT(rekey.out, HasSubstr(fmt::format("re-masked {} ips", old_ips)));
+  // Let the consumer finish the second copy, then stop it.
+  for (int i = 0; i < 100 && db.Count(table) < 198; ++i) RunShell("sleep 0.1");
+  RunShell(fmt::format("kill -TERM $(cat {}); while kill -0 $(cat {}) 2>/dev/null; do sleep 0.1; done",
+                       pid_file, pid_file));
+  ASSERT_EQ(db.Count(table), 198);
+  // The consumer's rows are in the active form already; a last rekey makes sure of the rest.
+  CommandResult last = RunSqs2pg({"rekey", "--table", table, "--key-file", key});
+  ASSERT_EQ(last.exit_code, 0) << last.err;
+  EXPECT_THAT(last.out, HasSubstr("re-masked 0 ips, 0 device_ids, 0 reject bodies"));
+  EXPECT_THAT(last.out, Not(HasSubstr("key " + old_id)));  // the old key masks nothing any more
+
+  // Every value is in the active form and unmasks to what it was.
+  EXPECT_EQ(db.Scalar(fmt::format("SELECT count(*) FROM \"{}\" WHERE masked_ip !~ '^[0-9.]+$'", table)), "0");
+  EXPECT_EQ(
+      db.Scalar(fmt::format("SELECT count(*) FROM \"{}\" WHERE masked_device_id LIKE '{}.%'", table, old_id)),
+      "0");
+  EXPECT_EQ(
+      db.Scalar(fmt::format("SELECT count(*) FROM \"{}_rejects\" WHERE body LIKE '{}.%'", table, old_id)),
+      "0");
+  auto doubled = [](std::vector<std::string> v) {
+    std::vector<std::string> twice = v;
+    twice.insert(twice.end(), v.begin(), v.end());
+    std::sort(twice.begin(), twice.end());
+    return twice;
+  };
+  EXPECT_EQ(Unmasked(key, Column(db, ips_sql)), doubled(ips_before));
+  EXPECT_EQ(Unmasked(key, Column(db, devices_sql)), doubled(devices_before));
+  EXPECT_EQ(Unmasked(key, Column(db, bodies_sql)), doubled(bodies_before));
+}
+
+}  // namespace
+}  // namespace sqs2pg::integration
