@@ -15,6 +15,7 @@
 #include "source/sqs/credential_cache.h"
 #include "source/sqs/credential_provider.h"
 #include "source/sqs/sqs_client.h"
+#include "source/sqs/sqs_wire.h"
 
 namespace sqs2pg::cli {
 
@@ -40,6 +41,11 @@ void AddQueueOptions(CLI::App& app, QueueOptions& options) {
   app.add_option("--ca-file", options.ca_file,
                  "PEM file of the CA certificates to trust for an https endpoint, instead of the system's "
                  "(default: AWS_CA_BUNDLE, the profile's ca_bundle). Certificates are always verified");
+  app.add_option("--sqs-protocol", options.sqs_protocol,
+                 "SQS protocol: json, query (LocalStack 0.14 and other older emulators), or auto: json, "
+                 "falling back to query when the endpoint does not understand json")
+      ->check(CLI::IsMember({"json", "query", "auto"}))
+      ->capture_default_str();
 }
 
 namespace {
@@ -71,6 +77,7 @@ Result<sqs::ClientConfig> MakeClientConfig(const QueueOptions& options) {
   config.endpoint_url = aws.endpoint_url;
   config.region = aws.region;
   config.ca_file = aws.ca_file;
+  ASSIGN_OR_RETURN(config.protocol, sqs::ParseSqsProtocol(options.sqs_protocol));
   config.credential_cache = sqs::CredentialCache::Create(
       std::move(resolved.provider), std::move(resolved.first), RefreshOptionsFromEnvironment());
   // Once, at start: which source, never the secret. Temporary credentials also say until when.
