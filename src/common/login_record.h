@@ -50,6 +50,9 @@ struct ProcessedMessage {
   std::variant<LoginRow, Rejection> record;
   int receive_count = 1;  // SQS's ApproximateReceiveCount: how often it has been delivered
   size_t body_bytes = 0;  // size of the message body as received, for the bounds in bytes
+  // SQS's SentTimestamp (Unix ms; 0 if absent): the same at every delivery, so the ledger is
+  // partitioned by its day and a redelivery meets its first delivery's ledger row.
+  std::int64_t sent_timestamp_ms = 0;
 };
 
 }  // namespace sqs2pg

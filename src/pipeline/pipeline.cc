@@ -148,6 +148,7 @@ void Pipeline::OnReceived(int round, Result<std::vector<ReceivedMessage>> receiv
     bytes_in_hand_ += m.body.size();
     if (building_.empty()) building_since_ = now;
     ProcessedMessage out{m.message_id, m.received_at_ms, {}, std::max(m.receive_count, 1), m.body.size()};
+    out.sent_timestamp_ms = m.sent_timestamp_ms;
     auto outcome = transform_.Apply(m.body, m.sent_timestamp_ms);
     if (auto* rejection = std::get_if<Rejection>(&outcome)) {
       spdlog::info("message {} rejected: {}", m.message_id, rejection->reason);

@@ -12,11 +12,13 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "common/json_writer.h"
 #include "sink/postgres/copy_format.h"
+#include "sink/postgres/ledger_partitions.h"
 #include "sink/postgres/pg_handles.h"
 
 namespace sqs2pg::sink {
@@ -266,6 +268,37 @@ struct PostgresSink::Impl {
   std::vector<std::string> column_types;  // format_type() of each kRowColumns entry, from Prepare()
   bool rejects_lack_shape_columns = false;
   std::string copy_rows_sql, copy_rejects_sql, merge_sql;
+  // The ledger is partitioned by day (false: one made by an earlier version that this role may
+  // not migrate; it keeps working, unpartitioned).
+  bool ledger_partitioned = false;
+  bool owns_ledger = false;  // may create and drop its partitions
+  // A ledger from before partitioning, renamed to <table>_ledger1 by the migration: still
+  // consulted until every message it knew has expired (Unix ms), then dropped.
+  bool legacy_ledger_in_use = false;
+  std::int64_t legacy_ledger_expires_ms = 0;
+  std::chrono::steady_clock::time_point next_maintenance{};
+
+  std::int64_t NowMs() const {
+    if (config.clock) return config.clock();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  std::string LedgerBase() const { return names.base + "_ledger"; }
+  std::string LegacyLedger() const { return names.Quoted("_ledger1"); }
+  // Migrates an unpartitioned ledger (as its owner) or says what to run; then maintains it.
+  Status PrepareLedger();
+  // BEGIN, `setting` (a SET LOCAL, if any), then the transaction-scoped advisory lock `lock_id`,
+  // so concurrent sqs2pg processes take turns; Abort() rolls back and returns `st`.
+  Status BeginLocked(std::int64_t lock_id, std::string_view setting = "");
+  Status Abort(Status st) {
+    if (PQstatus(conn.get()) == CONNECTION_OK) ExecAs("ROLLBACK", "rollback").ok();
+    return st;
+  }
+  Status MigrateLedger();
+  // Creates the partitions from the first kept day to days_ahead after today, drops older ones
+  // (owner only), and stops consulting the pre-partitioning ledger once it has expired.
+  Status MaintainLedger();
 
   Status Fail(const PGresult* res, std::string_view what) {
     auto [st, failure] = PgError(conn.get(), res, what);
@@ -368,6 +401,11 @@ Status PostgresSink::Impl::EnsureConnected() {
 // for a synchronous standby: during a failover that wait never ends, and the old primary cannot
 // finish shutting down (seen with pg_auto_failover).
 Status PostgresSink::Impl::CreateStaging() {
+  if (ledger_partitioned) {
+    RETURN_IF_ERROR(Exec(
+        "CREATE TEMP TABLE sqs2pg_stage_sent (message_id text NOT NULL, sent_ms bigint NOT NULL) ON COMMIT "
+        "DROP"));
+  }
   std::string rows = "CREATE TEMP TABLE sqs2pg_stage (message_id text NOT NULL";
   for (size_t i = 0; i < kRowColumns.size(); ++i) {
     rows += fmt::format(", {} {}", QuoteIdentifier(kRowColumns[i]), column_types[i]);
@@ -407,28 +445,51 @@ void PostgresSink::Impl::BuildStatements() {
   }
   // One statement so the ledger decides, atomically, which staged messages are new.
   // DISTINCT ON keeps one row when a batch holds the same message twice.
-  merge_sql = fmt::format(
-      "WITH fresh AS ("
-      " INSERT INTO {ledger} (message_id, outcome)"
-      " SELECT message_id, 'loaded' FROM pg_temp.sqs2pg_stage"
-      " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects"
-      " ON CONFLICT (message_id) DO NOTHING RETURNING message_id, outcome),"
-      " loaded AS ("
-      " INSERT INTO {table} ({columns})"
-      " SELECT DISTINCT ON (s.message_id) {selected} FROM pg_temp.sqs2pg_stage s"
-      " JOIN fresh f ON f.message_id = s.message_id AND f.outcome = 'loaded'"
-      " ORDER BY s.message_id RETURNING 1),"
-      " rejected AS ("
-      " INSERT INTO {rejects} ({reject_columns})"
-      " SELECT DISTINCT ON (r.message_id) {reject_values}"
-      " FROM pg_temp.sqs2pg_stage_rejects r"
-      " JOIN fresh f ON f.message_id = r.message_id AND f.outcome = 'rejected'"
-      " ORDER BY r.message_id RETURNING 1)"
-      " SELECT (SELECT count(*) FROM loaded), (SELECT count(*) FROM rejected)",
-      fmt::arg("ledger", names.Quoted("_ledger")), fmt::arg("table", names.Quoted()),
-      fmt::arg("rejects", names.Quoted("_rejects")), fmt::arg("columns", columns),
-      fmt::arg("selected", selected), fmt::arg("reject_columns", reject_columns),
-      fmt::arg("reject_values", reject_values));
+  std::string fresh;
+  if (ledger_partitioned) {
+    // The key is (message_id, sent_at): a redelivery carries the same SentTimestamp, so it lands
+    // in the same day partition as its first delivery and conflicts there. The ledger from before
+    // partitioning is asked too, until all it knew has expired.
+    fresh = fmt::format(
+        "WITH fresh AS ("
+        " INSERT INTO {ledger} (message_id, sent_at, outcome)"
+        " SELECT s.message_id, timestamptz 'epoch' + t.sent_ms * interval '1 millisecond', s.outcome FROM ("
+        " SELECT message_id, 'loaded' AS outcome FROM pg_temp.sqs2pg_stage"
+        " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects) s"
+        " JOIN pg_temp.sqs2pg_stage_sent t ON t.message_id = s.message_id{legacy}"
+        " ON CONFLICT (message_id, sent_at) DO NOTHING RETURNING message_id, outcome),",
+        fmt::arg("ledger", names.Quoted("_ledger")),
+        fmt::arg("legacy",
+                 legacy_ledger_in_use
+                     ? fmt::format(" WHERE NOT EXISTS (SELECT 1 FROM {} l WHERE l.message_id = s.message_id)",
+                                   LegacyLedger())
+                     : ""));
+  } else {
+    fresh = fmt::format(
+        "WITH fresh AS ("
+        " INSERT INTO {} (message_id, outcome)"
+        " SELECT message_id, 'loaded' FROM pg_temp.sqs2pg_stage"
+        " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects"
+        " ON CONFLICT (message_id) DO NOTHING RETURNING message_id, outcome),",
+        names.Quoted("_ledger"));
+  }
+  merge_sql =
+      fresh + fmt::format(
+                  " loaded AS ("
+                  " INSERT INTO {table} ({columns})"
+                  " SELECT DISTINCT ON (s.message_id) {selected} FROM pg_temp.sqs2pg_stage s"
+                  " JOIN fresh f ON f.message_id = s.message_id AND f.outcome = 'loaded'"
+                  " ORDER BY s.message_id RETURNING 1),"
+                  " rejected AS ("
+                  " INSERT INTO {rejects} ({reject_columns})"
+                  " SELECT DISTINCT ON (r.message_id) {reject_values}"
+                  " FROM pg_temp.sqs2pg_stage_rejects r"
+                  " JOIN fresh f ON f.message_id = r.message_id AND f.outcome = 'rejected'"
+                  " ORDER BY r.message_id RETURNING 1)"
+                  " SELECT (SELECT count(*) FROM loaded), (SELECT count(*) FROM rejected)",
+                  fmt::arg("table", names.Quoted()), fmt::arg("rejects", names.Quoted("_rejects")),
+                  fmt::arg("columns", columns), fmt::arg("selected", selected),
+                  fmt::arg("reject_columns", reject_columns), fmt::arg("reject_values", reject_values));
 }
 
 Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data, size_t rows) {
@@ -457,9 +518,13 @@ Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data,
 }
 
 Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessage> batch) {
-  std::string rows, rejects;
+  std::string rows, rejects, sent;
   size_t row_count = 0, reject_count = 0;
   for (const ProcessedMessage& m : batch) {
+    if (ledger_partitioned) {
+      AppendCopyText(sent, m.message_id);
+      sent += fmt::format("\t{}\n", m.sent_timestamp_ms);
+    }
     if (const auto* row = std::get_if<LoginRow>(&m.record)) {
       ++row_count;
       AppendCopyRow(rows, m.message_id, *row);
@@ -475,6 +540,13 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
     return st;
   };
   if (Status st = CreateStaging(); !st.ok()) return fail(st);
+  if (ledger_partitioned) {
+    if (Status st =
+            Copy("COPY pg_temp.sqs2pg_stage_sent (message_id, sent_ms) FROM STDIN", sent, batch.size());
+        !st.ok()) {
+      return fail(st);
+    }
+  }
   if (row_count > 0) {
     if (Status st = Copy(copy_rows_sql, rows, row_count); !st.ok()) return fail(st);
   }
@@ -553,6 +625,7 @@ Result<LoadSummary> PostgresSink::Impl::RejectRefusedRow(const ProcessedMessage&
     }
   }
   ProcessedMessage reject{message.message_id, message.received_at_ms, std::move(rejection)};
+  reject.sent_timestamp_ms = message.sent_timestamp_ms;  // the ledger row's key, as for the row
   auto result = LoadOnce(std::span(&reject, 1));
   if (!result.ok()) {
     return Status::Permanent(
@@ -643,6 +716,22 @@ struct TableDdl {
   std::string comment;  // empty: none
 };
 
+// The ledger, partitioned by the day of SentTimestamp, with a default partition for the rows no
+// day partition takes (a role that may not create partitions, a clock far off). Day partitions
+// are made by PostgresSink (MaintainLedger), which knows the retention.
+std::string LedgerDdl(const TableNames& names) {
+  std::string ledger = names.Quoted("_ledger");
+  std::string base = names.base + "_ledger";
+  return fmt::format(
+      "CREATE TABLE IF NOT EXISTS {ledger} (message_id text NOT NULL, sent_at timestamptz NOT NULL, outcome "
+      "text NOT NULL CHECK (outcome IN ('loaded', 'rejected')), processed_at timestamptz NOT NULL DEFAULT "
+      "now(), CONSTRAINT {key} PRIMARY KEY (message_id, sent_at)) PARTITION BY RANGE (sent_at);\n"
+      "CREATE TABLE IF NOT EXISTS {prefix}{default_partition} PARTITION OF {ledger} DEFAULT",
+      fmt::arg("ledger", ledger), fmt::arg("key", QuoteIdentifier(FitIdentifier(base, "_key"))),
+      fmt::arg("prefix", names.schema_prefix),
+      fmt::arg("default_partition", QuoteIdentifier(DefaultPartitionName(base))));
+}
+
 std::vector<TableDdl> SchemaDdl(const TableNames& names) {
   std::string table = names.Quoted(), ledger = names.Quoted("_ledger"), rejects = names.Quoted("_rejects");
   return {
@@ -652,13 +741,11 @@ std::vector<TableDdl> SchemaDdl(const TableNames& names) {
                    "app_version varchar(15), create_date date)",
                    table),
        ""},
-      {"_ledger",
-       fmt::format("CREATE TABLE IF NOT EXISTS {} (message_id text PRIMARY KEY, outcome text NOT NULL CHECK "
-                   "(outcome IN ('loaded', 'rejected')), processed_at timestamptz NOT NULL DEFAULT now())",
-                   ledger),
+      {"_ledger", LedgerDdl(names),
        fmt::format(
            "COMMENT ON TABLE {} IS 'SQS MessageIds sqs2pg has committed: a redelivered message is not "
-           "loaded again'",
+           "loaded again. Partitioned by the day of sent_at (SQS SentTimestamp, the same at every delivery); "
+           "sqs2pg drops the partitions of days whose messages SQS no longer keeps'",
            ledger)},
       {"_rejects",
        fmt::format(
@@ -689,6 +776,18 @@ std::string QuoteLiteral(std::string_view s) {
   return out + "'";
 }
 
+// A ledger from before partitioning (a plain table) becomes <table>_ledger1, so the partitioned
+// one can take its name; sqs2pg still consults it until all it knew has expired, then drops it.
+std::string MigrateLedgerSql(const TableNames& names) {
+  std::string rename = fmt::format("ALTER TABLE {} RENAME TO {}", names.Quoted("_ledger"),
+                                   QuoteIdentifier(names.base + "_ledger1"));
+  return fmt::format(
+      "DO $sqs2pg$ BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass({}) AND relkind = 'r') "
+      "THEN "
+      "EXECUTE {}; END IF; END $sqs2pg$",
+      QuoteLiteral(names.Quoted("_ledger")), QuoteLiteral(rename));
+}
+
 bool IsPrivilegeError(const Status& st) { return st.message().find("SQLSTATE 42501") != std::string::npos; }
 
 }  // namespace
@@ -701,6 +800,8 @@ Result<std::string> SchemaScript(std::string_view table, std::string_view role) 
       "-- Idempotent. With these in place sqs2pg runs no DDL at start.\n"
       "BEGIN;\n",
       names.Quoted());
+  out += "-- A ledger from before partitioning is renamed <table>_ledger1; sqs2pg drops it once expired:\n" +
+         MigrateLedgerSql(names) + ";\n";
   for (const TableDdl& t : SchemaDdl(names)) {
     out += t.create + ";\n";
     if (!t.comment.empty()) out += t.comment + ";\n";
@@ -719,10 +820,14 @@ Result<std::string> SchemaScript(std::string_view table, std::string_view role) 
         "  EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', {schema}, {role_literal});\n"
         "  EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %I', current_database(), {role_literal});\n"
         "END $sqs2pg$;\n"
-        "GRANT SELECT, INSERT ON {table}, {ledger}, {rejects} TO {role};\n",
+        "GRANT SELECT, INSERT ON {table}, {ledger}, {rejects} TO {role};\n"
+        "DO $sqs2pg$ BEGIN IF to_regclass({legacy_literal}) IS NOT NULL THEN\n"
+        "  EXECUTE format('GRANT SELECT ON %s TO %I', {legacy_literal}, {role_literal});\n"
+        "END IF; END $sqs2pg$;\n",
         fmt::arg("role", grantee), fmt::arg("schema", schema), fmt::arg("role_literal", QuoteLiteral(role)),
         fmt::arg("table", names.Quoted()), fmt::arg("ledger", names.Quoted("_ledger")),
-        fmt::arg("rejects", names.Quoted("_rejects")));
+        fmt::arg("rejects", names.Quoted("_rejects")),
+        fmt::arg("legacy_literal", QuoteLiteral(names.Quoted("_ledger1"))));
   }
   out += "COMMIT;\n";
   return out;
@@ -751,18 +856,10 @@ Status PostgresSink::Impl::CreateMissingTables() {
   }
   if (missing.empty()) return Status::Ok();  // the least-privilege path: no DDL, no COMMENT
 
-  RETURN_IF_ERROR(ExecAs("BEGIN", "begin"));
-  auto fail = [this](Status st) {
-    if (PQstatus(conn.get()) == CONNECTION_OK) ExecAs("ROLLBACK", "rollback").ok();
-    return st;
-  };
   // Serializes creation across concurrent sqs2pg processes: CREATE TABLE IF NOT EXISTS alone can
   // still fail with a unique violation on pg_type when two sessions race.
-  if (Status st = ExecAs(fmt::format("SELECT pg_advisory_xact_lock({})", kSchemaLockId),
-                         "take the schema lock", PGRES_TUPLES_OK);
-      !st.ok()) {
-    return fail(st);
-  }
+  RETURN_IF_ERROR(BeginLocked(kSchemaLockId));
+  auto fail = [this](Status st) { return Abort(std::move(st)); };
   for (const TableDdl& t : missing) {
     // Another process may have made it while this one waited for the lock.
     auto exists = Exists(t.suffix);
@@ -795,6 +892,154 @@ Result<bool> PostgresSink::Impl::RejectsLackShapeColumns() {
   RETURN_IF_ERROR(
       ExecAs(MigrateRejectsSql(names), fmt::format("add body_bytes and body_shape to {}", rejects)));
   return false;
+}
+
+Status PostgresSink::Impl::BeginLocked(std::int64_t lock_id, std::string_view setting) {
+  RETURN_IF_ERROR(ExecAs("BEGIN", "begin"));
+  if (!setting.empty()) {
+    if (Status st = ExecAs(std::string(setting), setting); !st.ok()) return Abort(std::move(st));
+  }
+  if (Status st = ExecAs(fmt::format("SELECT pg_advisory_xact_lock({})", lock_id), "take the schema lock",
+                         PGRES_TUPLES_OK);
+      !st.ok()) {
+    return Abort(std::move(st));
+  }
+  return Status::Ok();
+}
+
+Status PostgresSink::Impl::PrepareLedger() {
+  std::string ledger = names.Quoted("_ledger");
+  ASSIGN_OR_RETURN(PgResult res, Query("SELECT c.relkind, pg_has_role(c.relowner, 'USAGE')"
+                                       " FROM pg_class c WHERE c.oid = $1::regclass",
+                                       {ledger}, fmt::format("read table {}", ledger)));
+  if (PQntuples(res.get()) != 1) return Status::Permanent(fmt::format("table {} vanished", ledger));
+  owns_ledger = std::string_view(PQgetvalue(res.get(), 0, 1)) == "t";
+  bool partitioned = std::string_view(PQgetvalue(res.get(), 0, 0)) == "p";
+  if (!partitioned && owns_ledger) {
+    RETURN_IF_ERROR(MigrateLedger());
+    partitioned = true;
+  } else if (!partitioned) {
+    spdlog::warn(
+        "{} is not partitioned (made by an earlier sqs2pg) and this role does not own it: it keeps working "
+        "but "
+        "grows without bound. Its owner can migrate it by applying the output of `sqs2pg schema --table {}`, "
+        "or by running sqs2pg once",
+        ledger, config.table);
+  }
+  ledger_partitioned = partitioned;
+  if (!partitioned) return Status::Ok();
+  // Not needed to load: a failure (a lock held too long, say) is tried again at the next batch.
+  if (Status st = MaintainLedger(); !st.ok()) {
+    if (PQstatus(conn.get()) != CONNECTION_OK) return st;
+    spdlog::warn("ledger maintenance: {}; trying again in 5 minutes", st.message());
+    next_maintenance = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  }
+  return Status::Ok();
+}
+
+Status PostgresSink::Impl::MigrateLedger() {
+  std::string ledger = names.Quoted("_ledger");
+  // Many processes may start at once: one migrates, the others find it done.
+  RETURN_IF_ERROR(BeginLocked(kSchemaLockId));
+  auto fail = [this](Status st) { return Abort(std::move(st)); };
+  if (Status st = ExecAs(MigrateLedgerSql(names), fmt::format("rename {} to {}", ledger, LegacyLedger()));
+      !st.ok()) {
+    return fail(st);
+  }
+  if (Status st = ExecAs(LedgerDdl(names), fmt::format("create the partitioned {}", ledger)); !st.ok()) {
+    return fail(st);
+  }
+  if (Status st = ExecAs("COMMIT", "commit the ledger migration"); !st.ok()) return fail(st);
+  spdlog::info(
+      "{} is now partitioned by day; the former ledger, {}, is still consulted and is dropped once "
+      "every message it knew has expired",
+      ledger, LegacyLedger());
+  return Status::Ok();
+}
+
+Status PostgresSink::Impl::MaintainLedger() {
+  std::string ledger = names.Quoted("_ledger");
+  const std::int64_t now_ms = NowMs();
+  const LedgerRetention& keep = config.ledger_retention;
+  const std::int64_t keep_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(keep.retention + keep.margin).count();
+  // The ledger from before partitioning: consulted while a message it knew may still come back.
+  // It takes no rows after the migration, so its newest row dates it for good.
+  ASSIGN_OR_RETURN(PgResult legacy, Query("SELECT to_regclass($1) IS NOT NULL", {LegacyLedger()}));
+  bool legacy_exists = std::string_view(PQgetvalue(legacy.get(), 0, 0)) == "t";
+  if (legacy_exists && legacy_ledger_expires_ms == 0) {
+    ASSIGN_OR_RETURN(
+        PgResult newest,
+        Query(
+            fmt::format("SELECT coalesce((extract(epoch FROM max(processed_at)) * 1000)::bigint, 0) FROM {}",
+                        LegacyLedger()),
+            {}, fmt::format("read {}", LegacyLedger())));
+    legacy_ledger_expires_ms = ParseCount(PQgetvalue(newest.get(), 0, 0)) + keep_ms;
+  }
+  bool in_use = legacy_exists && now_ms < legacy_ledger_expires_ms;
+  if (in_use != legacy_ledger_in_use) {
+    legacy_ledger_in_use = in_use;
+    BuildStatements();
+  }
+  next_maintenance = std::chrono::steady_clock::now() + std::chrono::hours(1);
+  if (!owns_ledger) return Status::Ok();
+
+  const std::int32_t today = DayOf(now_ms);
+  const std::int32_t first = FirstKeptDay(today, keep);
+  const std::string base = LedgerBase();
+  ASSIGN_OR_RETURN(PgResult parts,
+                   Query("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                         " WHERE i.inhparent = $1::regclass",
+                         {ledger}, fmt::format("list the partitions of {}", ledger)));
+  std::set<std::int32_t> have;
+  for (int i = 0; i < PQntuples(parts.get()); ++i) {
+    if (auto day = PartitionDay(base, PQgetvalue(parts.get(), i, 0))) have.insert(*day);
+  }
+  std::vector<std::string> statements;
+  for (std::int32_t day = first; day <= today + keep.days_ahead; ++day) {
+    if (have.contains(day)) continue;
+    statements.push_back(
+        fmt::format("CREATE TABLE IF NOT EXISTS {}{} PARTITION OF {} FOR VALUES FROM ('{} 00:00:00+00') TO "
+                    "('{} 00:00:00+00')",
+                    names.schema_prefix, QuoteIdentifier(PartitionName(base, day)), ledger, DayText(day),
+                    DayText(day + 1)));
+  }
+  std::vector<std::int32_t> dropped;
+  for (std::int32_t day : have) {
+    if (day >= first) continue;
+    // DROP, never DELETE: no dead rows, no vacuum, and the space is back at once.
+    statements.push_back(fmt::format("DROP TABLE IF EXISTS {}{}", names.schema_prefix,
+                                     QuoteIdentifier(PartitionName(base, day))));
+    dropped.push_back(day);
+  }
+  // Dropped an hour after it stopped being consulted, so every process has noticed by then.
+  bool drop_legacy = legacy_exists && now_ms >= legacy_ledger_expires_ms + 3'600'000;
+  if (drop_legacy) statements.push_back(fmt::format("DROP TABLE IF EXISTS {}", LegacyLedger()));
+  if (statements.empty()) return Status::Ok();
+
+  // Creating or dropping a partition locks the whole ledger: give up rather than queue every
+  // loader behind a long transaction; the next round tries again.
+  RETURN_IF_ERROR(BeginLocked(kSchemaLockId + 1, "SET LOCAL lock_timeout = '2s'"));
+  auto fail = [this](Status st) { return Abort(std::move(st)); };
+  for (const std::string& sql : statements) {
+    // A day whose rows went to the default partition cannot get a partition of its own: it keeps
+    // using the default one (still exactly once) and the others go ahead.
+    if (Status st = ExecAs("SAVEPOINT day", "savepoint"); !st.ok()) return fail(st);
+    if (Status st = ExecAs(sql, sql.substr(0, sql.find(" PARTITION OF"))); !st.ok()) {
+      if (PQstatus(conn.get()) != CONNECTION_OK || last_failure == Failure::kRetry) return fail(st);
+      spdlog::warn("ledger maintenance: {}", st.message());
+      if (Status back = ExecAs("ROLLBACK TO SAVEPOINT day", "rollback to savepoint"); !back.ok())
+        return fail(back);
+    }
+  }
+  if (Status st = ExecAs("COMMIT", "commit ledger maintenance"); !st.ok()) return fail(st);
+  if (!dropped.empty()) {
+    spdlog::info(
+        "ledger {}: dropped the partitions of {} day(s) up to {}, whose messages SQS no longer keeps", ledger,
+        dropped.size(), DayText(dropped.back()));
+  }
+  if (drop_legacy) spdlog::info("dropped {}: every message it knew has expired", LegacyLedger());
+  return Status::Ok();
 }
 
 Status PostgresSink::Impl::CheckPrivileges() {
@@ -889,6 +1134,7 @@ Result<TableShape> PostgresSink::Prepare() {
   auto lacking = d.RejectsLackShapeColumns();
   if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
   shape->rejects_lack_shape_columns = d.rejects_lack_shape_columns = *lacking;
+  if (Status st = d.PrepareLedger(); !st.ok()) return d.PrivilegeHint(std::move(st));
   RETURN_IF_ERROR(d.CheckPrivileges());
   d.BuildStatements();
   if (Status st = d.CreateStaging(); !st.ok()) return d.PrivilegeHint(std::move(st));
@@ -942,6 +1188,13 @@ Result<LoadSummary> PostgresSink::Load(std::span<const ProcessedMessage> batch) 
   if (batch.empty()) return LoadSummary{};
   RETURN_IF_ERROR(impl_->EnsureConnected());
   impl_->busy_since_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  if (impl_->ledger_partitioned && std::chrono::steady_clock::now() >= impl_->next_maintenance) {
+    // Not the batch's business: a failure is logged and tried again later.
+    if (Status st = impl_->MaintainLedger(); !st.ok()) {
+      spdlog::warn("ledger maintenance: {}; trying again in 5 minutes", st.message());
+      impl_->next_maintenance = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+    }
+  }
   auto loaded = impl_->LoadSplitting(batch);
   impl_->busy_since_ns = 0;
   if (!loaded.ok()) return impl_->PrivilegeHint(loaded.status());

@@ -18,6 +18,7 @@
 #include "common/login_record.h"
 #include "common/result.h"
 #include "common/stages.h"
+#include "sink/postgres/ledger_partitions.h"
 
 namespace sqs2pg::sink {
 
@@ -37,6 +38,13 @@ struct PostgresSinkConfig {
   // Encrypts the JSON of a row the database refused, for <table>_rejects, where no body is ever
   // kept in clear. Called on the sink's own thread. Unset: such a body is not kept at all.
   std::function<Result<std::string>(std::string_view)> seal_body = nullptr;
+  // How long the ledger keeps a day of message ids: the queue's MessageRetentionPeriod plus a
+  // margin. The ledger is partitioned by the day of each message's SentTimestamp; a role that
+  // owns it creates the partitions ahead and drops expired ones (DROP TABLE, never DELETE), at
+  // Prepare() and then hourly.
+  LedgerRetention ledger_retention{};
+  // Unix time in ms; tests move it. Unset: the system clock.
+  std::function<std::int64_t()> clock = nullptr;
 };
 
 // What the live table allows, read from the catalog so the transform checks the real sizes.

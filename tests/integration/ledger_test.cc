@@ -1,0 +1,163 @@
+// The ledger's day partitions against a real Postgres: a load across a day boundary, exactly once
+// across partitions, pruning only what has expired, and a ledger from an earlier version. The
+// sink's clock is moved by the test, so days pass in milliseconds.
+
+#include <fmt/format.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "harness.h"
+#include "sink/postgres/postgres_sink.h"
+
+namespace sqs2pg::integration {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::EndsWith;
+
+constexpr std::int64_t kDay = sink::kMillisPerDay;
+constexpr std::int64_t kToday = 20'784 * kDay;  // 2026-11-27 00:00 UTC
+
+ProcessedMessage Sent(const std::string& id, std::int64_t sent_ms) {
+  LoginRow row{"u_" + id, "ios", "k.ip", "k.dev", "FR", "1.2.3", static_cast<std::int32_t>(sent_ms / kDay)};
+  ProcessedMessage m{id, sent_ms + 1000, row};
+  m.sent_timestamp_ms = sent_ms;
+  return m;
+}
+
+class LedgerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    LoadStackEnvironment();
+    table_ = UniqueName("t");
+  }
+
+  // A prepared sink whose clock reads *now_ms; retention 2 days, margin 1 day.
+  std::unique_ptr<sink::PostgresSink> Sink() {
+    sink::PostgresSinkConfig config{"", table_};
+    config.ledger_retention = {std::chrono::hours(48), std::chrono::hours(24), 3};
+    config.clock = [this] { return now_ms_; };
+    auto sink = sink::PostgresSink::Connect(config);
+    EXPECT_TRUE(sink.ok()) << sink.status().message();
+    if (!sink.ok()) return nullptr;
+    auto prepared = (*sink)->Prepare();
+    EXPECT_TRUE(prepared.ok()) << prepared.status().message();
+    return std::move(sink).value();
+  }
+
+  // The day partitions of the ledger, oldest first, as "YYYYMMDD".
+  std::vector<std::string> Days() {
+    std::vector<std::string> out;
+    for (auto& row : db_.Rows(fmt::format(
+             "SELECT right(c.relname, 8) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE "
+             "i.inhparent = '\"{}_ledger\"'::regclass AND c.relname ~ '_[0-9]{{8}}$' ORDER BY 1",
+             table_))) {
+      out.push_back(*row[0]);
+    }
+    return out;
+  }
+
+  std::string Partition(const std::string& id) {
+    return db_.Scalar(fmt::format(
+        "SELECT tableoid::regclass::text FROM \"{}_ledger\" WHERE message_id = '{}'", table_, id));
+  }
+
+  std::string table_;
+  std::int64_t now_ms_ = kToday + 12 * 3'600'000;
+  Db db_;
+};
+
+TEST_F(LedgerTest, ABatchAcrossADayBoundaryLoadsIntoBothDays) {
+  auto sink = Sink();
+  ASSERT_NE(sink, nullptr);
+  EXPECT_EQ(
+      db_.Scalar(fmt::format("SELECT relkind FROM pg_class WHERE oid = '\"{}_ledger\"'::regclass", table_)),
+      "p");
+  // Created from the first kept day (today - 3) to three days ahead.
+  EXPECT_THAT(Days(), ElementsAre("20261124", "20261125", "20261126", "20261127", "20261128", "20261129",
+                                  "20261130"));
+  std::vector<ProcessedMessage> batch = {Sent("late", kToday - 1), Sent("early", kToday)};
+  auto loaded = sink->Load(batch);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->rows_loaded, 2u);
+  EXPECT_THAT(Partition("late"), EndsWith("_20261126"));
+  EXPECT_THAT(Partition("early"), EndsWith("_20261127"));
+  EXPECT_EQ(db_.Count(table_), 2);
+}
+
+TEST_F(LedgerTest, ARedeliveryOnALaterDayIsStillADuplicate) {
+  auto sink = Sink();
+  ASSERT_NE(sink, nullptr);
+  std::vector<ProcessedMessage> first = {Sent("m1", kToday + 5), Sent("r1", kToday + 6)};
+  first[1].record = Rejection{"user_id missing", "", false, 2, "{}"};
+  ASSERT_TRUE(sink->Load(first).ok());
+  // Two days later (same SentTimestamp: SQS keeps it), from another process.
+  now_ms_ += 2 * kDay;
+  auto later = Sink();
+  ASSERT_NE(later, nullptr);
+  std::vector<ProcessedMessage> again = {Sent("m1", kToday + 5), Sent("r1", kToday + 6), Sent("m2", now_ms_)};
+  auto loaded = later->Load(again);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->rows_loaded, 1u);  // m2 only
+  EXPECT_EQ(loaded->rejects_stored, 0u);
+  EXPECT_EQ(loaded->duplicates, 2u);
+  EXPECT_EQ(db_.Count(table_), 2);
+  EXPECT_EQ(db_.Count(table_ + "_rejects"), 1);
+}
+
+TEST_F(LedgerTest, PruningDropsOnlyDaysWhoseMessagesExpired) {
+  auto sink = Sink();
+  ASSERT_NE(sink, nullptr);
+  std::vector<ProcessedMessage> batch = {Sent("d-3", kToday - 3 * kDay), Sent("d-1", kToday - kDay + 1),
+                                         Sent("d0", kToday), Sent("ancient", kToday - 30 * kDay)};
+  ASSERT_TRUE(sink->Load(batch).ok());
+  EXPECT_THAT(Partition("ancient"), EndsWith("_default"));  // no day partition for it
+
+  // Two days on, the first kept day is 2026-11-26: 11-24 and 11-25 are dropped, nothing else.
+  now_ms_ += 2 * kDay;
+  auto later = Sink();
+  ASSERT_NE(later, nullptr);
+  EXPECT_THAT(Days(), ElementsAre("20261126", "20261127", "20261128", "20261129", "20261130", "20261201",
+                                  "20261202"));
+  auto ids = db_.Rows(fmt::format("SELECT message_id FROM \"{}_ledger\" ORDER BY 1", table_));
+  ASSERT_EQ(ids.size(), 3u);  // d-3 went with its partition; the default partition is never pruned
+  EXPECT_EQ(*ids[0][0], "ancient");
+  EXPECT_EQ(*ids[1][0], "d-1");
+  EXPECT_EQ(*ids[2][0], "d0");
+  EXPECT_EQ(db_.Count(table_), 4);  // the loaded rows themselves are never touched
+}
+
+TEST_F(LedgerTest, ALedgerFromAnEarlierVersionIsMigratedAndStillConsulted) {
+  db_.Exec(fmt::format(
+      "CREATE TABLE \"{0}_ledger\" (message_id text PRIMARY KEY, outcome text NOT NULL CHECK (outcome IN "
+      "('loaded', 'rejected')), processed_at timestamptz NOT NULL DEFAULT now());"
+      "INSERT INTO \"{0}_ledger\" VALUES ('old', 'loaded', to_timestamp({1}))",
+      table_, (now_ms_ - 3'600'000) / 1000));
+  auto sink = Sink();
+  ASSERT_NE(sink, nullptr);
+  EXPECT_EQ(
+      db_.Scalar(fmt::format("SELECT relkind FROM pg_class WHERE oid = '\"{}_ledger\"'::regclass", table_)),
+      "p");
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT count(*) FROM \"{}_ledger1\"", table_)), "1");
+  // A message the old ledger knew is still a duplicate.
+  std::vector<ProcessedMessage> batch = {Sent("old", kToday), Sent("new", kToday)};
+  auto loaded = sink->Load(batch);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->rows_loaded, 1u);
+  EXPECT_EQ(loaded->duplicates, 1u);
+
+  // Once all it knew has expired (3 days) and an hour more, it is dropped.
+  now_ms_ += 3 * kDay + 2 * 3'600'000;
+  auto later = Sink();
+  ASSERT_NE(later, nullptr);
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT to_regclass('\"{}_ledger1\"') IS NULL", table_)), "t");
+  std::vector<ProcessedMessage> next = {Sent("newer", now_ms_)};
+  auto after = later->Load(next);
+  ASSERT_TRUE(after.ok()) << after.status().message();
+  EXPECT_EQ(after->rows_loaded, 1u);
+}
+
+}  // namespace
+}  // namespace sqs2pg::integration
