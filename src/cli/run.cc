@@ -56,6 +56,7 @@ struct RunOptions {
   QueueOptions queue;
   std::string db;
   std::string table = "user_logins";
+  std::string partition_by;  // "", "day" or "month": how a table sqs2pg creates is partitioned
   std::string key_file;
   bool follow = false;
   bool dry_run = false;
@@ -264,6 +265,7 @@ int Run(const RunOptions& o) {
       auto sealer = std::make_shared<transform::Masker>(std::move(sink_masker).value());
       sink::PostgresSinkConfig config{o.db, o.table};
       config.max_receives = o.max_receives;
+      config.partition_by = o.partition_by;
       if (i == 0) ledger_retention = LedgerRetentionOf(**client, *queue_url);
       config.ledger_retention = ledger_retention;
       config.seal_body = [sealer](std::string_view plain) { return sealer->Mask(plain); };
@@ -360,6 +362,12 @@ Command AddRunCommand(CLI::App& app) {
   AddQueueOptions(*cmd, o->queue);
   cmd->add_option("--db", o->db, "libpq connection string or postgresql:// URI (default: PG* variables)");
   cmd->add_option("--table", o->table, "Target table, optionally SCHEMA.TABLE")->capture_default_str();
+  cmd->add_option(
+         "--partition-by", o->partition_by,
+         "When sqs2pg creates the target table: partition it by range on create_date, one partition a "
+         "day or a month (pg_partman manages them where the extension is installed; else sqs2pg "
+         "creates them ahead)")
+      ->check(CLI::IsMember({"day", "month"}));
   AddKeyFileOption(*cmd, o->key_file);
   cmd->add_flag("--follow", o->follow, "Keep consuming; default is to stop once the queue is empty");
   cmd->add_flag("--dry-run", o->dry_run,

@@ -35,8 +35,10 @@ class LedgerTest : public ::testing::Test {
   }
 
   // A prepared sink whose clock reads *now_ms; retention 2 days, margin 1 day.
-  std::unique_ptr<sink::PostgresSink> Sink() {
-    sink::PostgresSinkConfig config{"", table_};
+  std::unique_ptr<sink::PostgresSink> Sink(const std::string& partition_by = "",
+                                           const std::string& conninfo = "") {
+    sink::PostgresSinkConfig config{conninfo, table_};
+    config.partition_by = partition_by;
     config.ledger_retention = {std::chrono::hours(48), std::chrono::hours(24), 3};
     config.clock = [this] { return now_ms_; };
     auto sink = sink::PostgresSink::Connect(config);
@@ -157,6 +159,64 @@ TEST_F(LedgerTest, ALedgerFromAnEarlierVersionIsMigratedAndStillConsulted) {
   auto after = later->Load(next);
   ASSERT_TRUE(after.ok()) << after.status().message();
   EXPECT_EQ(after->rows_loaded, 1u);
+}
+
+// The partitions of `table` (unquoted name), by name.
+std::vector<std::string> Children(Db& db, const std::string& table) {
+  std::vector<std::string> out;
+  for (auto& row :
+       db.Rows(fmt::format("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                           "WHERE i.inhparent = '\"{}\"'::regclass ORDER BY 1",
+                           table))) {
+    out.push_back(*row[0]);
+  }
+  return out;
+}
+
+TEST_F(LedgerTest, PartitionByDayMakesDayPartitionsOfTheTargetTable) {
+  table_ = "pd" + table_.substr(0, 30);
+  auto sink = Sink("day");
+  ASSERT_NE(sink, nullptr);
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT relkind FROM pg_class WHERE oid = '\"{}\"'::regclass", table_)),
+            "p");
+  // Yesterday to three days ahead, and a default partition for any other date.
+  EXPECT_THAT(Children(db_, table_),
+              ElementsAre(table_ + "_default", table_ + "_p20261126", table_ + "_p20261127",
+                          table_ + "_p20261128", table_ + "_p20261129", table_ + "_p20261130"));
+  std::vector<ProcessedMessage> batch = {Sent("a", kToday - 1), Sent("b", kToday),
+                                         Sent("c", kToday - 40 * kDay)};
+  auto loaded = sink->Load(batch);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->rows_loaded, 3u);
+  auto where =
+      db_.Rows(fmt::format("SELECT user_id, tableoid::regclass::text FROM \"{}\" ORDER BY 1", table_));
+  ASSERT_EQ(where.size(), 3u);
+  EXPECT_EQ(*where[0][1], table_ + "_p20261126");
+  EXPECT_EQ(*where[1][1], table_ + "_p20261127");
+  EXPECT_EQ(*where[2][1], table_ + "_default");
+  // A later process, without the flag, goes on making the same kind of partitions.
+  now_ms_ += 2 * kDay;
+  auto later = Sink();
+  ASSERT_NE(later, nullptr);
+  EXPECT_EQ(Children(db_, table_).back(), table_ + "_p20261202");
+}
+
+TEST_F(LedgerTest, PartitionByMonthLeavesAnExistingTableAlone) {
+  db_.Exec(
+      fmt::format("CREATE TABLE \"{}\" (user_id varchar(128), device_type varchar(32), masked_ip "
+                  "varchar(256), masked_device_id varchar(256), locale varchar(32), app_version varchar(15), "
+                  "create_date date)",
+                  table_));
+  auto sink = Sink("month");
+  ASSERT_NE(sink, nullptr);
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT relkind FROM pg_class WHERE oid = '\"{}\"'::regclass", table_)),
+            "r");
+  table_ = "pm" + table_.substr(0, 30);
+  auto fresh = Sink("month");
+  ASSERT_NE(fresh, nullptr);
+  EXPECT_THAT(Children(db_, table_),
+              ElementsAre(table_ + "_default", table_ + "_p202610", table_ + "_p202611", table_ + "_p202612",
+                          table_ + "_p202701"));
 }
 
 }  // namespace

@@ -288,6 +288,19 @@ struct PostgresSink::Impl {
   std::string LegacyLedger() const { return names.Quoted("_ledger1"); }
   // Migrates an unpartitioned ledger (as its owner) or says what to run; then maintains it.
   Status PrepareLedger();
+  // --partition-by for a table just created (in CreateMissingTables' transaction): pg_partman's
+  // create_parent where the extension is installed, else a default partition (day or month
+  // partitions are made by MaintainTable).
+  Status PartitionNewTable();
+  // For a target table partitioned by sqs2pg (not pg_partman): "day" or "month", read from its
+  // partitions' names or the flag; "" when sqs2pg does not make its partitions.
+  std::string table_interval;
+  std::string partman_schema, qualified_table;  // when table_interval is "partman"
+  Status PrepareTablePartitions();
+  std::vector<std::string> TablePartitionStatements(std::int64_t now_ms,
+                                                    const std::set<std::string>& have) const;
+  // The schema pg_partman is installed in, or "" without it.
+  Result<std::string> PartmanSchema();
   // BEGIN, `setting` (a SET LOCAL, if any), then the transaction-scoped advisory lock `lock_id`,
   // so concurrent sqs2pg processes take turns; Abort() rolls back and returns `st`.
   Status BeginLocked(std::int64_t lock_id, std::string_view setting = "");
@@ -732,14 +745,15 @@ std::string LedgerDdl(const TableNames& names) {
       fmt::arg("default_partition", QuoteIdentifier(DefaultPartitionName(base))));
 }
 
-std::vector<TableDdl> SchemaDdl(const TableNames& names) {
+// partition_by: "", "day" or "month" (the partitions themselves are made after creation).
+std::vector<TableDdl> SchemaDdl(const TableNames& names, std::string_view partition_by = "") {
   std::string table = names.Quoted(), ledger = names.Quoted("_ledger"), rejects = names.Quoted("_rejects");
   return {
       {"",
        fmt::format("CREATE TABLE IF NOT EXISTS {} (user_id varchar(128), device_type varchar(32), "
                    "masked_ip varchar(256), masked_device_id varchar(256), locale varchar(32), "
-                   "app_version varchar(15), create_date date)",
-                   table),
+                   "app_version varchar(15), create_date date){}",
+                   table, partition_by.empty() ? "" : " PARTITION BY RANGE (create_date)"),
        ""},
       {"_ledger", LedgerDdl(names),
        fmt::format(
@@ -850,7 +864,7 @@ Result<bool> PostgresSink::Impl::Exists(std::string_view suffix) {
 
 Status PostgresSink::Impl::CreateMissingTables() {
   std::vector<TableDdl> missing;
-  for (TableDdl& t : SchemaDdl(names)) {
+  for (TableDdl& t : SchemaDdl(names, config.partition_by)) {
     ASSIGN_OR_RETURN(bool exists, Exists(t.suffix));
     if (!exists) missing.push_back(std::move(t));
   }
@@ -870,6 +884,9 @@ Status PostgresSink::Impl::CreateMissingTables() {
     // Only on creation: COMMENT needs ownership, which a least-privilege role does not have.
     if (!t.comment.empty()) {
       if (Status st = ExecAs(t.comment, fmt::format("comment on table {}", name)); !st.ok()) return fail(st);
+    }
+    if (t.suffix.empty() && !config.partition_by.empty()) {
+      if (Status st = PartitionNewTable(); !st.ok()) return fail(st);
     }
   }
   if (Status st = ExecAs("COMMIT", "commit the new tables"); !st.ok()) return fail(st);
@@ -905,6 +922,120 @@ Status PostgresSink::Impl::BeginLocked(std::int64_t lock_id, std::string_view se
     return Abort(std::move(st));
   }
   return Status::Ok();
+}
+
+Result<std::string> PostgresSink::Impl::PartmanSchema() {
+  ASSIGN_OR_RETURN(PgResult res, Query("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = "
+                                       "e.extnamespace WHERE e.extname = 'pg_partman'",
+                                       {}, "look for pg_partman"));
+  return PQntuples(res.get()) == 1 ? std::string(PQgetvalue(res.get(), 0, 0)) : std::string();
+}
+
+// "schema.table" as pg_partman wants the parent table named.
+static std::string QualifiedNameSql() {
+  return "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+         "WHERE c.oid = $1::regclass";
+}
+
+Status PostgresSink::Impl::PartitionNewTable() {
+  ASSIGN_OR_RETURN(std::string partman, PartmanSchema());
+  std::string table = names.Quoted();
+  if (partman.empty()) {
+    // Rows no day or month partition takes (yet) are kept, not refused.
+    return ExecAs(fmt::format("CREATE TABLE IF NOT EXISTS {}{} PARTITION OF {} DEFAULT", names.schema_prefix,
+                              QuoteIdentifier(FitIdentifier(names.base, "_default")), table),
+                  fmt::format("create the default partition of {}", table));
+  }
+  ASSIGN_OR_RETURN(PgResult qualified, Query(QualifiedNameSql(), {table}));
+  // pg_partman 4 (Debian 12): native partitioning, four partitions made ahead, and a default one.
+  return ExecAs(fmt::format("SELECT {}.create_parent(p_parent_table := {}, p_control := 'create_date', "
+                            "p_type := 'native', p_interval := '{}', p_premake := 4)",
+                            QuoteIdentifier(partman), QuoteLiteral(PQgetvalue(qualified.get(), 0, 0)),
+                            config.partition_by == "day" ? "daily" : "monthly"),
+                fmt::format("partition {} with pg_partman", table), PGRES_TUPLES_OK);
+}
+
+Status PostgresSink::Impl::PrepareTablePartitions() {
+  std::string table = names.Quoted();
+  ASSIGN_OR_RETURN(PgResult kind, Query("SELECT relkind FROM pg_class WHERE oid = $1::regclass", {table}));
+  table_interval.clear();
+  if (std::string_view(PQgetvalue(kind.get(), 0, 0)) != "p") {
+    if (!config.partition_by.empty()) {
+      spdlog::warn("{} exists and is not partitioned: --partition-by applies to a table sqs2pg creates",
+                   table);
+    }
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(std::string partman, PartmanSchema());
+  if (!partman.empty()) {
+    ASSIGN_OR_RETURN(PgResult qualified, Query(QualifiedNameSql(), {table}));
+    ASSIGN_OR_RETURN(
+        PgResult managed,
+        Query(fmt::format("SELECT 1 FROM {}.part_config WHERE parent_table = $1", QuoteIdentifier(partman)),
+              {PQgetvalue(qualified.get(), 0, 0)}, "read pg_partman's configuration"));
+    if (PQntuples(managed.get()) == 1) {
+      table_interval = "partman";
+      partman_schema = partman;
+      qualified_table = PQgetvalue(qualified.get(), 0, 0);
+      return Status::Ok();
+    }
+  }
+  // Ours: the interval is in the partitions' names (_pYYYYMMDD or _pYYYYMM).
+  ASSIGN_OR_RETURN(PgResult parts,
+                   Query("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                         " WHERE i.inhparent = $1::regclass",
+                         {table}));
+  for (int i = 0; i < PQntuples(parts.get()) && table_interval.empty(); ++i) {
+    std::string_view name = PQgetvalue(parts.get(), i, 0);
+    size_t p = name.rfind("_p");
+    if (p == std::string_view::npos) continue;
+    std::string_view digits = name.substr(p + 2);
+    if (digits.find_first_not_of("0123456789") != std::string_view::npos) continue;
+    if (digits.size() == 8) table_interval = "day";
+    if (digits.size() == 6) table_interval = "month";
+  }
+  if (table_interval.empty()) table_interval = config.partition_by;
+  return Status::Ok();
+}
+
+std::vector<std::string> PostgresSink::Impl::TablePartitionStatements(
+    std::int64_t now_ms, const std::set<std::string>& have) const {
+  std::vector<std::string> out;
+  if (table_interval == "partman") {
+    // pg_partman makes them, here rather than in a background worker the server may not run.
+    out.push_back(fmt::format("DO $sqs2pg$ BEGIN PERFORM {}.run_maintenance({}); END $sqs2pg$",
+                              QuoteIdentifier(partman_schema), QuoteLiteral(qualified_table)));
+    return out;
+  }
+  if (table_interval.empty()) return out;
+  using namespace std::chrono;
+  const std::int32_t today = DayOf(now_ms);
+  auto add = [&](sys_days from, sys_days to, std::string suffix) {
+    std::string name = FitIdentifier(names.base, suffix);
+    if (have.contains(name)) return;
+    out.push_back(
+        fmt::format("CREATE TABLE IF NOT EXISTS {}{} PARTITION OF {} FOR VALUES FROM ('{}') TO ('{}')",
+                    names.schema_prefix, QuoteIdentifier(name), names.Quoted(),
+                    DayText(from.time_since_epoch().count()), DayText(to.time_since_epoch().count())));
+  };
+  if (table_interval == "day") {
+    // Yesterday (a message sent before midnight, loaded after) to three days ahead.
+    for (std::int32_t day = today - 1; day <= today + 3; ++day) {
+      std::string text = DayText(day);
+      add(sys_days{days{day}}, sys_days{days{day + 1}},
+          fmt::format("_p{}{}{}", text.substr(0, 4), text.substr(5, 2), text.substr(8, 2)));
+    }
+  } else {
+    year_month month =
+        year_month_day{sys_days{days{today}}}.year() / year_month_day{sys_days{days{today}}}.month();
+    month -= months{1};
+    for (int i = 0; i < 4; ++i, month += months{1}) {
+      year_month next = month + months{1};
+      add(sys_days{month / 1}, sys_days{next / 1},
+          fmt::format("_p{:04}{:02}", static_cast<int>(month.year()), static_cast<unsigned>(month.month())));
+    }
+  }
+  return out;
 }
 
 Status PostgresSink::Impl::PrepareLedger() {
@@ -1011,6 +1142,17 @@ Status PostgresSink::Impl::MaintainLedger() {
     statements.push_back(fmt::format("DROP TABLE IF EXISTS {}{}", names.schema_prefix,
                                      QuoteIdentifier(PartitionName(base, day))));
     dropped.push_back(day);
+  }
+  if (!table_interval.empty()) {
+    ASSIGN_OR_RETURN(PgResult table_parts,
+                     Query("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                           " WHERE i.inhparent = $1::regclass",
+                           {names.Quoted()}, fmt::format("list the partitions of {}", names.Quoted())));
+    std::set<std::string> have_table;
+    for (int i = 0; i < PQntuples(table_parts.get()); ++i)
+      have_table.insert(PQgetvalue(table_parts.get(), i, 0));
+    for (std::string& sql : TablePartitionStatements(now_ms, have_table))
+      statements.push_back(std::move(sql));
   }
   // Dropped an hour after it stopped being consulted, so every process has noticed by then.
   bool drop_legacy = legacy_exists && now_ms >= legacy_ledger_expires_ms + 3'600'000;
@@ -1134,6 +1276,7 @@ Result<TableShape> PostgresSink::Prepare() {
   auto lacking = d.RejectsLackShapeColumns();
   if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
   shape->rejects_lack_shape_columns = d.rejects_lack_shape_columns = *lacking;
+  if (Status st = d.PrepareTablePartitions(); !st.ok()) return d.PrivilegeHint(std::move(st));
   if (Status st = d.PrepareLedger(); !st.ok()) return d.PrivilegeHint(std::move(st));
   RETURN_IF_ERROR(d.CheckPrivileges());
   d.BuildStatements();

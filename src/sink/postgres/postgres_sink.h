@@ -43,6 +43,11 @@ struct PostgresSinkConfig {
   // owns it creates the partitions ahead and drops expired ones (DROP TABLE, never DELETE), at
   // Prepare() and then hourly.
   LedgerRetention ledger_retention{};
+  // "day" or "month": a target table sqs2pg creates is partitioned by range on create_date, its
+  // partitions made by pg_partman where the extension is installed, else by sqs2pg (ahead, with
+  // the ledger's maintenance; never dropped: they hold the data). "": not partitioned. An existing
+  // table is left as it is.
+  std::string partition_by{};
   // Unix time in ms; tests move it. Unset: the system clock.
   std::function<std::int64_t()> clock = nullptr;
 };
