@@ -219,5 +219,48 @@ TEST_F(LedgerTest, PartitionByMonthLeavesAnExistingTableAlone) {
                           table_ + "_p202701"));
 }
 
+TEST_F(LedgerTest, PartitionByUsesPgPartmanWhereItIsInstalled) {
+  // A database of its own, so the extension changes nothing for the other tests.
+  std::string dbname = UniqueName("db");
+  db_.Exec(fmt::format("CREATE DATABASE \"{}\"", dbname));
+  struct DropDatabase {
+    Db& db;
+    std::string name;
+    ~DropDatabase() { db.Exec(fmt::format("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", name)); }
+  } drop{db_, dbname};
+  std::string conninfo = fmt::format("dbname={}", dbname);
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(conninfo.c_str()), &PQfinish);
+  ASSERT_EQ(PQstatus(conn.get()), CONNECTION_OK) << PQerrorMessage(conn.get());
+  auto exec = [&](const std::string& sql) {
+    std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(conn.get(), sql.c_str()), &PQclear);
+    EXPECT_TRUE(PQresultStatus(res.get()) == PGRES_TUPLES_OK || PQresultStatus(res.get()) == PGRES_COMMAND_OK)
+        << sql << ": " << PQerrorMessage(conn.get());
+    return PQresultStatus(res.get()) == PGRES_TUPLES_OK && PQntuples(res.get()) > 0
+               ? std::string(PQgetvalue(res.get(), 0, 0))
+               : std::string();
+  };
+  exec("CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA partman");
+
+  auto sink = Sink("month", conninfo);
+  ASSERT_NE(sink, nullptr);
+  EXPECT_EQ(
+      exec(fmt::format("SELECT partition_interval FROM partman.part_config WHERE parent_table = 'public.{}'",
+                       table_)),
+      "1 mon");
+  // pg_partman made this month's, four ahead and four back (by the real clock), and a default one.
+  EXPECT_EQ(
+      exec(fmt::format("SELECT count(*) FROM pg_inherits WHERE inhparent = '\"{}\"'::regclass", table_)),
+      "10");
+  now_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count();
+  std::vector<ProcessedMessage> batch = {Sent("a", now_ms_)};
+  auto loaded = sink->Load(batch);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->rows_loaded, 1u);
+  EXPECT_EQ(exec(fmt::format("SELECT count(*) FROM ONLY \"{}_default\"", table_)), "0");
+  sink.reset();
+}
+
 }  // namespace
 }  // namespace sqs2pg::integration
