@@ -311,6 +311,9 @@ int Run(const RunOptions& o) {
   options.sqs_retry_timeout = std::chrono::seconds(o.sqs_retry_timeout);
   options.db_retry_timeout = std::chrono::seconds(o.db_retry_timeout);
   options.shutdown_timeout = std::chrono::seconds(o.shutdown_timeout);
+  options.max_receives = o.max_receives;
+  // SQS requires FIFO queue names to end in ".fifo".
+  options.fifo = queue_url->size() > 5 && queue_url->ends_with(".fifo");
   if (o.visibility_timeout < 0 && *visibility > 0 &&
       std::chrono::seconds(*visibility) < options.shutdown_timeout) {
     spdlog::warn("the queue's visibility timeout ({} s) is shorter than the shutdown timeout ({} s)",

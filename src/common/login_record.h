@@ -43,6 +43,14 @@ struct Rejection {
 
 namespace sqs2pg {
 
+// Where a message of a FIFO queue stands in its group; both empty for a standard queue. The
+// ledger keeps them, so the order SQS gave can be recovered even when two loader connections
+// commit batches of one group out of order.
+struct FifoOrder {
+  std::string message_group_id;
+  std::string sequence_number;  // decimal digits: SQS's SequenceNumber
+};
+
 // A message after the transform, ready for the sink: the unit that is loaded, then deleted.
 struct ProcessedMessage {
   std::string message_id;           // SQS MessageId: the key that makes loading idempotent
@@ -50,6 +58,7 @@ struct ProcessedMessage {
   std::variant<LoginRow, Rejection> record;
   int receive_count = 1;  // SQS's ApproximateReceiveCount: how often it has been delivered
   size_t body_bytes = 0;  // size of the message body as received, for the bounds in bytes
+  FifoOrder fifo{};
   // SQS's SentTimestamp (Unix ms; 0 if absent): the same at every delivery, so the ledger is
   // partitioned by its day and a redelivery meets its first delivery's ledger row.
   std::int64_t sent_timestamp_ms = 0;

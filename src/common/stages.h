@@ -21,6 +21,7 @@ struct ReceivedMessage {
   std::int64_t sent_timestamp_ms = 0;  // when the producer sent it (Unix ms)
   int receive_count = 0;               // 1 on first delivery
   std::int64_t received_at_ms = 0;     // when sqs2pg received it (Unix ms)
+  FifoOrder fifo{};                    // empty for a standard queue
 };
 
 // What became of the entries of one DeleteMessageBatch or ChangeMessageVisibilityBatch call,

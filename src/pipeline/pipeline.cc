@@ -67,6 +67,13 @@ void Pipeline::StartReceives() {
     return;
   }
   int receivers = ZeroVisibility() ? 1 : options_.receivers;
+  if (options_.fifo && unlock_receive_due_ && !unlock_receive_in_flight_ && !ZeroVisibility() &&
+      in_hand_.size() + kMaxPerCall <= options_.max_in_flight &&
+      bytes_in_hand_ < options_.max_in_flight_bytes) {
+    unlock_receive_due_ = false;
+    unlock_receive_in_flight_ = true;
+    StartOneReceive(0, /*unlock=*/true);
+  }
   if (!options_.follow && idle_) {
     // The queue looked empty. That is decided only by a round of receives started once everything
     // in hand is committed and deleted: a FIFO queue hides a group's next messages while one of
@@ -88,16 +95,18 @@ void Pipeline::StartReceives() {
   }
 }
 
-void Pipeline::StartOneReceive(int round) {
+void Pipeline::StartOneReceive(int round, bool unlock) {
   ++receives_in_flight_;
   if (round > 0) ++confirming_in_flight_;
-  source_.StartReceive(
-      kMaxPerCall, options_.poll_wait,
-      [this, round](Result<std::vector<ReceivedMessage>> r) { OnReceived(round, std::move(r)); });
+  source_.StartReceive(kMaxPerCall, unlock ? std::chrono::seconds(0) : options_.poll_wait,
+                       [this, round, unlock](Result<std::vector<ReceivedMessage>> r) {
+                         OnReceived(round, unlock, std::move(r));
+                       });
 }
 
-void Pipeline::OnReceived(int round, Result<std::vector<ReceivedMessage>> received) {
+void Pipeline::OnReceived(int round, bool unlock, Result<std::vector<ReceivedMessage>> received) {
   --receives_in_flight_;
+  if (unlock) unlock_receive_in_flight_ = false;
   if (round > 0) --confirming_in_flight_;
   // Only answers to the current round's receives count towards "drained".
   bool confirming = round > 0 && round == confirm_round_ && confirm_needed_ > 0;
@@ -129,7 +138,15 @@ void Pipeline::OnReceived(int round, Result<std::vector<ReceivedMessage>> receiv
     return;
   }
   idle_ = false;
-  drain_wait_until_ = {};  // progress: a later wait for hidden messages starts afresh
+  // FIFO: these messages lock their groups until deleted, so nothing is coming to fill their
+  // batch that is worth waiting for.
+  if (options_.fifo) flush_now_ = true;
+  // Progress, so a later wait for hidden messages starts afresh; but not a message that the sink
+  // left for redelivery and will leave again for ever (max_receives 0).
+  bool progress = options_.max_receives > 0 || left_ids_.empty() ||
+                  std::any_of(received->begin(), received->end(),
+                              [this](const ReceivedMessage& m) { return !left_ids_.count(m.message_id); });
+  if (progress) drain_wait_until_ = {};
   if (round == confirm_round_) confirm_needed_ = 0;  // messages after all: this round is over
   // In milliseconds: half of a 1 s timeout in whole seconds would be 0.
   auto half_visibility =
@@ -147,7 +164,8 @@ void Pipeline::OnReceived(int round, Result<std::vector<ReceivedMessage>> receiv
     it->second.bytes = m.body.size();
     bytes_in_hand_ += m.body.size();
     if (building_.empty()) building_since_ = now;
-    ProcessedMessage out{m.message_id, m.received_at_ms, {}, std::max(m.receive_count, 1), m.body.size()};
+    ProcessedMessage out{m.message_id, m.received_at_ms, {}, std::max(m.receive_count, 1), m.body.size(),
+                         m.fifo};
     out.sent_timestamp_ms = m.sent_timestamp_ms;
     auto outcome = transform_.Apply(m.body, m.sent_timestamp_ms);
     if (auto* rejection = std::get_if<Rejection>(&outcome)) {
@@ -286,6 +304,7 @@ void Pipeline::HandleLoaded() {
         if (left.count(m.message_id)) {
           // Not committed: it must not be deleted, and the heartbeat must not keep it hidden.
           ++stats_.left_for_redelivery;
+          if (options_.max_receives == 0 && !options_.follow) left_ids_.insert(m.message_id);
           Release(m.message_id);
           continue;
         }
@@ -392,6 +411,7 @@ void Pipeline::OnDeleted(PendingDelete pending, Result<BatchResult> result) {
     if (!settled[i]) continue;
     ++stats_.deleted;
     Release(pending.message_ids[i]);
+    unlock_receive_due_ = options_.fifo;
   }
   if (!again.message_ids.empty()) {
     again.failures.Fail(now);

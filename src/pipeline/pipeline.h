@@ -19,6 +19,7 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/result.h"
@@ -66,6 +67,15 @@ struct PipelineOptions {
   // After a stop request: how long to go on committing and deleting what is in hand. What is not
   // committed by then is left to SQS, which delivers it again (the ledger makes that safe).
   std::chrono::milliseconds shutdown_timeout{std::chrono::seconds(20)};
+  // The sink's --max-receives: a message the sink leaves for redelivery is stored as a reject at
+  // this delivery. 0: never, so such a message cycles until the redrive policy takes it, and its
+  // redeliveries must not keep a drain going.
+  int max_receives = 10;
+  // The queue is a FIFO queue. SQS then hands out no more of a message group while one of its
+  // messages is in hand: every answer is loaded at once instead of waiting for its batch to fill,
+  // and each delete is followed by a short-poll receive for the groups it unlocked, rather than
+  // waiting for a long poll started before the unlock (which some servers do not wake).
+  bool fifo = false;
 };
 
 struct RunStats {
@@ -134,8 +144,9 @@ class Pipeline {
 
   void StartReceives();
   // round: the confirmation round the receive belongs to (see StartReceives), 0 for none.
-  void StartOneReceive(int round);
-  void OnReceived(int round, Result<std::vector<ReceivedMessage>> received);
+  // unlock: the short poll that follows a delete from a FIFO queue.
+  void StartOneReceive(int round, bool unlock = false);
+  void OnReceived(int round, bool unlock, Result<std::vector<ReceivedMessage>> received);
   // A visibility timeout of 0 (tests of redelivery) needs receives and deletes kept apart.
   bool ZeroVisibility() const;
   // After a round of empty receives: SQS's counts as a cross-check before calling it drained.
@@ -173,6 +184,9 @@ class Pipeline {
   size_t building_bytes_ = 0;
   Clock::time_point building_since_;
   bool flush_now_ = false;  // a receive came back empty: load what is in hand without waiting
+  // FIFO: deletes unlocked groups since the last short poll for them; one is in flight.
+  bool unlock_receive_due_ = false;
+  bool unlock_receive_in_flight_ = false;
   std::deque<Batch> ready_;
   std::deque<PendingDelete> deletes_;
   int receives_in_flight_ = 0;
@@ -191,7 +205,10 @@ class Pipeline {
   bool drained_ = false;
   bool checking_depth_ = false;         // the cross-check of a clean round is under way
   Clock::time_point drain_wait_until_;  // how long the cross-check may keep a drain waiting
-  bool stopping_ = false;               // a stop was requested and the receives in flight were cancelled
+  // Messages the sink left for redelivery. Their coming back is not progress when max_receives is
+  // 0 (nothing will ever end their cycle), so it does not restart the drain's wait.
+  std::unordered_set<std::string> left_ids_;
+  bool stopping_ = false;  // a stop was requested and the receives in flight were cancelled
   Clock::time_point shutdown_deadline_;
 
   // Shared with the loader threads, under mu_.

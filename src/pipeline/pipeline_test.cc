@@ -47,6 +47,7 @@ class FakeSource : public AsyncMessageSource {
       }
       // The answer to a receive is lost: its messages stay hidden until their visibility timeout.
       ReturnLost();
+      ReturnExpired();
       if (lose_receives > 0 && !visible_.empty()) {
         --lose_receives;
         for (int i = 0; i < max_messages && !visible_.empty(); ++i) {
@@ -73,6 +74,8 @@ class FakeSource : public AsyncMessageSource {
         m.receipt_handle = fmt::format("{}#{}", m.message_id, ++deliveries_);
         ++m.receive_count;
         hidden_[m.message_id] = m;
+        if (visibility.count() > 0)
+          hidden_until_[m.message_id] = std::chrono::steady_clock::now() + visibility;
         out.push_back(m);
         if (redeliver_each_once && m.receive_count == 1) storm.push_back(m);  // delivered again at once
       }
@@ -106,6 +109,7 @@ class FakeSource : public AsyncMessageSource {
         auto it = hidden_.find(id);
         if (it != hidden_.end() && it->second.receipt_handle == h) {
           hidden_.erase(it);
+          hidden_until_.erase(id);
           deleted.push_back(id);
         } else {
           result.refused.push_back(i);
@@ -117,7 +121,12 @@ class FakeSource : public AsyncMessageSource {
 
   void StartExtendVisibility(std::vector<std::string> handles, std::chrono::seconds,
                              BatchDone done) override {
-    Later([this, n = handles.size(), done = std::move(done)] {
+    Later([this, handles = std::move(handles), done = std::move(done)] {
+      for (const std::string& h : handles) {
+        auto it = hidden_until_.find(h.substr(0, h.find('#')));
+        if (it != hidden_until_.end()) it->second = std::chrono::steady_clock::now() + visibility;
+      }
+      size_t n = handles.size();
       extended += n;
       extended_cv.notify_all();
       done(BatchResult{});
@@ -157,6 +166,8 @@ class FakeSource : public AsyncMessageSource {
   int lose_receives = 0;  // receives whose answer is lost
   std::chrono::milliseconds lost_for{500};
   int fifo_groups = 0;  // > 0: message mN is in group N % fifo_groups, delivered in group order
+  // > 0: a received message not deleted (nor extended) within this long is visible again.
+  std::chrono::milliseconds visibility{0};
   bool flaky_when_empty = false;
   std::set<std::string> fail_delete_entry_once;
   Status delete_error;
@@ -184,6 +195,18 @@ class FakeSource : public AsyncMessageSource {
       lost_.pop_front();
     }
   }
+  void ReturnExpired() {
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = hidden_until_.begin(); it != hidden_until_.end();) {
+      if (it->second > now) {
+        ++it;
+        continue;
+      }
+      visible_.push_back(std::move(hidden_[it->first]));
+      hidden_.erase(it->first);
+      it = hidden_until_.erase(it);
+    }
+  }
   int Group(const std::string& id) const { return std::stoi(id.substr(1)) % fifo_groups; }
   bool GroupInFlight(int group, const std::vector<ReceivedMessage>& taking) const {
     for (const auto& [id, m] : hidden_)
@@ -199,6 +222,7 @@ class FakeSource : public AsyncMessageSource {
   std::vector<ReceiveDone> hanging_;
   std::deque<ReceivedMessage> visible_;
   std::map<std::string, ReceivedMessage> hidden_;
+  std::map<std::string, std::chrono::steady_clock::time_point> hidden_until_;
   int deliveries_ = 0;
   int empty_receives_ = 0;
   std::deque<std::pair<std::chrono::steady_clock::time_point, ReceivedMessage>> lost_;
@@ -513,11 +537,26 @@ TEST_F(PipelineTest, APermanentDeleteFailureDoesNotEndAFollowingRun) {
 TEST_F(PipelineTest, AMessageTheSinkLeavesIsNotDeletedButItsBatchMatesAre) {
   source_.Add(30);
   ledger_.poison = {"m11"};
+  options_.visibility_timeout = std::chrono::seconds(1);  // the drain waits that (plus 5 s) for it
   ASSERT_TRUE(Run().ok());
   EXPECT_EQ(ledger_.rows.size(), 29u);
   EXPECT_EQ(stats_.deleted, 29u);
   EXPECT_EQ(stats_.left_for_redelivery, 1u);
   EXPECT_EQ(source_.Remaining(), 1u);  // m11 comes back after its visibility timeout
+}
+
+TEST_F(PipelineTest, ADrainEndsThoughAMessageTheSinkAlwaysLeavesKeepsComingBack) {
+  // --max-receives 0 and no redrive policy: nothing ever ends the poison message's cycle, so its
+  // redeliveries are not progress, and the drain ends after one visibility timeout (plus 5 s).
+  source_.Add(20);
+  source_.visibility = std::chrono::milliseconds(1000);
+  options_.visibility_timeout = std::chrono::seconds(1);
+  options_.max_receives = 0;
+  ledger_.poison = {"m7"};
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(ledger_.rows.size(), 19u);
+  EXPECT_GE(stats_.left_for_redelivery, 2u);  // it did come back
+  EXPECT_EQ(source_.Remaining(), 1u);
 }
 
 TEST_F(PipelineTest, AStopGivesUpOnADatabaseThatDoesNotAnswerAfterTheShutdownTimeout) {

@@ -86,7 +86,9 @@ CommandResult RunSqs2pg(const std::vector<std::string>& args, const std::map<std
 std::string UniqueName(const std::string& prefix) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   std::string name = fmt::format("{}_{}_{}", prefix, info ? info->name() : "x", getpid());
-  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  // Lower case, and nothing but [a-z0-9_]: a parameterized test's name holds '/'.
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return std::isalnum(c) ? static_cast<char>(std::tolower(c)) : '_'; });
   // Queue names allow 80 characters; table names must leave room for "_rejects" in 63.
   return name.size() > 50 ? name.substr(0, 40) + name.substr(name.size() - 10) : name;
 }

@@ -267,7 +267,14 @@ struct PostgresSink::Impl {
   }
   std::vector<std::string> column_types;  // format_type() of each kRowColumns entry, from Prepare()
   bool rejects_lack_shape_columns = false;
+  // The ledger predates message_group_id and sequence_number and this role may not add them:
+  // FIFO order is then not kept (one warning says what to run).
+  bool ledger_lacks_order_columns = false;
+  bool warned_order_not_kept = false;
   std::string copy_rows_sql, copy_rejects_sql, merge_sql;
+  // For batches from a FIFO queue: their order goes into a third staging table, and the ledger
+  // insert takes it from there.
+  std::string copy_order_sql, merge_ordered_sql;
   // The ledger is partitioned by day (false: one made by an earlier version that this role may
   // not migrate; it keeps working, unpartitioned).
   bool ledger_partitioned = false;
@@ -330,11 +337,14 @@ struct PostgresSink::Impl {
   Result<bool> Exists(std::string_view suffix);
   Status CreateMissingTables();
   Result<TableShape> ReadShape();
-  Result<bool> RejectsLackShapeColumns();
+  // Whether the table <suffix> lacks any of `columns`. The owner adds them with `migrate_sql`
+  // (and then they are not lacking); any other role gets true.
+  Result<bool> LacksColumns(std::string_view suffix, std::span<const std::string_view> columns,
+                            const std::string& migrate_sql, std::string_view what);
   Status CheckPrivileges();
   Status PrivilegeHint(Status st) const;
   Status EnsureConnected();
-  Status CreateStaging();
+  Status CreateStaging(bool ordered);
   // COPY of `rows` rows; an error unless the server reports exactly that many.
   Status Copy(const std::string& sql, const std::string& data, size_t rows);
   Result<LoadSummary> LoadOnce(std::span<const ProcessedMessage> batch);
@@ -413,7 +423,7 @@ Status PostgresSink::Impl::EnsureConnected() {
 // tables are dropped when the connection ends, in a transaction of their own whose commit waits
 // for a synchronous standby: during a failover that wait never ends, and the old primary cannot
 // finish shutting down (seen with pg_auto_failover).
-Status PostgresSink::Impl::CreateStaging() {
+Status PostgresSink::Impl::CreateStaging(bool ordered) {
   if (ledger_partitioned) {
     RETURN_IF_ERROR(Exec(
         "CREATE TEMP TABLE sqs2pg_stage_sent (message_id text NOT NULL, sent_ms bigint NOT NULL) ON COMMIT "
@@ -430,6 +440,11 @@ Status PostgresSink::Impl::CreateStaging() {
            "timestamptz, "
            "reason text, body text, body_encrypted boolean, body_bytes bigint, body_shape text) "
            "ON COMMIT DROP"));
+  if (ordered) {
+    RETURN_IF_ERROR(
+        Exec("CREATE TEMP TABLE sqs2pg_stage_order (message_id text NOT NULL, message_group_id text, "
+             "sequence_number numeric) ON COMMIT DROP"));
+  }
   return Status::Ok();
 }
 
@@ -458,51 +473,56 @@ void PostgresSink::Impl::BuildStatements() {
   }
   // One statement so the ledger decides, atomically, which staged messages are new.
   // DISTINCT ON keeps one row when a batch holds the same message twice.
-  std::string fresh;
-  if (ledger_partitioned) {
-    // The key is (message_id, sent_at): a redelivery carries the same SentTimestamp, so it lands
-    // in the same day partition as its first delivery and conflicts there. The ledger from before
-    // partitioning is asked too, until all it knew has expired.
-    fresh = fmt::format(
-        "WITH fresh AS ("
-        " INSERT INTO {ledger} (message_id, sent_at, outcome)"
-        " SELECT s.message_id, timestamptz 'epoch' + t.sent_ms * interval '1 millisecond', s.outcome FROM ("
+  std::string merge_rest = fmt::format(
+      " loaded AS ("
+      " INSERT INTO {table} ({columns})"
+      " SELECT DISTINCT ON (s.message_id) {selected} FROM pg_temp.sqs2pg_stage s"
+      " JOIN fresh f ON f.message_id = s.message_id AND f.outcome = 'loaded'"
+      " ORDER BY s.message_id RETURNING 1),"
+      " rejected AS ("
+      " INSERT INTO {rejects} ({reject_columns})"
+      " SELECT DISTINCT ON (r.message_id) {reject_values}"
+      " FROM pg_temp.sqs2pg_stage_rejects r"
+      " JOIN fresh f ON f.message_id = r.message_id AND f.outcome = 'rejected'"
+      " ORDER BY r.message_id RETURNING 1)"
+      " SELECT (SELECT count(*) FROM loaded), (SELECT count(*) FROM rejected)",
+      fmt::arg("table", names.Quoted()), fmt::arg("rejects", names.Quoted("_rejects")),
+      fmt::arg("columns", columns), fmt::arg("selected", selected),
+      fmt::arg("reject_columns", reject_columns), fmt::arg("reject_values", reject_values));
+  // The ledger insert. Partitioned, its key is (message_id, sent_at): a redelivery carries the
+  // same SentTimestamp, so it lands in the same day partition as its first delivery and
+  // conflicts there; the ledger from before partitioning is asked too, until all it knew has
+  // expired. `ordered`: a FIFO batch, whose group and sequence number the ledger keeps.
+  auto fresh = [&](bool ordered) {
+    std::string columns = "message_id, outcome", values = "s.message_id, s.outcome", from;
+    if (ledger_partitioned) {
+      columns += ", sent_at";
+      values += ", timestamptz 'epoch' + t.sent_ms * interval '1 millisecond'";
+      from += " JOIN pg_temp.sqs2pg_stage_sent t ON t.message_id = s.message_id";
+    }
+    if (ordered) {
+      columns += ", message_group_id, sequence_number";
+      values += ", o.message_group_id, o.sequence_number";
+      from += " LEFT JOIN pg_temp.sqs2pg_stage_order o ON o.message_id = s.message_id";
+    }
+    if (legacy_ledger_in_use) {
+      from += fmt::format(" WHERE NOT EXISTS (SELECT 1 FROM {} l WHERE l.message_id = s.message_id)",
+                          LegacyLedger());
+    }
+    return fmt::format(
+        "WITH staged AS ("
         " SELECT message_id, 'loaded' AS outcome FROM pg_temp.sqs2pg_stage"
-        " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects) s"
-        " JOIN pg_temp.sqs2pg_stage_sent t ON t.message_id = s.message_id{legacy}"
-        " ON CONFLICT (message_id, sent_at) DO NOTHING RETURNING message_id, outcome),",
-        fmt::arg("ledger", names.Quoted("_ledger")),
-        fmt::arg("legacy",
-                 legacy_ledger_in_use
-                     ? fmt::format(" WHERE NOT EXISTS (SELECT 1 FROM {} l WHERE l.message_id = s.message_id)",
-                                   LegacyLedger())
-                     : ""));
-  } else {
-    fresh = fmt::format(
-        "WITH fresh AS ("
-        " INSERT INTO {} (message_id, outcome)"
-        " SELECT message_id, 'loaded' FROM pg_temp.sqs2pg_stage"
-        " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects"
-        " ON CONFLICT (message_id) DO NOTHING RETURNING message_id, outcome),",
-        names.Quoted("_ledger"));
-  }
-  merge_sql =
-      fresh + fmt::format(
-                  " loaded AS ("
-                  " INSERT INTO {table} ({columns})"
-                  " SELECT DISTINCT ON (s.message_id) {selected} FROM pg_temp.sqs2pg_stage s"
-                  " JOIN fresh f ON f.message_id = s.message_id AND f.outcome = 'loaded'"
-                  " ORDER BY s.message_id RETURNING 1),"
-                  " rejected AS ("
-                  " INSERT INTO {rejects} ({reject_columns})"
-                  " SELECT DISTINCT ON (r.message_id) {reject_values}"
-                  " FROM pg_temp.sqs2pg_stage_rejects r"
-                  " JOIN fresh f ON f.message_id = r.message_id AND f.outcome = 'rejected'"
-                  " ORDER BY r.message_id RETURNING 1)"
-                  " SELECT (SELECT count(*) FROM loaded), (SELECT count(*) FROM rejected)",
-                  fmt::arg("table", names.Quoted()), fmt::arg("rejects", names.Quoted("_rejects")),
-                  fmt::arg("columns", columns), fmt::arg("selected", selected),
-                  fmt::arg("reject_columns", reject_columns), fmt::arg("reject_values", reject_values));
+        " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects),"
+        " fresh AS ("
+        " INSERT INTO {ledger} ({columns}) SELECT {values} FROM staged s{from}"
+        " ON CONFLICT ({key}) DO NOTHING RETURNING message_id, outcome),",
+        fmt::arg("ledger", names.Quoted("_ledger")), fmt::arg("columns", columns), fmt::arg("values", values),
+        fmt::arg("from", from), fmt::arg("key", ledger_partitioned ? "message_id, sent_at" : "message_id"));
+  };
+  merge_sql = fresh(false) + merge_rest;
+  merge_ordered_sql = fresh(true) + merge_rest;
+  copy_order_sql =
+      "COPY pg_temp.sqs2pg_stage_order (message_id, message_group_id, sequence_number) FROM STDIN";
 }
 
 Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data, size_t rows) {
@@ -531,9 +551,28 @@ Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data,
 }
 
 Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessage> batch) {
-  std::string rows, rejects, sent;
-  size_t row_count = 0, reject_count = 0;
+  std::string rows, rejects, order, sent;
+  size_t row_count = 0, reject_count = 0, order_count = 0;
   for (const ProcessedMessage& m : batch) {
+    if (!m.fifo.message_group_id.empty() && !ledger_lacks_order_columns) {
+      ++order_count;
+      AppendCopyText(order, m.message_id);
+      order.push_back('\t');
+      AppendCopyText(order, m.fifo.message_group_id);
+      order.push_back('\t');
+      if (m.fifo.sequence_number.empty()) {
+        order += "\\N";
+      } else {
+        AppendCopyText(order, m.fifo.sequence_number);
+      }
+      order.push_back('\n');
+    } else if (!m.fifo.message_group_id.empty() && !warned_order_not_kept) {
+      warned_order_not_kept = true;
+      spdlog::warn(
+          "{} has no message_group_id and sequence_number columns and this role may not add them: FIFO order "
+          "is not kept; a DBA can apply the output of `sqs2pg schema --table {}`",
+          names.Quoted("_ledger"), config.table);
+    }
     if (ledger_partitioned) {
       AppendCopyText(sent, m.message_id);
       sent += fmt::format("\t{}\n", m.sent_timestamp_ms);
@@ -552,7 +591,10 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
     if (PQstatus(conn.get()) == CONNECTION_OK) Exec("ROLLBACK").ok();
     return st;
   };
-  if (Status st = CreateStaging(); !st.ok()) return fail(st);
+  if (Status st = CreateStaging(order_count > 0); !st.ok()) return fail(st);
+  if (order_count > 0) {
+    if (Status st = Copy(copy_order_sql, order, order_count); !st.ok()) return fail(st);
+  }
   if (ledger_partitioned) {
     if (Status st =
             Copy("COPY pg_temp.sqs2pg_stage_sent (message_id, sent_ms) FROM STDIN", sent, batch.size());
@@ -566,7 +608,7 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
   if (reject_count > 0) {
     if (Status st = Copy(copy_rejects_sql, rejects, reject_count); !st.ok()) return fail(st);
   }
-  PgResult merged(PQexec(conn.get(), merge_sql.c_str()));
+  PgResult merged(PQexec(conn.get(), (order_count > 0 ? merge_ordered_sql : merge_sql).c_str()));
   if (PQresultStatus(merged.get()) != PGRES_TUPLES_OK) {
     return fail(Fail(merged.get(), fmt::format("insert into {}", names.Quoted())));
   }
@@ -738,7 +780,8 @@ std::string LedgerDdl(const TableNames& names) {
   return fmt::format(
       "CREATE TABLE IF NOT EXISTS {ledger} (message_id text NOT NULL, sent_at timestamptz NOT NULL, outcome "
       "text NOT NULL CHECK (outcome IN ('loaded', 'rejected')), processed_at timestamptz NOT NULL DEFAULT "
-      "now(), CONSTRAINT {key} PRIMARY KEY (message_id, sent_at)) PARTITION BY RANGE (sent_at);\n"
+      "now(), message_group_id text, sequence_number numeric, CONSTRAINT {key} PRIMARY KEY (message_id, "
+      "sent_at)) PARTITION BY RANGE (sent_at);\n"
       "CREATE TABLE IF NOT EXISTS {prefix}{default_partition} PARTITION OF {ledger} DEFAULT",
       fmt::arg("ledger", ledger), fmt::arg("key", QuoteIdentifier(FitIdentifier(base, "_key"))),
       fmt::arg("prefix", names.schema_prefix),
@@ -759,7 +802,8 @@ std::vector<TableDdl> SchemaDdl(const TableNames& names, std::string_view partit
        fmt::format(
            "COMMENT ON TABLE {} IS 'SQS MessageIds sqs2pg has committed: a redelivered message is not "
            "loaded again. Partitioned by the day of sent_at (SQS SentTimestamp, the same at every delivery); "
-           "sqs2pg drops the partitions of days whose messages SQS no longer keeps'",
+           "sqs2pg drops the partitions of days whose messages SQS no longer keeps. From a FIFO queue, "
+           "message_group_id and sequence_number give the order SQS delivered them in'",
            ledger)},
       {"_rejects",
        fmt::format(
@@ -775,10 +819,21 @@ std::vector<TableDdl> SchemaDdl(const TableNames& names, std::string_view partit
 }
 
 // Rejects tables made before body_bytes and body_shape existed.
+constexpr std::string_view kRejectsShapeColumns[] = {"body_bytes", "body_shape"};
 std::string MigrateRejectsSql(const TableNames& names) {
   return fmt::format(
       "ALTER TABLE {} ADD COLUMN IF NOT EXISTS body_bytes bigint, ADD COLUMN IF NOT EXISTS body_shape text",
       names.Quoted("_rejects"));
+}
+
+// Ledgers made before sqs2pg kept the order of FIFO messages.
+constexpr std::string_view kLedgerOrderColumns[] = {"message_group_id", "sequence_number"};
+std::string MigrateLedgerSql(const TableNames& names) {
+  return fmt::format(
+      "ALTER TABLE {} ADD COLUMN IF NOT EXISTS message_group_id text, ADD COLUMN IF NOT EXISTS "
+      "sequence_number "
+      "numeric",
+      names.Quoted("_ledger"));
 }
 
 std::string QuoteLiteral(std::string_view s) {
@@ -792,7 +847,7 @@ std::string QuoteLiteral(std::string_view s) {
 
 // A ledger from before partitioning (a plain table) becomes <table>_ledger1, so the partitioned
 // one can take its name; sqs2pg still consults it until all it knew has expired, then drops it.
-std::string MigrateLedgerSql(const TableNames& names) {
+std::string RenameUnpartitionedLedgerSql(const TableNames& names) {
   std::string rename = fmt::format("ALTER TABLE {} RENAME TO {}", names.Quoted("_ledger"),
                                    QuoteIdentifier(names.base + "_ledger1"));
   return fmt::format(
@@ -815,13 +870,14 @@ Result<std::string> SchemaScript(std::string_view table, std::string_view role) 
       "BEGIN;\n",
       names.Quoted());
   out += "-- A ledger from before partitioning is renamed <table>_ledger1; sqs2pg drops it once expired:\n" +
-         MigrateLedgerSql(names) + ";\n";
+         RenameUnpartitionedLedgerSql(names) + ";\n";
   for (const TableDdl& t : SchemaDdl(names)) {
     out += t.create + ";\n";
     if (!t.comment.empty()) out += t.comment + ";\n";
   }
   out += "-- Rejects tables from before sqs2pg kept body_bytes and body_shape:\n" + MigrateRejectsSql(names) +
          ";\n";
+  out += "-- Ledgers from before sqs2pg kept the order of FIFO messages:\n" + MigrateLedgerSql(names) + ";\n";
   if (!role.empty()) {
     std::string grantee = QuoteIdentifier(role);
     // The schema is the one the unqualified name resolves to when no schema is given.
@@ -893,21 +949,24 @@ Status PostgresSink::Impl::CreateMissingTables() {
   return Status::Ok();
 }
 
-Result<bool> PostgresSink::Impl::RejectsLackShapeColumns() {
-  std::string rejects = names.Quoted("_rejects");
+Result<bool> PostgresSink::Impl::LacksColumns(std::string_view suffix,
+                                              std::span<const std::string_view> columns,
+                                              const std::string& migrate_sql, std::string_view what) {
+  std::string table = names.Quoted(suffix);
+  std::string wanted;
+  for (std::string_view c : columns) wanted += fmt::format("{}{}", wanted.empty() ? "" : ",", c);
   ASSIGN_OR_RETURN(PgResult res,
-                   Query("SELECT count(*) FILTER (WHERE a.attname IN ('body_bytes', 'body_shape')),"
+                   Query("SELECT count(*) FILTER (WHERE a.attname = ANY(string_to_array($2, ','))),"
                          " pg_has_role(c.relowner, 'USAGE')"
                          " FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 "
                          "AND NOT a.attisdropped"
                          " WHERE c.oid = $1::regclass GROUP BY c.relowner",
-                         {rejects}, fmt::format("read the columns of {}", rejects)));
-  if (PQntuples(res.get()) != 1) return Status::Permanent(fmt::format("table {} vanished", rejects));
-  if (ParseCount(PQgetvalue(res.get(), 0, 0)) == 2) return false;
+                         {table, wanted}, fmt::format("read the columns of {}", table)));
+  if (PQntuples(res.get()) != 1) return Status::Permanent(fmt::format("table {} vanished", table));
+  if (ParseCount(PQgetvalue(res.get(), 0, 0)) == static_cast<std::int64_t>(columns.size())) return false;
   // The owner adds the columns itself; any other role keeps what fits the old ones.
   if (std::string_view(PQgetvalue(res.get(), 0, 1)) != "t") return true;
-  RETURN_IF_ERROR(
-      ExecAs(MigrateRejectsSql(names), fmt::format("add body_bytes and body_shape to {}", rejects)));
+  RETURN_IF_ERROR(ExecAs(migrate_sql, fmt::format("add {} to {}", what, table)));
   return false;
 }
 
@@ -1073,7 +1132,8 @@ Status PostgresSink::Impl::MigrateLedger() {
   // Many processes may start at once: one migrates, the others find it done.
   RETURN_IF_ERROR(BeginLocked(kSchemaLockId));
   auto fail = [this](Status st) { return Abort(std::move(st)); };
-  if (Status st = ExecAs(MigrateLedgerSql(names), fmt::format("rename {} to {}", ledger, LegacyLedger()));
+  if (Status st =
+          ExecAs(RenameUnpartitionedLedgerSql(names), fmt::format("rename {} to {}", ledger, LegacyLedger()));
       !st.ok()) {
     return fail(st);
   }
@@ -1273,14 +1333,19 @@ Result<TableShape> PostgresSink::Prepare() {
   if (Status st = d.CreateMissingTables(); !st.ok()) return d.PrivilegeHint(std::move(st));
   auto shape = d.ReadShape();
   if (!shape.ok()) return d.PrivilegeHint(shape.status());
-  auto lacking = d.RejectsLackShapeColumns();
+  auto lacking = d.LacksColumns("_rejects", kRejectsShapeColumns, MigrateRejectsSql(d.names),
+                                "body_bytes and body_shape");
   if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
   shape->rejects_lack_shape_columns = d.rejects_lack_shape_columns = *lacking;
   if (Status st = d.PrepareTablePartitions(); !st.ok()) return d.PrivilegeHint(std::move(st));
   if (Status st = d.PrepareLedger(); !st.ok()) return d.PrivilegeHint(std::move(st));
+  lacking = d.LacksColumns("_ledger", kLedgerOrderColumns, MigrateLedgerSql(d.names),
+                           "message_group_id and sequence_number");
+  if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
+  d.ledger_lacks_order_columns = *lacking;
   RETURN_IF_ERROR(d.CheckPrivileges());
   d.BuildStatements();
-  if (Status st = d.CreateStaging(); !st.ok()) return d.PrivilegeHint(std::move(st));
+  if (Status st = d.CreateStaging(false); !st.ok()) return d.PrivilegeHint(std::move(st));
   return shape;
 }
 

@@ -205,7 +205,8 @@ void AsyncSqsSource::StartReceive(int max_messages, std::chrono::seconds wait, R
             continue;
           }
           out.push_back({std::move(m.message_id), std::move(m.receipt_handle), std::move(m.body),
-                         m.sent_timestamp_ms, m.receive_count, now});
+                         m.sent_timestamp_ms, m.receive_count, now,
+                         FifoOrder{std::move(m.message_group_id), std::move(m.sequence_number)}});
         }
         done(std::move(out));
       },

@@ -112,9 +112,11 @@ struct SqsClient::State {
   }
 
   // Sends the entries, then again those that failed by a server fault, up to max_attempts rounds.
+  // repeatable: see Attempt().
   template <typename Entry, typename BuildBody>
   Result<std::vector<BatchEntryFailure>> RunBatch(std::string_view operation, const std::string& queue_url,
-                                                  std::span<const Entry> entries, BuildBody build_body) {
+                                                  std::span<const Entry> entries, BuildBody build_body,
+                                                  bool repeatable = true) {
     if (entries.empty()) return std::vector<BatchEntryFailure>();
     if (entries.size() > kMaxBatchEntries) {
       return Status::InvalidInput("SQS " + std::string(operation) + ": " + std::to_string(entries.size()) +
@@ -127,7 +129,7 @@ struct SqsClient::State {
       std::span<const Entry> round_entries(pending);
       Result<Answer> response = Call(
           operation, [&](const Wire& w) { return build_body(w, queue_url, round_entries); }, queue_url,
-          std::chrono::milliseconds(0), operation != "SendMessageBatch");
+          std::chrono::milliseconds(0), repeatable);
       Result<BatchResponse> parsed = response.ok() ? response->wire->ParseBatchResponse(response->body)
                                                    : Result<BatchResponse>(response.status());
       if (!parsed.ok() && round == 1) return parsed.status();
@@ -261,11 +263,14 @@ Result<std::vector<BatchEntryFailure>> SqsClient::DeleteMessageBatch(const std::
 }
 
 Result<std::vector<BatchEntryFailure>> SqsClient::SendMessageBatch(const std::string& queue_url,
-                                                                   std::span<const SendEntry> entries) {
-  return state_->RunBatch("SendMessageBatch", queue_url, entries,
-                          [](const Wire& w, std::string_view url, std::span<const SendEntry> pending) {
-                            return w.SendMessageBatchBody(url, pending);
-                          });
+                                                                   std::span<const SendEntry> entries,
+                                                                   bool deduplicated) {
+  return state_->RunBatch(
+      "SendMessageBatch", queue_url, entries,
+      [](const Wire& w, std::string_view url, std::span<const SendEntry> pending) {
+        return w.SendMessageBatchBody(url, pending);
+      },
+      deduplicated);
 }
 
 Result<std::vector<BatchEntryFailure>> SqsClient::ChangeMessageVisibilityBatch(

@@ -81,8 +81,12 @@ class SqsClient {
   Result<std::vector<BatchEntryFailure>> DeleteMessageBatch(const std::string& queue_url,
                                                             std::span<const DeleteEntry> entries);
   // Also reports an entry whose MD5OfMessageBody does not match (code "MD5OfMessageBodyMismatch").
+  // A call whose answer was lost is not sent again (it may have sent its messages, and a resend
+  // would duplicate them under new MessageIds), unless `deduplicated`: a FIFO queue drops a
+  // resend with the same deduplication ids (given, or content-based) within five minutes.
   Result<std::vector<BatchEntryFailure>> SendMessageBatch(const std::string& queue_url,
-                                                          std::span<const SendEntry> entries);
+                                                          std::span<const SendEntry> entries,
+                                                          bool deduplicated = false);
   Result<std::vector<BatchEntryFailure>> ChangeMessageVisibilityBatch(
       const std::string& queue_url, std::span<const VisibilityEntry> entries);
 

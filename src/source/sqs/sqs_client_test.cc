@@ -228,7 +228,8 @@ TEST_F(SqsClientTest, ReceivesUnicodeBodiesAndChecksTheirMd5) {
   EXPECT_EQ((*messages)[0].sent_timestamp_ms, 1700000000123);
   EXPECT_EQ((*messages)[0].receive_count, 2);
   EXPECT_THAT(fake_.seen()[0].body,
-              HasSubstr(R"("AttributeNames":["SentTimestamp","ApproximateReceiveCount"])"));
+              HasSubstr(R"("AttributeNames":["SentTimestamp","ApproximateReceiveCount","MessageGroupId",)"
+                        R"("SequenceNumber","MessageDeduplicationId"])"));
   EXPECT_THAT(fake_.seen()[0].body, HasSubstr(R"("MessageSystemAttributeNames":)"));
 
   fake_.Script(

@@ -72,10 +72,13 @@ TEST(RequestBodyTest, WritesEachOperation) {
   EXPECT_EQ(CreateQueueBody("q", {}), R"({"QueueName":"q"})");
   EXPECT_EQ(CreateQueueBody("q", {{"VisibilityTimeout", "30"}, {"DelaySeconds", "0"}}),
             R"({"QueueName":"q","Attributes":{"DelaySeconds":"0","VisibilityTimeout":"30"}})");
-  EXPECT_EQ(ReceiveMessageBody("u", 10, 20, std::nullopt),
-            R"({"QueueUrl":"u","MaxNumberOfMessages":10,"WaitTimeSeconds":20,)"
-            R"("AttributeNames":["SentTimestamp","ApproximateReceiveCount"],)"
-            R"("MessageSystemAttributeNames":["SentTimestamp","ApproximateReceiveCount"]})");
+  EXPECT_EQ(
+      ReceiveMessageBody("u", 10, 20, std::nullopt),
+      R"({"QueueUrl":"u","MaxNumberOfMessages":10,"WaitTimeSeconds":20,)"
+      R"("AttributeNames":["SentTimestamp","ApproximateReceiveCount","MessageGroupId","SequenceNumber",)"
+      R"("MessageDeduplicationId"],)"
+      R"("MessageSystemAttributeNames":["SentTimestamp","ApproximateReceiveCount","MessageGroupId",)"
+      R"("SequenceNumber","MessageDeduplicationId"]})");
   EXPECT_THAT(ReceiveMessageBody("u", 1, 0, 45), HasSubstr(R"("WaitTimeSeconds":0,"VisibilityTimeout":45,)"));
   std::vector<DeleteEntry> deletes = {{"0", "rh0"}, {"1", "rh1"}};
   EXPECT_EQ(
@@ -105,6 +108,29 @@ TEST(RequestBodyTest, EscapesAnyBodyExactly) {
   EXPECT_EQ(first, tricky);
   EXPECT_EQ(second, "");
   EXPECT_EQ(url, kQueueUrl);
+}
+
+TEST(RequestBodyTest, SendsFifoIdsOnlyWhenGiven) {
+  std::vector<SendEntry> entries = {{"a", "x", "user-1", "d-1"}, {"b", "y"}};
+  auto body = SendMessageBatchBody("u", entries);
+  ASSERT_TRUE(body.ok());
+  EXPECT_EQ(*body, R"({"QueueUrl":"u","Entries":[{"Id":"a","MessageBody":"x","MessageGroupId":"user-1",)"
+                   R"("MessageDeduplicationId":"d-1"},{"Id":"b","MessageBody":"y"}]})");
+}
+
+TEST(ParseReceiveTest, KeepsTheFifoAttributes) {
+  auto messages = ParseReceiveMessageResponse(
+      R"({"Messages":[{"MessageId":"m1","ReceiptHandle":"rh1","Body":"b","Attributes":{"MessageGroupId":"g7",)"
+      R"("SequenceNumber":"18849496460467696128","MessageDeduplicationId":"d9"}},)"
+      R"({"MessageId":"m2","ReceiptHandle":"rh2","Body":"b","Attributes":{"SequenceNumber":"12; DROP"}}]})");
+  ASSERT_TRUE(messages.ok()) << messages.status().message();
+  ASSERT_EQ(messages->size(), 2u);
+  EXPECT_EQ((*messages)[0].message_group_id, "g7");
+  EXPECT_EQ((*messages)[0].sequence_number, "18849496460467696128");
+  EXPECT_EQ((*messages)[0].deduplication_id, "d9");
+  // Stored as numeric: what is not a decimal number is not kept (and cannot fail a batch).
+  EXPECT_EQ((*messages)[1].sequence_number, "");
+  EXPECT_EQ((*messages)[1].message_group_id, "");
 }
 
 TEST(RequestBodyTest, RefusesABodyThatIsNotUtf8) {

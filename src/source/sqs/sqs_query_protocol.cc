@@ -15,10 +15,6 @@
 namespace sqs2pg::sqs::query {
 namespace {
 
-// The attributes ReceiveMessage asks for; the pipeline needs both. AttributeName.N is the form
-// every server knows (MessageSystemAttributeName.N is newer than LocalStack 0.14).
-constexpr std::array<std::string_view, 2> kReceiveAttributes = {"SentTimestamp", "ApproximateReceiveCount"};
-
 struct CurlFree {
   void operator()(char* p) const noexcept { curl_free(p); }
 };
@@ -101,15 +97,6 @@ std::map<std::string, std::string> Attributes(pugi::xml_node node) {
   return out;
 }
 
-template <typename Int>
-Int ParseIntOr0(const std::map<std::string, std::string>& attributes, const std::string& name) {
-  auto it = attributes.find(name);
-  Int value = 0;
-  if (it != attributes.end())
-    std::from_chars(it->second.data(), it->second.data() + it->second.size(), value);
-  return value;
-}
-
 }  // namespace
 
 Result<HttpRequest> BuildSignedRequest(const Endpoint& endpoint, std::string body,
@@ -149,7 +136,9 @@ std::string ReceiveMessageBody(std::string_view queue_url, int max_messages, int
       .Add("MaxNumberOfMessages", max_messages)
       .Add("WaitTimeSeconds", wait_time_seconds);
   if (visibility_timeout_seconds) form.Add("VisibilityTimeout", *visibility_timeout_seconds);
-  AddList(form, "AttributeName", kReceiveAttributes);
+  // AttributeName.N is the form every server knows (MessageSystemAttributeName.N is newer than
+  // LocalStack 0.14).
+  AddList(form, "AttributeName", ReceiveAttributeNames());
   return form.Take();
 }
 
@@ -174,6 +163,10 @@ Result<std::string> SendMessageBatchBody(std::string_view queue_url, std::span<c
     }
     form.AddMember(kEntry, i + 1, "Id", entries[i].id)
         .AddMember(kEntry, i + 1, "MessageBody", entries[i].body);
+    if (!entries[i].message_group_id.empty())
+      form.AddMember(kEntry, i + 1, "MessageGroupId", entries[i].message_group_id);
+    if (!entries[i].deduplication_id.empty())
+      form.AddMember(kEntry, i + 1, "MessageDeduplicationId", entries[i].deduplication_id);
   }
   return form.Take();
 }
@@ -229,9 +222,7 @@ Result<std::vector<SqsMessage>> ParseReceiveMessageResponse(std::string_view bod
     std::string actual = HexEncode(Md5(message.body));
     message.body_corrupt = !md5.empty() && !std::equal(md5.begin(), md5.end(), actual.begin(), actual.end(),
                                                        [](char a, char b) { return std::tolower(a) == b; });
-    auto attributes = Attributes(node);
-    message.sent_timestamp_ms = ParseIntOr0<std::int64_t>(attributes, "SentTimestamp");
-    message.receive_count = ParseIntOr0<int>(attributes, "ApproximateReceiveCount");
+    ApplyMessageAttributes(Attributes(node), message);
     messages.push_back(std::move(message));
   }
   return messages;

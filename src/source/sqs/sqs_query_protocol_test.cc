@@ -49,7 +49,9 @@ TEST(QueryRequestTest, WritesEachOperation) {
       query::ReceiveMessageBody(kQueueUrl, 10, 20, 45),
       std::string("Action=ReceiveMessage&Version=2012-11-05&QueueUrl=") + kEncodedUrl +
           "&MaxNumberOfMessages=10&WaitTimeSeconds=20&VisibilityTimeout=45&AttributeName.1=SentTimestamp&"
-          "AttributeName.2=ApproximateReceiveCount");
+          "AttributeName.2=ApproximateReceiveCount&AttributeName.3=MessageGroupId&AttributeName.4="
+          "SequenceNumber&"
+          "AttributeName.5=MessageDeduplicationId");
   EXPECT_THAT(query::ReceiveMessageBody("u", 1, 0, std::nullopt), Not(HasSubstr("VisibilityTimeout")));
   std::vector<DeleteEntry> deletes = {{"0", "rh+/=0"}, {"1", "rh1"}};
   EXPECT_EQ(
@@ -76,6 +78,11 @@ TEST(QueryRequestTest, EncodesBodiesByteForByte) {
       *body,
       "Action=SendMessageBatch&Version=2012-11-05&QueueUrl=u&SendMessageBatchRequestEntry.1.Id=a&"
       "SendMessageBatchRequestEntry.1.MessageBody=%7B%22k%22%3A%20%22caf%C3%A9%20%26%20%3D%2B%22%7D%0D%0A");
+  std::vector<SendEntry> fifo = {{"f", "b", "g1", "d1"}};
+  auto fifo_body = query::SendMessageBatchBody("u", fifo);
+  ASSERT_TRUE(fifo_body.ok());
+  EXPECT_THAT(*fifo_body, HasSubstr("&SendMessageBatchRequestEntry.1.MessageGroupId=g1&"
+                                    "SendMessageBatchRequestEntry.1.MessageDeduplicationId=d1"));
   std::vector<SendEntry> bad = {{"x7", "\xff"}};
   auto refused = query::SendMessageBatchBody("u", bad);
   ASSERT_FALSE(refused.ok());

@@ -21,6 +21,11 @@ struct SqsMessage {
   std::string body;
   std::int64_t sent_timestamp_ms = 0;  // SentTimestamp: when the producer sent it (Unix ms); 0 if absent
   int receive_count = 0;               // ApproximateReceiveCount: 1 on first delivery; 0 if absent
+  // FIFO queues only (empty otherwise): the message's group, its place in the queue (a decimal
+  // of up to 128 bits, increasing within a group) and the id SQS deduplicated it by.
+  std::string message_group_id;
+  std::string sequence_number;
+  std::string deduplication_id;
   // The body does not match MD5OfBody: damaged on the way. Not to be used: SQS delivers the
   // message again once its visibility timeout ends.
   bool body_corrupt = false;
@@ -37,6 +42,10 @@ struct BatchEntryFailure {
 struct SendEntry {
   std::string id;    // unique within the batch: [A-Za-z0-9_-]{1,80}
   std::string body;  // valid UTF-8
+  // FIFO queues: the group (required there) and the deduplication id (required unless the queue
+  // has ContentBasedDeduplication). Empty: not sent.
+  std::string message_group_id{};
+  std::string deduplication_id{};
 };
 
 struct DeleteEntry {
