@@ -92,6 +92,25 @@ TEST_P(BothProtocolsTest, EveryOperationWithPartialFailuresAndErrors) {
   EXPECT_EQ(invalid.status().code(), Status::Code::kInvalidInput) << invalid.status().message();
 }
 
+TEST_P(BothProtocolsTest, FifoAttributesGoAndComeBack) {
+  auto client = ClientFor(StackVar("MOTO_ENDPOINT_URL"), GetParam());
+  ASSERT_NE(client, nullptr);
+  auto url = client->CreateQueue(UniqueName("q") + ".fifo", {{"FifoQueue", "true"}});
+  ASSERT_TRUE(url.ok()) << url.status().message();
+  std::vector<sqs::SendEntry> entries = {{"a", "first", "g1", "d1"}, {"b", "second", "g1", "d2"}};
+  auto sent = client->SendMessageBatch(*url, entries, /*deduplicated=*/true);
+  ASSERT_TRUE(sent.ok()) << sent.status().message();
+  EXPECT_TRUE(sent->empty());
+  auto got = client->ReceiveMessage(*url, 10, 1, 30);
+  ASSERT_TRUE(got.ok()) << got.status().message();
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].body, "first");
+  EXPECT_EQ((*got)[0].message_group_id, "g1");
+  EXPECT_EQ((*got)[0].deduplication_id, "d1");
+  EXPECT_FALSE((*got)[0].sequence_number.empty());
+  EXPECT_FALSE((*got)[1].sequence_number.empty());  // (moto's are random, not increasing)
+}
+
 INSTANTIATE_TEST_SUITE_P(Moto, BothProtocolsTest, ::testing::Values(SqsProtocol::kJson, SqsProtocol::kQuery),
                          [](const auto& info) {
                            return info.param == SqsProtocol::kJson ? "Json" : "Query";
