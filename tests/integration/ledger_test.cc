@@ -143,6 +143,11 @@ TEST_F(LedgerTest, ALedgerFromAnEarlierVersionIsMigratedAndStillConsulted) {
       db_.Scalar(fmt::format("SELECT relkind FROM pg_class WHERE oid = '\"{}_ledger\"'::regclass", table_)),
       "p");
   EXPECT_EQ(db_.Scalar(fmt::format("SELECT count(*) FROM \"{}_ledger1\"", table_)), "1");
+  // A dry run counts what the old ledger knew too.
+  std::vector<std::string> asked = {"old", "unknown"};
+  auto committed = sink->CommittedIds(asked);
+  ASSERT_TRUE(committed.ok()) << committed.status().message();
+  EXPECT_THAT(*committed, ElementsAre("old"));
   // A message the old ledger knew is still a duplicate.
   std::vector<ProcessedMessage> batch = {Sent("old", kToday), Sent("new", kToday)};
   auto loaded = sink->Load(batch);

@@ -1384,10 +1384,14 @@ Result<std::vector<std::string>> PostgresSink::CommittedIds(std::span<const std:
   }
   array.push_back('}');
   std::string ledger = d.names.Quoted("_ledger");
-  ASSIGN_OR_RETURN(
-      PgResult res,
-      d.Query(fmt::format("SELECT message_id FROM {} WHERE message_id = ANY($1::text[])", ledger), {array},
-              fmt::format("read ledger {}", ledger)));
+  std::string sql = fmt::format("SELECT message_id FROM {} WHERE message_id = ANY($1::text[])", ledger);
+  // The ledger from before partitioning still counts until sqs2pg drops it.
+  ASSIGN_OR_RETURN(bool legacy, d.Exists("_ledger1"));
+  if (legacy) {
+    sql +=
+        fmt::format(" UNION SELECT message_id FROM {} WHERE message_id = ANY($1::text[])", d.LegacyLedger());
+  }
+  ASSIGN_OR_RETURN(PgResult res, d.Query(sql, {array}, fmt::format("read ledger {}", ledger)));
   for (int i = 0; i < PQntuples(res.get()); ++i) committed.emplace_back(PQgetvalue(res.get(), i, 0));
   return committed;
 }
