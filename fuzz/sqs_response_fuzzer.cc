@@ -1,6 +1,7 @@
 // Fuzz target: everything sqs2pg parses from an SQS endpoint (or a proxy in front of it). The input
-// is a response body, given to each parser in turn: ReceiveMessage, the batch calls,
-// GetQueueAttributes, GetQueueUrl/CreateQueue, and the error path (ParseError, ErrorStatus,
+// is a response body, given to each parser in turn, of both protocols (JSON, and the Query
+// protocol's XML): ReceiveMessage, the batch calls, GetQueueAttributes, GetQueueUrl/CreateQueue,
+// whether it shows that the server does not speak JSON, and the error path (ParseError, ErrorStatus,
 // RedactSecrets); and, as a URL, to ParseEndpoint. A malformed answer must give an error, never a
 // crash, a hang or an error message that is not one short line.
 
@@ -8,6 +9,8 @@
 
 #include "fuzz/fuzz_target.h"
 #include "source/sqs/sqs_protocol.h"
+#include "source/sqs/sqs_query_protocol.h"
+#include "source/sqs/sqs_wire.h"
 
 namespace sqs2pg::fuzz {
 
@@ -26,6 +29,18 @@ void FuzzSqsResponse(std::string_view data) {
     FUZZ_CHECK(attributes.status().IsTransient());
   }
   if (auto url = ParseQueueUrlResponse(data); !url.ok()) FUZZ_CHECK(url.status().IsTransient());
+  if (auto messages = query::ParseReceiveMessageResponse(data); !messages.ok()) {
+    FUZZ_CHECK(messages.status().IsTransient());
+  }
+  if (auto batch = query::ParseBatchResponse(data); batch.ok()) {
+    FUZZ_CHECK(batch->body_md5.size() <= batch->successful_ids.size());
+  } else {
+    FUZZ_CHECK(batch.status().IsTransient());
+  }
+  if (auto attributes = query::ParseGetQueueAttributesResponse(data); !attributes.ok()) {
+    FUZZ_CHECK(attributes.status().IsTransient());
+  }
+  if (auto url = query::ParseQueueUrlResponse(data); !url.ok()) FUZZ_CHECK(url.status().IsTransient());
 
   // The error path, with a status and an x-amzn-query-error header taken from the input too.
   HttpResponse response;
@@ -33,6 +48,9 @@ void FuzzSqsResponse(std::string_view data) {
   response.body = std::string(data);
   response.headers.push_back({"x-amzn-query-error", std::string(data.substr(0, 64))});
   AwsError error = ParseError(response);
+  // Whatever the verdict, it must come without a crash; a JSON object never counts as XML.
+  bool no_json = ShowsJsonNotUnderstood(response);
+  if (!data.empty() && data.front() == '{') FUZZ_CHECK(!no_json);
   FUZZ_CHECK(error.message.size() <= 303);  // 300 bytes and "..."
   FUZZ_CHECK(error.message.find_first_of("\r\n") == std::string::npos);
   if (simdjson::validate_utf8(data.data(), data.size())) {

@@ -8,8 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "common/digest.h"
+#include "common/encoding.h"
 #include "metrics/sqs2pg_metrics.h"
 #include "sink/postgres/copy_format.h"
+#include "source/sqs/sqs_protocol.h"
+#include "source/sqs/sqs_query_protocol.h"
 #include "transform/ip_address.h"
 #include "transform/keyring.h"
 #include "transform/login_transform.h"
@@ -261,6 +265,72 @@ void BM_WholeTransformMode(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_WholeTransformMode)->DenseRange(0, 4);
+
+// A ReceiveMessage answer of ten messages from the sample bodies, in each protocol: what a
+// receive costs to read (MD5 check of every body included). Items are messages.
+std::string ReceiveAnswer(bool xml) {
+  Fixture& f = Shared();
+  std::string out = xml ? "<ReceiveMessageResponse><ReceiveMessageResult>" : "{\"Messages\":[";
+  for (int i = 0; i < 10; ++i) {
+    const std::string& body = f.bodies[static_cast<size_t>(i)];
+    std::string md5 = HexEncode(Md5(body));
+    std::string id = fmt::format("0b5f6e7c-1d2e-4f3a-9b8c-00000000000{}", i);
+    if (xml) {
+      std::string escaped;
+      for (char c : body) {
+        if (c == '&')
+          escaped += "&amp;";
+        else if (c == '<')
+          escaped += "&lt;";
+        else if (c == '"')
+          escaped += "&quot;";
+        else
+          escaped.push_back(c);
+      }
+      out += fmt::format(
+          "<Message><MessageId>{}</MessageId><ReceiptHandle>{}-handle-AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a</"
+          "ReceiptHandle><MD5OfBody>{}</MD5OfBody><Body>{}</Body><Attribute><Name>SentTimestamp</"
+          "Name><Value>1700000000000</Value></Attribute><Attribute><Name>ApproximateReceiveCount</"
+          "Name><Value>1</Value></Attribute></Message>",
+          id, id, md5, escaped);
+    } else {
+      std::string escaped;
+      for (char c : body) {
+        if (c == '"' || c == '\\') escaped.push_back('\\');
+        escaped.push_back(c);
+      }
+      out += fmt::format(
+          "{}{{\"MessageId\":\"{}\",\"ReceiptHandle\":\"{}-handle-AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a\","
+          "\"MD5OfBody\":\"{}\",\"Body\":\"{}\",\"Attributes\":{{\"SentTimestamp\":\"1700000000000\","
+          "\"ApproximateReceiveCount\":\"1\"}}}}",
+          i == 0 ? "" : ",", id, id, md5, escaped);
+    }
+  }
+  out += xml ? "</ReceiveMessageResult></ReceiveMessageResponse>" : "]}";
+  return out;
+}
+
+void BM_ReceiveAnswerJson(benchmark::State& state) {
+  std::string answer = ReceiveAnswer(false);
+  for (auto _ : state) {
+    auto messages = sqs::ParseReceiveMessageResponse(answer);
+    if (!messages.ok() || messages->size() != 10 || (*messages)[0].body_corrupt) state.SkipWithError("parse");
+    benchmark::DoNotOptimize(messages);
+  }
+  state.SetItemsProcessed(state.iterations() * 10);
+}
+BENCHMARK(BM_ReceiveAnswerJson);
+
+void BM_ReceiveAnswerQuery(benchmark::State& state) {
+  std::string answer = ReceiveAnswer(true);
+  for (auto _ : state) {
+    auto messages = sqs::query::ParseReceiveMessageResponse(answer);
+    if (!messages.ok() || messages->size() != 10 || (*messages)[0].body_corrupt) state.SkipWithError("parse");
+    benchmark::DoNotOptimize(messages);
+  }
+  state.SetItemsProcessed(state.iterations() * 10);
+}
+BENCHMARK(BM_ReceiveAnswerQuery);
 
 }  // namespace
 }  // namespace sqs2pg

@@ -17,6 +17,7 @@
 #include "source/sqs/credential_cache.h"
 #include "source/sqs/credential_provider.h"
 #include "source/sqs/sqs_client.h"
+#include "source/sqs/sqs_wire.h"
 
 namespace sqs2pg::cli {
 
@@ -45,6 +46,7 @@ void AddQueueOptions(CLI::App& app, QueueOptions& options) {
   AddOption(app, "endpoint-url", options.endpoint_url);
   AddOption(app, "region", options.region);
   AddOption(app, "ca-file", options.ca_file);
+  AddOption(app, "sqs-protocol", options.sqs_protocol)->check(CLI::IsMember({"json", "query", "auto"}));
 }
 
 namespace {
@@ -76,6 +78,7 @@ Result<sqs::ClientConfig> MakeClientConfig(const QueueOptions& options) {
   config.endpoint_url = aws.endpoint_url;
   config.region = aws.region;
   config.ca_file = aws.ca_file;
+  ASSIGN_OR_RETURN(config.protocol, sqs::ParseSqsProtocol(options.sqs_protocol));
   config.credential_cache = sqs::CredentialCache::Create(
       std::move(resolved.provider), std::move(resolved.first), RefreshOptionsFromEnvironment());
   // Once, at start: which source, never the secret. Temporary credentials also say until when.

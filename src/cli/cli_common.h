@@ -32,6 +32,7 @@ struct QueueOptions {
   std::string endpoint_url;
   std::string region;
   std::string ca_file;
+  std::string sqs_protocol = "auto";  // json, query or auto
 };
 void AddQueueOptions(CLI::App& app, QueueOptions& options);
 

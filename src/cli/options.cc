@@ -39,6 +39,9 @@ constexpr OptionSpec kOptions[] = {
      "proxy). Certificates and host names are always verified: no switch turns that off"},
 
     // Loading: run and check.
+    {"sqs-protocol", "PROTOCOL", kString, kNone, "run send", "SQS2PG_SQS_PROTOCOL", "auto", "",
+     "SQS protocol: json, query (LocalStack 0.14 and other older emulators), or auto: json, falling back to "
+     "query when the endpoint does not understand json"},
     {"db", "CONNINFO", kString, kNone, "run rekey", "SQS2PG_DB", "", "libpq's PG* variables",
      "libpq key=value string or postgresql:// URI. Several hosts with target_session_attrs=read-write follow "
      "a failover. TLS: sslmode=verify-full sslrootcert=/path/ca.pem (libpq's default, prefer, does not check "
@@ -48,6 +51,9 @@ constexpr OptionSpec kOptions[] = {
      Secret::kConninfoPassword},
     {"table", "NAME", kString, kNone, "run schema rekey", "SQS2PG_TABLE", "user_logins", "",
      "Target table, optionally SCHEMA.TABLE; TABLE_ledger and TABLE_rejects are created beside it"},
+    {"partition-by", "PERIOD", kString, kNone, "run", "SQS2PG_PARTITION_BY", "", "not partitioned",
+     "When sqs2pg creates the target table: partition it by range on create_date, one partition a day or a "
+     "month (pg_partman manages them where the extension is installed; else sqs2pg creates them ahead)"},
     {"key-file", "PATH", kString, kNone, "run mask unmask rekey", "SQS2PG_KEY_FILE", "",
      "the keyring text in SQS2PG_KEYS",
      "Keyring file (mode 0600). Without it and SQS2PG_KEYS there is no key, and the command fails with exit "

@@ -68,6 +68,27 @@ transform::ColumnLimits LimitsFor(const sink::TableShape& shape) {
   return limits;
 }
 
+// How long the ledger keeps a day of message ids: as long as the queue keeps a message
+// (MessageRetentionPeriod), plus the margin. Unknown: SQS's maximum, 14 days, never too short.
+sink::LedgerRetention LedgerRetentionOf(sqs::SqsClient& client, const std::string& queue_url) {
+  sink::LedgerRetention retention;
+  auto attributes = client.GetQueueAttributes(queue_url, {"MessageRetentionPeriod"});
+  std::int64_t seconds = -1;
+  if (attributes.ok()) {
+    if (auto it = attributes->find("MessageRetentionPeriod"); it != attributes->end()) {
+      auto [end, error] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), seconds);
+      if (error != std::errc() || end != it->second.data() + it->second.size()) seconds = -1;
+    }
+  }
+  if (seconds > 0 && seconds <= 14 * 86'400) {
+    retention.retention = std::chrono::seconds(seconds);
+  } else {
+    spdlog::warn("the queue's MessageRetentionPeriod is not known ({}); the ledger keeps 14 days",
+                 attributes.ok() ? "not in its attributes" : attributes.status().message());
+  }
+  return retention;
+}
+
 // The visibility timeout receives get: the flag's, else the queue's own. The heartbeat needs it.
 Result<int> VisibilityTimeout(sqs::SqsClient& client, const std::string& queue_url, int flag) {
   if (flag >= 0) return flag;
@@ -235,6 +256,7 @@ int Run(const RunOptions& o) {
     sinks.push_back(std::move(dry));
     server = "nothing (dry run: no row is written and no message deleted)";
   } else {
+    sink::LedgerRetention ledger_retention;
     for (int i = 0; i < o.db_connections; ++i) {
       // Each sink loads on a thread of its own, and a Masker is not thread-safe: one each, for the
       // bodies of rows the database refuses.
@@ -244,6 +266,9 @@ int Run(const RunOptions& o) {
       sink::PostgresSinkConfig config{o.db, o.table};
       config.max_receives = o.max_receives;
       config.metrics = metrics.get();
+      config.partition_by = o.partition_by;
+      if (i == 0) ledger_retention = LedgerRetentionOf(**client, *queue_url);
+      config.ledger_retention = ledger_retention;
       config.seal_body = [sealer](std::string_view plain) { return sealer->Mask(plain); };
       auto connected = ConnectSink(o, config, shape);
       if (!connected.ok() && g_stop) {
@@ -369,6 +394,7 @@ void AddRunOptions(CLI::App& cmd, RunOptions& options) {
   AddQueueOptions(cmd, o->queue);
   AddOption(cmd, "db", o->db);
   AddOption(cmd, "table", o->table);
+  AddOption(cmd, "partition-by", o->partition_by)->check(CLI::IsMember({"day", "month"}));
   AddKeyFileOption(cmd, o->key_file);
   AddMaskModeOptions(cmd, o->modes);
   AddOption(cmd, "follow", o->follow);

@@ -14,6 +14,7 @@ struct RunOptions {
   QueueOptions queue;
   std::string db;
   std::string table = "user_logins";
+  std::string partition_by;  // "", "day" or "month": how a table sqs2pg creates is partitioned
   std::string key_file;
   MaskModeOptions modes;
   bool follow = false;

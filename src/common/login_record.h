@@ -58,7 +58,10 @@ struct ProcessedMessage {
   std::variant<LoginRow, Rejection> record;
   int receive_count = 1;               // SQS's ApproximateReceiveCount: how often it has been delivered
   size_t body_bytes = 0;               // size of the message body as received, for the bounds in bytes
-  std::int64_t sent_timestamp_ms = 0;  // SQS's SentTimestamp (Unix ms), for the lag metric
+  // SQS's SentTimestamp (Unix ms; 0 if absent): the same at every delivery, so the ledger is
+  // partitioned by its day and a redelivery meets its first delivery's ledger row; also the lag
+  // metric's clock.
+  std::int64_t sent_timestamp_ms = 0;
   FifoOrder fifo{};
 };
 

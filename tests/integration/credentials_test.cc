@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "loopback.h"
 
 namespace sqs2pg::integration {
 namespace {
@@ -73,27 +74,6 @@ void SendAndRunAgainstMoto(const std::map<std::string, std::string>& env, const 
   Db db;
   EXPECT_EQ(db.Count(table), 99);
 }
-
-// An HTTP server on 127.0.0.1 with an OS-chosen port; routes are set before it listens.
-class Loopback {
- public:
-  explicit Loopback(const std::function<void(httplib::Server&)>& routes) {
-    routes(server_);
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ~Loopback() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-};
 
 std::string Iso8601(Clock::time_point t) {
   std::time_t secs = Clock::to_time_t(t);

@@ -112,9 +112,10 @@ std::string MakeKeyFile() {
 
 std::string SampleDataPath() { return std::string(SQS2PG_SOURCE_DIR) + "/data/sample_data.json.gz"; }
 
-std::unique_ptr<sqs::SqsClient> ClientFor(const std::string& endpoint_url) {
+std::unique_ptr<sqs::SqsClient> ClientFor(const std::string& endpoint_url, sqs::SqsProtocol protocol) {
   LoadStackEnvironment();
   sqs::ClientConfig config;
+  config.protocol = protocol;
   config.endpoint_url = endpoint_url;
   config.region = "us-east-1";
   config.credentials = {"test", "test", ""};

@@ -39,7 +39,8 @@ std::string TestDir();
 std::string MakeKeyFile();
 std::string SampleDataPath();
 
-std::unique_ptr<sqs::SqsClient> ClientFor(const std::string& endpoint_url);
+std::unique_ptr<sqs::SqsClient> ClientFor(const std::string& endpoint_url,
+                                          sqs::SqsProtocol protocol = sqs::SqsProtocol::kAuto);
 std::unique_ptr<sqs::SqsClient> FauxqsClient();
 
 // A libpq connection to the stack's database.

@@ -385,8 +385,11 @@ TEST_F(PrivacyTest, DryRunLeavesTheQueueAndTheDatabaseAsTheyWere) {
   auto visible = FauxqsClient()->ChangeMessageVisibilityBatch(queue_url_, back);
   ASSERT_TRUE(visible.ok() && visible->empty());
   for (const auto& m : *peek) {
-    db_.Exec(fmt::format("INSERT INTO \"{}_ledger\" (message_id, outcome) VALUES ('{}', 'loaded')", table_,
-                         m.message_id));
+    // Keyed by SentTimestamp too, which a redelivery keeps.
+    db_.Exec(
+        fmt::format("INSERT INTO \"{}_ledger\" (message_id, sent_at, outcome) VALUES ('{}', timestamptz "
+                    "'epoch' + {} * interval '1 millisecond', 'loaded')",
+                    table_, m.message_id, m.sent_timestamp_ms));
   }
   ASSERT_EQ(QueueDepth(queue_url_), std::make_pair(100L, 0L));
 

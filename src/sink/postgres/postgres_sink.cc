@@ -12,12 +12,14 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "common/json_writer.h"
 #include "common/log.h"
 #include "sink/postgres/copy_format.h"
+#include "sink/postgres/ledger_partitions.h"
 #include "sink/postgres/pg_handles.h"
 
 namespace sqs2pg::sink {
@@ -294,6 +296,50 @@ struct PostgresSink::Impl {
   // For batches from a FIFO queue: their order goes into a third staging table, and the ledger
   // insert takes it from there.
   std::string copy_order_sql, merge_ordered_sql;
+  // The ledger is partitioned by day (false: one made by an earlier version that this role may
+  // not migrate; it keeps working, unpartitioned).
+  bool ledger_partitioned = false;
+  bool owns_ledger = false;  // may create and drop its partitions
+  // A ledger from before partitioning, renamed to <table>_ledger1 by the migration: still
+  // consulted until every message it knew has expired (Unix ms), then dropped.
+  bool legacy_ledger_in_use = false;
+  std::int64_t legacy_ledger_expires_ms = 0;
+  std::chrono::steady_clock::time_point next_maintenance{};
+
+  std::int64_t NowMs() const {
+    if (config.clock) return config.clock();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  std::string LedgerBase() const { return names.base + "_ledger"; }
+  std::string LegacyLedger() const { return names.Quoted("_ledger1"); }
+  // Migrates an unpartitioned ledger (as its owner) or says what to run; then maintains it.
+  Status PrepareLedger();
+  // --partition-by for a table just created (in CreateMissingTables' transaction): pg_partman's
+  // create_parent where the extension is installed, else a default partition (day or month
+  // partitions are made by MaintainTable).
+  Status PartitionNewTable();
+  // For a target table partitioned by sqs2pg (not pg_partman): "day" or "month", read from its
+  // partitions' names or the flag; "" when sqs2pg does not make its partitions.
+  std::string table_interval;
+  std::string partman_schema, qualified_table;  // when table_interval is "partman"
+  Status PrepareTablePartitions();
+  std::vector<std::string> TablePartitionStatements(std::int64_t now_ms,
+                                                    const std::set<std::string>& have) const;
+  // The schema pg_partman is installed in, or "" without it.
+  Result<std::string> PartmanSchema();
+  // BEGIN, `setting` (a SET LOCAL, if any), then the transaction-scoped advisory lock `lock_id`,
+  // so concurrent sqs2pg processes take turns; Abort() rolls back and returns `st`.
+  Status BeginLocked(std::int64_t lock_id, std::string_view setting = "");
+  Status Abort(Status st) {
+    if (PQstatus(conn.get()) == CONNECTION_OK) ExecAs("ROLLBACK", "rollback").ok();
+    return st;
+  }
+  Status MigrateLedger();
+  // Creates the partitions from the first kept day to days_ahead after today, drops older ones
+  // (owner only), and stops consulting the pre-partitioning ledger once it has expired.
+  Status MaintainLedger();
 
   Status Fail(const PGresult* res, std::string_view what) {
     auto [st, failure] = PgError(conn.get(), res, what);
@@ -400,6 +446,11 @@ Status PostgresSink::Impl::EnsureConnected() {
 // for a synchronous standby: during a failover that wait never ends, and the old primary cannot
 // finish shutting down (seen with pg_auto_failover).
 Status PostgresSink::Impl::CreateStaging(bool ordered) {
+  if (ledger_partitioned) {
+    RETURN_IF_ERROR(Exec(
+        "CREATE TEMP TABLE sqs2pg_stage_sent (message_id text NOT NULL, sent_ms bigint NOT NULL) ON COMMIT "
+        "DROP"));
+  }
   std::string rows = "CREATE TEMP TABLE sqs2pg_stage (message_id text NOT NULL";
   for (size_t i = 0; i < kRowColumns.size(); ++i) {
     rows += fmt::format(", {} {}", QuoteIdentifier(kRowColumns[i]), column_types[i]);
@@ -460,26 +511,40 @@ void PostgresSink::Impl::BuildStatements() {
       fmt::arg("table", names.Quoted()), fmt::arg("rejects", names.Quoted("_rejects")),
       fmt::arg("columns", columns), fmt::arg("selected", selected),
       fmt::arg("reject_columns", reject_columns), fmt::arg("reject_values", reject_values));
-  const std::string ledger = names.Quoted("_ledger");
-  merge_sql = fmt::format(
-      "WITH fresh AS ("
-      " INSERT INTO {} (message_id, outcome)"
-      " SELECT message_id, 'loaded' FROM pg_temp.sqs2pg_stage"
-      " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects"
-      " ON CONFLICT (message_id) DO NOTHING RETURNING message_id, outcome),{}",
-      ledger, merge_rest);
+  // The ledger insert. Partitioned, its key is (message_id, sent_at): a redelivery carries the
+  // same SentTimestamp, so it lands in the same day partition as its first delivery and
+  // conflicts there; the ledger from before partitioning is asked too, until all it knew has
+  // expired. `ordered`: a FIFO batch, whose group and sequence number the ledger keeps.
+  auto fresh = [&](bool ordered) {
+    std::string columns = "message_id, outcome", values = "s.message_id, s.outcome", from;
+    if (ledger_partitioned) {
+      columns += ", sent_at";
+      values += ", timestamptz 'epoch' + t.sent_ms * interval '1 millisecond'";
+      from += " JOIN pg_temp.sqs2pg_stage_sent t ON t.message_id = s.message_id";
+    }
+    if (ordered) {
+      columns += ", message_group_id, sequence_number";
+      values += ", o.message_group_id, o.sequence_number";
+      from += " LEFT JOIN pg_temp.sqs2pg_stage_order o ON o.message_id = s.message_id";
+    }
+    if (legacy_ledger_in_use) {
+      from += fmt::format(" WHERE NOT EXISTS (SELECT 1 FROM {} l WHERE l.message_id = s.message_id)",
+                          LegacyLedger());
+    }
+    return fmt::format(
+        "WITH staged AS ("
+        " SELECT message_id, 'loaded' AS outcome FROM pg_temp.sqs2pg_stage"
+        " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects),"
+        " fresh AS ("
+        " INSERT INTO {ledger} ({columns}) SELECT {values} FROM staged s{from}"
+        " ON CONFLICT ({key}) DO NOTHING RETURNING message_id, outcome),",
+        fmt::arg("ledger", names.Quoted("_ledger")), fmt::arg("columns", columns), fmt::arg("values", values),
+        fmt::arg("from", from), fmt::arg("key", ledger_partitioned ? "message_id, sent_at" : "message_id"));
+  };
+  merge_sql = fresh(false) + merge_rest;
+  merge_ordered_sql = fresh(true) + merge_rest;
   copy_order_sql =
       "COPY pg_temp.sqs2pg_stage_order (message_id, message_group_id, sequence_number) FROM STDIN";
-  merge_ordered_sql = fmt::format(
-      "WITH staged AS ("
-      " SELECT message_id, 'loaded' AS outcome FROM pg_temp.sqs2pg_stage"
-      " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects),"
-      " fresh AS ("
-      " INSERT INTO {} (message_id, outcome, message_group_id, sequence_number)"
-      " SELECT s.message_id, s.outcome, o.message_group_id, o.sequence_number FROM staged s"
-      " LEFT JOIN pg_temp.sqs2pg_stage_order o ON o.message_id = s.message_id"
-      " ON CONFLICT (message_id) DO NOTHING RETURNING message_id, outcome),{}",
-      ledger, merge_rest);
 }
 
 Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data, size_t rows) {
@@ -508,7 +573,7 @@ Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data,
 }
 
 Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessage> batch) {
-  std::string rows, rejects, order;
+  std::string rows, rejects, order, sent;
   size_t row_count = 0, reject_count = 0, order_count = 0;
   for (const ProcessedMessage& m : batch) {
     if (!m.fifo.message_group_id.empty() && !ledger_lacks_order_columns) {
@@ -530,6 +595,10 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
           "is not kept; a DBA can apply the output of `sqs2pg schema --table {}`",
           names.Quoted("_ledger"), config.table);
     }
+    if (ledger_partitioned) {
+      AppendCopyText(sent, m.message_id);
+      sent += fmt::format("\t{}\n", m.sent_timestamp_ms);
+    }
     if (const auto* row = std::get_if<LoginRow>(&m.record)) {
       ++row_count;
       AppendCopyRow(rows, m.message_id, *row);
@@ -547,6 +616,13 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
   if (Status st = CreateStaging(order_count > 0); !st.ok()) return fail(st);
   if (order_count > 0) {
     if (Status st = Copy(copy_order_sql, order, order_count); !st.ok()) return fail(st);
+  }
+  if (ledger_partitioned) {
+    if (Status st =
+            Copy("COPY pg_temp.sqs2pg_stage_sent (message_id, sent_ms) FROM STDIN", sent, batch.size());
+        !st.ok()) {
+      return fail(st);
+    }
   }
   if (row_count > 0) {
     if (Status st = Copy(copy_rows_sql, rows, row_count); !st.ok()) return fail(st);
@@ -636,6 +712,7 @@ Result<LoadSummary> PostgresSink::Impl::RejectRefusedRow(const ProcessedMessage&
     }
   }
   ProcessedMessage reject{message.message_id, message.received_at_ms, std::move(rejection)};
+  reject.sent_timestamp_ms = message.sent_timestamp_ms;  // the ledger row's key, as for the row
   auto result = LoadOnce(std::span(&reject, 1));
   if (!result.ok()) {
     return Status::Permanent(
@@ -731,24 +808,39 @@ struct TableDdl {
   std::string comment;  // empty: none
 };
 
-std::vector<TableDdl> SchemaDdl(const TableNames& names) {
+// The ledger, partitioned by the day of SentTimestamp, with a default partition for the rows no
+// day partition takes (a role that may not create partitions, a clock far off). Day partitions
+// are made by PostgresSink (MaintainLedger), which knows the retention.
+std::string LedgerDdl(const TableNames& names) {
+  std::string ledger = names.Quoted("_ledger");
+  std::string base = names.base + "_ledger";
+  return fmt::format(
+      "CREATE TABLE IF NOT EXISTS {ledger} (message_id text NOT NULL, sent_at timestamptz NOT NULL, outcome "
+      "text NOT NULL CHECK (outcome IN ('loaded', 'rejected')), processed_at timestamptz NOT NULL DEFAULT "
+      "now(), message_group_id text, sequence_number numeric, CONSTRAINT {key} PRIMARY KEY (message_id, "
+      "sent_at)) PARTITION BY RANGE (sent_at);\n"
+      "CREATE TABLE IF NOT EXISTS {prefix}{default_partition} PARTITION OF {ledger} DEFAULT",
+      fmt::arg("ledger", ledger), fmt::arg("key", QuoteIdentifier(FitIdentifier(base, "_key"))),
+      fmt::arg("prefix", names.schema_prefix),
+      fmt::arg("default_partition", QuoteIdentifier(DefaultPartitionName(base))));
+}
+
+// partition_by: "", "day" or "month" (the partitions themselves are made after creation).
+std::vector<TableDdl> SchemaDdl(const TableNames& names, std::string_view partition_by = "") {
   std::string table = names.Quoted(), ledger = names.Quoted("_ledger"), rejects = names.Quoted("_rejects");
   return {
       {"",
        fmt::format("CREATE TABLE IF NOT EXISTS {} (user_id varchar(128), device_type varchar(32), "
                    "masked_ip varchar(256), masked_device_id varchar(256), locale varchar(32), "
-                   "app_version varchar(15), create_date date)",
-                   table),
+                   "app_version varchar(15), create_date date){}",
+                   table, partition_by.empty() ? "" : " PARTITION BY RANGE (create_date)"),
        ""},
-      {"_ledger",
-       fmt::format("CREATE TABLE IF NOT EXISTS {} (message_id text PRIMARY KEY, outcome text NOT NULL CHECK "
-                   "(outcome IN ('loaded', 'rejected')), processed_at timestamptz NOT NULL DEFAULT now(), "
-                   "message_group_id text, sequence_number numeric)",
-                   ledger),
+      {"_ledger", LedgerDdl(names),
        fmt::format(
            "COMMENT ON TABLE {} IS 'SQS MessageIds sqs2pg has committed: a redelivered message is not "
-           "loaded again. From a FIFO queue, message_group_id and sequence_number give the order SQS "
-           "delivered them in'",
+           "loaded again. Partitioned by the day of sent_at (SQS SentTimestamp, the same at every delivery); "
+           "sqs2pg drops the partitions of days whose messages SQS no longer keeps. From a FIFO queue, "
+           "message_group_id and sequence_number give the order SQS delivered them in'",
            ledger)},
       {"_rejects",
        fmt::format(
@@ -790,6 +882,18 @@ std::string QuoteLiteral(std::string_view s) {
   return out + "'";
 }
 
+// A ledger from before partitioning (a plain table) becomes <table>_ledger1, so the partitioned
+// one can take its name; sqs2pg still consults it until all it knew has expired, then drops it.
+std::string RenameUnpartitionedLedgerSql(const TableNames& names) {
+  std::string rename = fmt::format("ALTER TABLE {} RENAME TO {}", names.Quoted("_ledger"),
+                                   QuoteIdentifier(names.base + "_ledger1"));
+  return fmt::format(
+      "DO $sqs2pg$ BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass({}) AND relkind = 'r') "
+      "THEN "
+      "EXECUTE {}; END IF; END $sqs2pg$",
+      QuoteLiteral(names.Quoted("_ledger")), QuoteLiteral(rename));
+}
+
 bool IsPrivilegeError(const Status& st) { return st.message().find("SQLSTATE 42501") != std::string::npos; }
 
 }  // namespace
@@ -821,6 +925,8 @@ Result<std::string> SchemaScript(std::string_view table, std::string_view role) 
       "-- Idempotent. With these in place sqs2pg runs no DDL at start.\n"
       "BEGIN;\n",
       names.Quoted());
+  out += "-- A ledger from before partitioning is renamed <table>_ledger1; sqs2pg drops it once expired:\n" +
+         RenameUnpartitionedLedgerSql(names) + ";\n";
   for (const TableDdl& t : SchemaDdl(names)) {
     out += t.create + ";\n";
     if (!t.comment.empty()) out += t.comment + ";\n";
@@ -840,10 +946,14 @@ Result<std::string> SchemaScript(std::string_view table, std::string_view role) 
         "  EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', {schema}, {role_literal});\n"
         "  EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO %I', current_database(), {role_literal});\n"
         "END $sqs2pg$;\n"
-        "GRANT SELECT, INSERT ON {table}, {ledger}, {rejects} TO {role};\n",
+        "GRANT SELECT, INSERT ON {table}, {ledger}, {rejects} TO {role};\n"
+        "DO $sqs2pg$ BEGIN IF to_regclass({legacy_literal}) IS NOT NULL THEN\n"
+        "  EXECUTE format('GRANT SELECT ON %s TO %I', {legacy_literal}, {role_literal});\n"
+        "END IF; END $sqs2pg$;\n",
         fmt::arg("role", grantee), fmt::arg("schema", schema), fmt::arg("role_literal", QuoteLiteral(role)),
         fmt::arg("table", names.Quoted()), fmt::arg("ledger", names.Quoted("_ledger")),
-        fmt::arg("rejects", names.Quoted("_rejects")));
+        fmt::arg("rejects", names.Quoted("_rejects")),
+        fmt::arg("legacy_literal", QuoteLiteral(names.Quoted("_ledger1"))));
   }
   out += "COMMIT;\n";
   return out;
@@ -866,24 +976,16 @@ Result<bool> PostgresSink::Impl::Exists(std::string_view suffix) {
 
 Status PostgresSink::Impl::CreateMissingTables() {
   std::vector<TableDdl> missing;
-  for (TableDdl& t : SchemaDdl(names)) {
+  for (TableDdl& t : SchemaDdl(names, config.partition_by)) {
     ASSIGN_OR_RETURN(bool exists, Exists(t.suffix));
     if (!exists) missing.push_back(std::move(t));
   }
   if (missing.empty()) return Status::Ok();  // the least-privilege path: no DDL, no COMMENT
 
-  RETURN_IF_ERROR(ExecAs("BEGIN", "begin"));
-  auto fail = [this](Status st) {
-    if (PQstatus(conn.get()) == CONNECTION_OK) ExecAs("ROLLBACK", "rollback").ok();
-    return st;
-  };
   // Serializes creation across concurrent sqs2pg processes: CREATE TABLE IF NOT EXISTS alone can
   // still fail with a unique violation on pg_type when two sessions race.
-  if (Status st = ExecAs(fmt::format("SELECT pg_advisory_xact_lock({})", kSchemaLockId),
-                         "take the schema lock", PGRES_TUPLES_OK);
-      !st.ok()) {
-    return fail(st);
-  }
+  RETURN_IF_ERROR(BeginLocked(kSchemaLockId));
+  auto fail = [this](Status st) { return Abort(std::move(st)); };
   for (const TableDdl& t : missing) {
     // Another process may have made it while this one waited for the lock.
     auto exists = Exists(t.suffix);
@@ -894,6 +996,9 @@ Status PostgresSink::Impl::CreateMissingTables() {
     // Only on creation: COMMENT needs ownership, which a least-privilege role does not have.
     if (!t.comment.empty()) {
       if (Status st = ExecAs(t.comment, fmt::format("comment on table {}", name)); !st.ok()) return fail(st);
+    }
+    if (t.suffix.empty() && !config.partition_by.empty()) {
+      if (Status st = PartitionNewTable(); !st.ok()) return fail(st);
     }
   }
   if (Status st = ExecAs("COMMIT", "commit the new tables"); !st.ok()) return fail(st);
@@ -919,6 +1024,280 @@ Result<bool> PostgresSink::Impl::LacksColumns(std::string_view suffix,
   if (std::string_view(PQgetvalue(res.get(), 0, 1)) != "t") return true;
   RETURN_IF_ERROR(ExecAs(migrate_sql, fmt::format("add {} to {}", what, table)));
   return false;
+}
+
+Status PostgresSink::Impl::BeginLocked(std::int64_t lock_id, std::string_view setting) {
+  RETURN_IF_ERROR(ExecAs("BEGIN", "begin"));
+  if (!setting.empty()) {
+    if (Status st = ExecAs(std::string(setting), setting); !st.ok()) return Abort(std::move(st));
+  }
+  if (Status st = ExecAs(fmt::format("SELECT pg_advisory_xact_lock({})", lock_id), "take the schema lock",
+                         PGRES_TUPLES_OK);
+      !st.ok()) {
+    return Abort(std::move(st));
+  }
+  return Status::Ok();
+}
+
+Result<std::string> PostgresSink::Impl::PartmanSchema() {
+  ASSIGN_OR_RETURN(PgResult res, Query("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = "
+                                       "e.extnamespace WHERE e.extname = 'pg_partman'",
+                                       {}, "look for pg_partman"));
+  return PQntuples(res.get()) == 1 ? std::string(PQgetvalue(res.get(), 0, 0)) : std::string();
+}
+
+// "schema.table" as pg_partman wants the parent table named.
+static std::string QualifiedNameSql() {
+  return "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+         "WHERE c.oid = $1::regclass";
+}
+
+Status PostgresSink::Impl::PartitionNewTable() {
+  ASSIGN_OR_RETURN(std::string partman, PartmanSchema());
+  std::string table = names.Quoted();
+  if (partman.empty()) {
+    // Rows no day or month partition takes (yet) are kept, not refused.
+    return ExecAs(fmt::format("CREATE TABLE IF NOT EXISTS {}{} PARTITION OF {} DEFAULT", names.schema_prefix,
+                              QuoteIdentifier(FitIdentifier(names.base, "_default")), table),
+                  fmt::format("create the default partition of {}", table));
+  }
+  ASSIGN_OR_RETURN(PgResult qualified, Query(QualifiedNameSql(), {table}));
+  // pg_partman 4 (Debian 12): native partitioning, four partitions made ahead, and a default one.
+  return ExecAs(fmt::format("SELECT {}.create_parent(p_parent_table := {}, p_control := 'create_date', "
+                            "p_type := 'native', p_interval := '{}', p_premake := 4)",
+                            QuoteIdentifier(partman), QuoteLiteral(PQgetvalue(qualified.get(), 0, 0)),
+                            config.partition_by == "day" ? "daily" : "monthly"),
+                fmt::format("partition {} with pg_partman", table), PGRES_TUPLES_OK);
+}
+
+Status PostgresSink::Impl::PrepareTablePartitions() {
+  std::string table = names.Quoted();
+  ASSIGN_OR_RETURN(PgResult kind, Query("SELECT relkind FROM pg_class WHERE oid = $1::regclass", {table}));
+  table_interval.clear();
+  if (std::string_view(PQgetvalue(kind.get(), 0, 0)) != "p") {
+    if (!config.partition_by.empty()) {
+      spdlog::warn("{} exists and is not partitioned: --partition-by applies to a table sqs2pg creates",
+                   table);
+    }
+    return Status::Ok();
+  }
+  ASSIGN_OR_RETURN(std::string partman, PartmanSchema());
+  if (!partman.empty()) {
+    ASSIGN_OR_RETURN(PgResult qualified, Query(QualifiedNameSql(), {table}));
+    ASSIGN_OR_RETURN(
+        PgResult managed,
+        Query(fmt::format("SELECT 1 FROM {}.part_config WHERE parent_table = $1", QuoteIdentifier(partman)),
+              {PQgetvalue(qualified.get(), 0, 0)}, "read pg_partman's configuration"));
+    if (PQntuples(managed.get()) == 1) {
+      table_interval = "partman";
+      partman_schema = partman;
+      qualified_table = PQgetvalue(qualified.get(), 0, 0);
+      return Status::Ok();
+    }
+  }
+  // Ours: the interval is in the partitions' names (_pYYYYMMDD or _pYYYYMM).
+  ASSIGN_OR_RETURN(PgResult parts,
+                   Query("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                         " WHERE i.inhparent = $1::regclass",
+                         {table}));
+  for (int i = 0; i < PQntuples(parts.get()) && table_interval.empty(); ++i) {
+    std::string_view name = PQgetvalue(parts.get(), i, 0);
+    size_t p = name.rfind("_p");
+    if (p == std::string_view::npos) continue;
+    std::string_view digits = name.substr(p + 2);
+    if (digits.find_first_not_of("0123456789") != std::string_view::npos) continue;
+    if (digits.size() == 8) table_interval = "day";
+    if (digits.size() == 6) table_interval = "month";
+  }
+  if (table_interval.empty()) table_interval = config.partition_by;
+  return Status::Ok();
+}
+
+std::vector<std::string> PostgresSink::Impl::TablePartitionStatements(
+    std::int64_t now_ms, const std::set<std::string>& have) const {
+  std::vector<std::string> out;
+  if (table_interval == "partman") {
+    // pg_partman makes them, here rather than in a background worker the server may not run.
+    out.push_back(fmt::format("DO $sqs2pg$ BEGIN PERFORM {}.run_maintenance({}); END $sqs2pg$",
+                              QuoteIdentifier(partman_schema), QuoteLiteral(qualified_table)));
+    return out;
+  }
+  if (table_interval.empty()) return out;
+  using namespace std::chrono;
+  const std::int32_t today = DayOf(now_ms);
+  auto add = [&](sys_days from, sys_days to, std::string suffix) {
+    std::string name = FitIdentifier(names.base, suffix);
+    if (have.contains(name)) return;
+    out.push_back(
+        fmt::format("CREATE TABLE IF NOT EXISTS {}{} PARTITION OF {} FOR VALUES FROM ('{}') TO ('{}')",
+                    names.schema_prefix, QuoteIdentifier(name), names.Quoted(),
+                    DayText(from.time_since_epoch().count()), DayText(to.time_since_epoch().count())));
+  };
+  if (table_interval == "day") {
+    // Yesterday (a message sent before midnight, loaded after) to three days ahead.
+    for (std::int32_t day = today - 1; day <= today + 3; ++day) {
+      std::string text = DayText(day);
+      add(sys_days{days{day}}, sys_days{days{day + 1}},
+          fmt::format("_p{}{}{}", text.substr(0, 4), text.substr(5, 2), text.substr(8, 2)));
+    }
+  } else {
+    year_month month =
+        year_month_day{sys_days{days{today}}}.year() / year_month_day{sys_days{days{today}}}.month();
+    month -= months{1};
+    for (int i = 0; i < 4; ++i, month += months{1}) {
+      year_month next = month + months{1};
+      add(sys_days{month / 1}, sys_days{next / 1},
+          fmt::format("_p{:04}{:02}", static_cast<int>(month.year()), static_cast<unsigned>(month.month())));
+    }
+  }
+  return out;
+}
+
+Status PostgresSink::Impl::PrepareLedger() {
+  std::string ledger = names.Quoted("_ledger");
+  ASSIGN_OR_RETURN(PgResult res, Query("SELECT c.relkind, pg_has_role(c.relowner, 'USAGE')"
+                                       " FROM pg_class c WHERE c.oid = $1::regclass",
+                                       {ledger}, fmt::format("read table {}", ledger)));
+  if (PQntuples(res.get()) != 1) return Status::Permanent(fmt::format("table {} vanished", ledger));
+  owns_ledger = std::string_view(PQgetvalue(res.get(), 0, 1)) == "t";
+  bool partitioned = std::string_view(PQgetvalue(res.get(), 0, 0)) == "p";
+  if (!partitioned && owns_ledger) {
+    RETURN_IF_ERROR(MigrateLedger());
+    partitioned = true;
+  } else if (!partitioned) {
+    spdlog::warn(
+        "{} is not partitioned (made by an earlier sqs2pg) and this role does not own it: it keeps working "
+        "but "
+        "grows without bound. Its owner can migrate it by applying the output of `sqs2pg schema --table {}`, "
+        "or by running sqs2pg once",
+        ledger, config.table);
+  }
+  ledger_partitioned = partitioned;
+  if (!partitioned) return Status::Ok();
+  // Not needed to load: a failure (a lock held too long, say) is tried again at the next batch.
+  if (Status st = MaintainLedger(); !st.ok()) {
+    if (PQstatus(conn.get()) != CONNECTION_OK) return st;
+    spdlog::warn("ledger maintenance: {}; trying again in 5 minutes", st.message());
+    next_maintenance = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  }
+  return Status::Ok();
+}
+
+Status PostgresSink::Impl::MigrateLedger() {
+  std::string ledger = names.Quoted("_ledger");
+  // Many processes may start at once: one migrates, the others find it done.
+  RETURN_IF_ERROR(BeginLocked(kSchemaLockId));
+  auto fail = [this](Status st) { return Abort(std::move(st)); };
+  if (Status st =
+          ExecAs(RenameUnpartitionedLedgerSql(names), fmt::format("rename {} to {}", ledger, LegacyLedger()));
+      !st.ok()) {
+    return fail(st);
+  }
+  if (Status st = ExecAs(LedgerDdl(names), fmt::format("create the partitioned {}", ledger)); !st.ok()) {
+    return fail(st);
+  }
+  if (Status st = ExecAs("COMMIT", "commit the ledger migration"); !st.ok()) return fail(st);
+  spdlog::info(
+      "{} is now partitioned by day; the former ledger, {}, is still consulted and is dropped once "
+      "every message it knew has expired",
+      ledger, LegacyLedger());
+  return Status::Ok();
+}
+
+Status PostgresSink::Impl::MaintainLedger() {
+  std::string ledger = names.Quoted("_ledger");
+  const std::int64_t now_ms = NowMs();
+  const LedgerRetention& keep = config.ledger_retention;
+  const std::int64_t keep_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(keep.retention + keep.margin).count();
+  // The ledger from before partitioning: consulted while a message it knew may still come back.
+  // It takes no rows after the migration, so its newest row dates it for good.
+  ASSIGN_OR_RETURN(PgResult legacy, Query("SELECT to_regclass($1) IS NOT NULL", {LegacyLedger()}));
+  bool legacy_exists = std::string_view(PQgetvalue(legacy.get(), 0, 0)) == "t";
+  if (legacy_exists && legacy_ledger_expires_ms == 0) {
+    ASSIGN_OR_RETURN(
+        PgResult newest,
+        Query(
+            fmt::format("SELECT coalesce((extract(epoch FROM max(processed_at)) * 1000)::bigint, 0) FROM {}",
+                        LegacyLedger()),
+            {}, fmt::format("read {}", LegacyLedger())));
+    legacy_ledger_expires_ms = ParseCount(PQgetvalue(newest.get(), 0, 0)) + keep_ms;
+  }
+  bool in_use = legacy_exists && now_ms < legacy_ledger_expires_ms;
+  if (in_use != legacy_ledger_in_use) {
+    legacy_ledger_in_use = in_use;
+    BuildStatements();
+  }
+  next_maintenance = std::chrono::steady_clock::now() + std::chrono::hours(1);
+  if (!owns_ledger) return Status::Ok();
+
+  const std::int32_t today = DayOf(now_ms);
+  const std::int32_t first = FirstKeptDay(today, keep);
+  const std::string base = LedgerBase();
+  ASSIGN_OR_RETURN(PgResult parts,
+                   Query("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                         " WHERE i.inhparent = $1::regclass",
+                         {ledger}, fmt::format("list the partitions of {}", ledger)));
+  std::set<std::int32_t> have;
+  for (int i = 0; i < PQntuples(parts.get()); ++i) {
+    if (auto day = PartitionDay(base, PQgetvalue(parts.get(), i, 0))) have.insert(*day);
+  }
+  std::vector<std::string> statements;
+  for (std::int32_t day = first; day <= today + keep.days_ahead; ++day) {
+    if (have.contains(day)) continue;
+    statements.push_back(
+        fmt::format("CREATE TABLE IF NOT EXISTS {}{} PARTITION OF {} FOR VALUES FROM ('{} 00:00:00+00') TO "
+                    "('{} 00:00:00+00')",
+                    names.schema_prefix, QuoteIdentifier(PartitionName(base, day)), ledger, DayText(day),
+                    DayText(day + 1)));
+  }
+  std::vector<std::int32_t> dropped;
+  for (std::int32_t day : have) {
+    if (day >= first) continue;
+    // DROP, never DELETE: no dead rows, no vacuum, and the space is back at once.
+    statements.push_back(fmt::format("DROP TABLE IF EXISTS {}{}", names.schema_prefix,
+                                     QuoteIdentifier(PartitionName(base, day))));
+    dropped.push_back(day);
+  }
+  if (!table_interval.empty()) {
+    ASSIGN_OR_RETURN(PgResult table_parts,
+                     Query("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                           " WHERE i.inhparent = $1::regclass",
+                           {names.Quoted()}, fmt::format("list the partitions of {}", names.Quoted())));
+    std::set<std::string> have_table;
+    for (int i = 0; i < PQntuples(table_parts.get()); ++i)
+      have_table.insert(PQgetvalue(table_parts.get(), i, 0));
+    for (std::string& sql : TablePartitionStatements(now_ms, have_table))
+      statements.push_back(std::move(sql));
+  }
+  // Dropped an hour after it stopped being consulted, so every process has noticed by then.
+  bool drop_legacy = legacy_exists && now_ms >= legacy_ledger_expires_ms + 3'600'000;
+  if (drop_legacy) statements.push_back(fmt::format("DROP TABLE IF EXISTS {}", LegacyLedger()));
+  if (statements.empty()) return Status::Ok();
+
+  // Creating or dropping a partition locks the whole ledger: give up rather than queue every
+  // loader behind a long transaction; the next round tries again.
+  RETURN_IF_ERROR(BeginLocked(kSchemaLockId + 1, "SET LOCAL lock_timeout = '2s'"));
+  auto fail = [this](Status st) { return Abort(std::move(st)); };
+  for (const std::string& sql : statements) {
+    // A day whose rows went to the default partition cannot get a partition of its own: it keeps
+    // using the default one (still exactly once) and the others go ahead.
+    if (Status st = ExecAs("SAVEPOINT day", "savepoint"); !st.ok()) return fail(st);
+    if (Status st = ExecAs(sql, sql.substr(0, sql.find(" PARTITION OF"))); !st.ok()) {
+      if (PQstatus(conn.get()) != CONNECTION_OK || last_failure == Failure::kRetry) return fail(st);
+      spdlog::warn("ledger maintenance: {}", st.message());
+      if (Status back = ExecAs("ROLLBACK TO SAVEPOINT day", "rollback to savepoint"); !back.ok())
+        return fail(back);
+    }
+  }
+  if (Status st = ExecAs("COMMIT", "commit ledger maintenance"); !st.ok()) return fail(st);
+  if (!dropped.empty()) {
+    spdlog::info(
+        "ledger {}: dropped the partitions of {} day(s) up to {}, whose messages SQS no longer keeps", ledger,
+        dropped.size(), DayText(dropped.back()));
+  }
+  if (drop_legacy) spdlog::info("dropped {}: every message it knew has expired", LegacyLedger());
+  return Status::Ok();
 }
 
 Status PostgresSink::Impl::CheckPrivileges() {
@@ -1018,6 +1397,8 @@ Result<TableShape> PostgresSink::Prepare() {
                                 "body_bytes and body_shape");
   if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
   shape->rejects_lack_shape_columns = d.rejects_lack_shape_columns = *lacking;
+  if (Status st = d.PrepareTablePartitions(); !st.ok()) return d.PrivilegeHint(std::move(st));
+  if (Status st = d.PrepareLedger(); !st.ok()) return d.PrivilegeHint(std::move(st));
   lacking = d.LacksColumns("_ledger", kLedgerOrderColumns, MigrateLedgerSql(d.names),
                            "message_group_id and sequence_number");
   if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
@@ -1073,10 +1454,14 @@ Result<std::vector<std::string>> PostgresSink::CommittedIds(std::span<const std:
   }
   array.push_back('}');
   std::string ledger = d.names.Quoted("_ledger");
-  ASSIGN_OR_RETURN(
-      PgResult res,
-      d.Query(fmt::format("SELECT message_id FROM {} WHERE message_id = ANY($1::text[])", ledger), {array},
-              fmt::format("read ledger {}", ledger)));
+  std::string sql = fmt::format("SELECT message_id FROM {} WHERE message_id = ANY($1::text[])", ledger);
+  // The ledger from before partitioning still counts until sqs2pg drops it.
+  ASSIGN_OR_RETURN(bool legacy, d.Exists("_ledger1"));
+  if (legacy) {
+    sql +=
+        fmt::format(" UNION SELECT message_id FROM {} WHERE message_id = ANY($1::text[])", d.LegacyLedger());
+  }
+  ASSIGN_OR_RETURN(PgResult res, d.Query(sql, {array}, fmt::format("read ledger {}", ledger)));
   for (int i = 0; i < PQntuples(res.get()); ++i) committed.emplace_back(PQgetvalue(res.get(), i, 0));
   return committed;
 }
@@ -1088,6 +1473,13 @@ Result<LoadSummary> PostgresSink::Load(std::span<const ProcessedMessage> batch) 
   RETURN_IF_ERROR(connected);
   auto start = std::chrono::steady_clock::now();
   impl_->busy_since_ns = start.time_since_epoch().count();
+  if (impl_->ledger_partitioned && start >= impl_->next_maintenance) {
+    // Not the batch's business: a failure is logged and tried again later.
+    if (Status st = impl_->MaintainLedger(); !st.ok()) {
+      spdlog::warn("ledger maintenance: {}; trying again in 5 minutes", st.message());
+      impl_->next_maintenance = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+    }
+  }
   auto loaded = impl_->LoadSplitting(batch);
   impl_->busy_since_ns = 0;
   impl_->UpdateUp();

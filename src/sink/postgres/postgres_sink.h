@@ -19,6 +19,7 @@
 #include "common/result.h"
 #include "common/stages.h"
 #include "metrics/sqs2pg_metrics.h"
+#include "sink/postgres/ledger_partitions.h"
 
 namespace sqs2pg::sink {
 
@@ -41,6 +42,18 @@ struct PostgresSinkConfig {
   // Commits, reconnects, load and COMMIT times, and whether this connection is up. nullptr: off.
   // Must outlive the sink; shared by every sink (its members are atomics).
   metrics::Metrics* metrics = nullptr;
+  // How long the ledger keeps a day of message ids: the queue's MessageRetentionPeriod plus a
+  // margin. The ledger is partitioned by the day of each message's SentTimestamp; a role that
+  // owns it creates the partitions ahead and drops expired ones (DROP TABLE, never DELETE), at
+  // Prepare() and then hourly.
+  LedgerRetention ledger_retention{};
+  // "day" or "month": a target table sqs2pg creates is partitioned by range on create_date, its
+  // partitions made by pg_partman where the extension is installed, else by sqs2pg (ahead, with
+  // the ledger's maintenance; never dropped: they hold the data). "": not partitioned. An existing
+  // table is left as it is.
+  std::string partition_by{};
+  // Unix time in ms; tests move it. Unset: the system clock.
+  std::function<std::int64_t()> clock = nullptr;
 };
 
 // What the live table allows, read from the catalog so the transform checks the real sizes.

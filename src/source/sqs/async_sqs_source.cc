@@ -9,6 +9,7 @@
 #include "source/sqs/credential_cache.h"
 #include "source/sqs/multi_transport.h"
 #include "source/sqs/sqs_protocol.h"
+#include "source/sqs/sqs_wire.h"
 
 namespace sqs2pg::sqs {
 namespace {
@@ -28,6 +29,7 @@ struct AsyncSqsSource::Impl {
   Endpoint endpoint;
   std::string queue_url;
   std::optional<int> visibility_timeout_seconds;
+  WireChoice wire;
   std::unique_ptr<MultiTransport> transport;
   std::shared_ptr<CredentialCache> cache;
   metrics::Metrics* metrics = nullptr;  // nullptr: metrics are off
@@ -40,12 +42,13 @@ struct AsyncSqsSource::Impl {
                           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
 
-  using Done = std::function<void(Result<std::string>)>;
+  using Done = std::function<void(Result<Answer>)>;
   // A call AWS answered ExpiredToken, waiting for the cache's refresher thread to load new
   // credentials; Poll() sends it again (once) when they are there.
   struct AwaitingCredentials {
     std::uint64_t ticket;
-    std::string operation, body;
+    std::string operation;
+    BodyFn build;
     std::chrono::milliseconds extra_timeout;
     Done done;
     bool cancellable;
@@ -55,12 +58,17 @@ struct AsyncSqsSource::Impl {
 
   // Sends one signed call; `done` gets the body of a 2xx answer or the error, with AWS's code.
   // Signing reads the cache's current credentials: a mutex and a shared_ptr copy, never I/O.
-  void Call(std::string_view operation, std::string body, std::chrono::milliseconds extra_timeout, Done done,
+  void Call(std::string_view operation, BodyFn build, std::chrono::milliseconds extra_timeout, Done done,
             bool cancellable = false, bool after_refresh = false) {
     CredentialCache::Snapshot credentials = cache->Current();
-    std::string body_copy = after_refresh ? std::string() : body;  // kept for a retry after ExpiredToken
-    auto request = BuildSignedRequest(endpoint, operation, std::move(body), *credentials.credentials,
-                                      config.region, std::chrono::system_clock::now());
+    const Wire& used = wire.Current();
+    Result<std::string> body = build(used);
+    if (!body.ok()) {
+      done(body.status());
+      return;
+    }
+    auto request = used.Sign(endpoint, operation, std::move(body).value(), *credentials.credentials,
+                             config.region, std::chrono::system_clock::now());
     if (!request.ok()) {
       done(request.status());
       return;
@@ -69,8 +77,8 @@ struct AsyncSqsSource::Impl {
     auto start = std::chrono::steady_clock::now();
     transport->Start(
         std::move(request).value(),
-        [this, op = std::string(operation), body = std::move(body_copy), extra_timeout, credentials,
-         cancellable, after_refresh, start, done = std::move(done)](Result<HttpResponse> response) mutable {
+        [this, op = std::string(operation), build = std::move(build), extra_timeout, credentials, cancellable,
+         after_refresh, &used, start, done = std::move(done)](Result<HttpResponse> response) mutable {
           using metrics::SqsOutcome;
           if (!response.ok()) {
             // A receive cancelled by a stop is not a failure of SQS.
@@ -78,9 +86,18 @@ struct AsyncSqsSource::Impl {
             done(response.status().Annotate("cannot reach SQS at " + endpoint.url));
             return;
           }
+          if (wire.FallBack(used, *response)) {
+            // As in SqsClient: a 2xx XML answer is the call's result; anything else, send it again.
+            if (response->status >= 200 && response->status < 300) {
+              done(Answer{&WireFor(SqsProtocol::kQuery), std::move(response->body)});
+            } else {
+              Call(op, std::move(build), extra_timeout, std::move(done), cancellable, after_refresh);
+            }
+            return;
+          }
           if (response->status >= 200 && response->status < 300) {
             Count(op, SqsOutcome::kSuccess, start);
-            done(std::move(response->body));
+            done(Answer{&used, std::move(response->body)});
             return;
           }
           AwsError error = ParseError(*response);
@@ -95,10 +112,10 @@ struct AsyncSqsSource::Impl {
             std::uint64_t ticket = cache->RequestRefresh(credentials.generation);
             if (metrics != nullptr) metrics->CountSqsRetries(metrics::SqsOpFromName(op));
             if (ticket == 0) {  // newer credentials are already there
-              Call(op, std::move(body), extra_timeout, std::move(done), cancellable, true);
+              Call(op, std::move(build), extra_timeout, std::move(done), cancellable, true);
             } else {
               awaiting.push_back(
-                  {ticket, op, std::move(body), extra_timeout, std::move(done), cancellable, st});
+                  {ticket, op, std::move(build), extra_timeout, std::move(done), cancellable, st});
             }
             return;
           }
@@ -125,21 +142,21 @@ struct AsyncSqsSource::Impl {
       if (refreshed.ok()) {
         log::Info({{"operation", a.operation}},
                   "SQS {}: credentials had expired; retrying with refreshed ones", a.operation);
-        Call(a.operation, std::move(a.body), a.extra_timeout, std::move(a.done), a.cancellable, true);
+        Call(a.operation, std::move(a.build), a.extra_timeout, std::move(a.done), a.cancellable, true);
       } else {
         a.done(Status::InvalidInput(a.error.message() + "; " + refreshed.message()));
       }
     }
   }
 
-  void Batch(std::string_view operation, std::string body, BatchDone done) {
-    Call(operation, std::move(body), std::chrono::milliseconds(0),
-         [op = std::string(operation), done = std::move(done)](Result<std::string> body) {
-           if (!body.ok()) {
-             done(body.status());
+  void Batch(std::string_view operation, BodyFn build, BatchDone done) {
+    Call(operation, std::move(build), std::chrono::milliseconds(0),
+         [op = std::string(operation), done = std::move(done)](Result<Answer> answer) {
+           if (!answer.ok()) {
+             done(answer.status());
              return;
            }
-           auto parsed = ParseBatchResponse(*body);
+           auto parsed = answer->wire->ParseBatchResponse(answer->body);
            if (!parsed.ok()) {
              done(parsed.status());
              return;
@@ -170,6 +187,7 @@ Result<std::unique_ptr<AsyncSqsSource>> AsyncSqsSource::Create(
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   ASSIGN_OR_RETURN(impl->endpoint, ParseEndpoint(config.endpoint_url));
+  impl->wire = WireChoice(config.protocol, impl->endpoint.url);
   impl->queue_url = std::move(queue_url);
   impl->visibility_timeout_seconds = visibility_timeout_seconds;
   ASSIGN_OR_RETURN(impl->transport, MultiTransport::Create({config.connect_timeout, config.ca_file}));
@@ -187,15 +205,17 @@ void AsyncSqsSource::StartReceive(int max_messages, std::chrono::seconds wait, R
   Impl& d = *impl_;
   d.Call(
       "ReceiveMessage",
-      ReceiveMessageBody(d.queue_url, max_messages, static_cast<int>(wait.count()),
-                         d.visibility_timeout_seconds),
+      [&d, max_messages, wait](const Wire& w) -> Result<std::string> {
+        return w.ReceiveMessageBody(d.queue_url, max_messages, static_cast<int>(wait.count()),
+                                    d.visibility_timeout_seconds);
+      },
       wait,
-      [done = std::move(done)](Result<std::string> body) {
-        if (!body.ok()) {
-          done(body.status());
+      [done = std::move(done)](Result<Answer> answer) {
+        if (!answer.ok()) {
+          done(answer.status());
           return;
         }
-        auto parsed = ParseReceiveMessageResponse(*body);
+        auto parsed = answer->wire->ParseReceiveMessageResponse(answer->body);
         if (!parsed.ok()) {
           done(parsed.status());
           return;
@@ -223,7 +243,12 @@ void AsyncSqsSource::StartDelete(std::vector<std::string> receipt_handles, Batch
   std::vector<DeleteEntry> entries;
   for (size_t i = 0; i < receipt_handles.size(); ++i)
     entries.push_back({std::to_string(i), receipt_handles[i]});
-  impl_->Batch("DeleteMessageBatch", DeleteMessageBatchBody(impl_->queue_url, entries), std::move(done));
+  impl_->Batch(
+      "DeleteMessageBatch",
+      [this, entries = std::move(entries)](const Wire& w) -> Result<std::string> {
+        return w.DeleteMessageBatchBody(impl_->queue_url, entries);
+      },
+      std::move(done));
 }
 
 void AsyncSqsSource::StartExtendVisibility(std::vector<std::string> receipt_handles,
@@ -232,37 +257,45 @@ void AsyncSqsSource::StartExtendVisibility(std::vector<std::string> receipt_hand
   for (size_t i = 0; i < receipt_handles.size(); ++i) {
     entries.push_back({std::to_string(i), receipt_handles[i], static_cast<int>(timeout.count())});
   }
-  impl_->Batch("ChangeMessageVisibilityBatch", ChangeMessageVisibilityBatchBody(impl_->queue_url, entries),
-               std::move(done));
+  impl_->Batch(
+      "ChangeMessageVisibilityBatch",
+      [this, entries = std::move(entries)](const Wire& w) -> Result<std::string> {
+        return w.ChangeMessageVisibilityBatchBody(impl_->queue_url, entries);
+      },
+      std::move(done));
 }
 
 void AsyncSqsSource::StartQueueDepth(std::function<void(Result<QueueDepth>)> done) {
   Impl& d = *impl_;
-  d.Call("GetQueueAttributes",
-         GetQueueAttributesBody(d.queue_url,
-                                {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                                 "ApproximateNumberOfMessagesDelayed"}),
-         std::chrono::milliseconds(0), [done = std::move(done)](Result<std::string> body) {
-           if (!body.ok()) {
-             done(body.status());
-             return;
-           }
-           auto attributes = ParseGetQueueAttributesResponse(*body);
-           if (!attributes.ok()) {
-             done(attributes.status());
-             return;
-           }
-           auto number = [&](const char* name) -> std::int64_t {
-             auto it = attributes->find(name);
-             std::int64_t n = 0;
-             if (it != attributes->end())
-               std::from_chars(it->second.data(), it->second.data() + it->second.size(), n);
-             return n;
-           };
-           done(QueueDepth{number("ApproximateNumberOfMessages"),
-                           number("ApproximateNumberOfMessagesNotVisible"),
-                           number("ApproximateNumberOfMessagesDelayed")});
-         });
+  d.Call(
+      "GetQueueAttributes",
+      [&d](const Wire& w) -> Result<std::string> {
+        return w.GetQueueAttributesBody(
+            d.queue_url, {"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                          "ApproximateNumberOfMessagesDelayed"});
+      },
+      std::chrono::milliseconds(0),
+      [done = std::move(done)](Result<Answer> answer) {
+        if (!answer.ok()) {
+          done(answer.status());
+          return;
+        }
+        auto attributes = answer->wire->ParseGetQueueAttributesResponse(answer->body);
+        if (!attributes.ok()) {
+          done(attributes.status());
+          return;
+        }
+        auto number = [&](const char* name) -> std::int64_t {
+          auto it = attributes->find(name);
+          std::int64_t n = 0;
+          if (it != attributes->end())
+            std::from_chars(it->second.data(), it->second.data() + it->second.size(), n);
+          return n;
+        };
+        done(QueueDepth{number("ApproximateNumberOfMessages"),
+                        number("ApproximateNumberOfMessagesNotVisible"),
+                        number("ApproximateNumberOfMessagesDelayed")});
+      });
 }
 
 void AsyncSqsSource::CancelReceives() {

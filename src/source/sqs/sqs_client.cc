@@ -14,6 +14,7 @@
 #include "source/sqs/credential_cache.h"
 #include "source/sqs/http_transport.h"
 #include "source/sqs/sqs_protocol.h"
+#include "source/sqs/sqs_wire.h"
 
 namespace sqs2pg::sqs {
 namespace {
@@ -27,6 +28,7 @@ constexpr std::chrono::seconds kRefreshWait{30};
 struct SqsClient::State {
   ClientConfig config;
   Endpoint endpoint;
+  WireChoice wire;
   std::unique_ptr<HttpTransport> transport;
   std::shared_ptr<CredentialCache> cache;
   std::mt19937_64 rng{std::random_device{}()};
@@ -38,15 +40,17 @@ struct SqsClient::State {
   // repeatable: false for a call that must not be sent twice when its outcome is unknown (a
   // SendMessageBatch whose answer was lost may have sent its messages: a resend would duplicate
   // them under new MessageIds, which no ledger can catch).
-  Result<std::string> Attempt(std::string_view operation, const std::string& body, std::string_view queue,
-                              std::chrono::milliseconds extra_timeout, bool& retry,
-                              std::optional<std::uint64_t>& expired, bool repeatable) {
+  Result<Answer> Attempt(std::string_view operation, const BodyFn& build, std::string_view queue,
+                         std::chrono::milliseconds extra_timeout, bool& retry,
+                         std::optional<std::uint64_t>& expired, bool repeatable) {
     retry = false;
     expired.reset();
     CredentialCache::Snapshot credentials = cache->Current();
+    const Wire& used = wire.Current();
+    ASSIGN_OR_RETURN(std::string body, build(used));
     ASSIGN_OR_RETURN(HttpRequest request,
-                     BuildSignedRequest(endpoint, operation, body, *credentials.credentials, config.region,
-                                        std::chrono::system_clock::now()));
+                     used.Sign(endpoint, operation, std::move(body), *credentials.credentials, config.region,
+                               std::chrono::system_clock::now()));
     request.timeout = config.request_timeout + extra_timeout;
     Result<HttpResponse> response = transport->Post(request);
     if (!response.ok()) {
@@ -63,7 +67,14 @@ struct SqsClient::State {
       }
       return response.status().Annotate("cannot reach SQS at " + endpoint.url);
     }
-    if (response->status >= 200 && response->status < 300) return std::move(response->body);
+    if (wire.FallBack(used, *response)) {
+      // A server that answered a JSON request in XML and 2xx did act on it: read the answer as
+      // Query's. Any other such answer means it did nothing: send the call again, now in Query.
+      if (response->status >= 200 && response->status < 300)
+        return Answer{&WireFor(SqsProtocol::kQuery), std::move(response->body)};
+      return Attempt(operation, build, queue, extra_timeout, retry, expired, repeatable);
+    }
+    if (response->status >= 200 && response->status < 300) return Answer{&used, std::move(response->body)};
     AwsError error = ParseError(*response);
     error.message = RedactSecrets(std::move(error.message), *credentials.credentials);
     retry = IsRetryable(error);
@@ -72,14 +83,14 @@ struct SqsClient::State {
   }
 
   // The response body of a successful call, after retrying what is worth retrying.
-  Result<std::string> Call(std::string_view operation, const std::string& body, std::string_view queue,
-                           std::chrono::milliseconds extra_timeout = std::chrono::milliseconds(0),
-                           bool repeatable = true) {
+  Result<Answer> Call(std::string_view operation, const BodyFn& build, std::string_view queue,
+                      std::chrono::milliseconds extra_timeout = std::chrono::milliseconds(0),
+                      bool repeatable = true) {
     bool refreshed = false;
     for (int attempt = 1;; ++attempt) {
       bool retry = false;
       std::optional<std::uint64_t> expired;
-      Result<std::string> result = Attempt(operation, body, queue, extra_timeout, retry, expired, repeatable);
+      Result<Answer> result = Attempt(operation, build, queue, extra_timeout, retry, expired, repeatable);
       if (expired && !refreshed) {
         // Once per call: new credentials, then the same request again (not counted as a retry).
         refreshed = true;
@@ -118,12 +129,12 @@ struct SqsClient::State {
     std::vector<BatchEntryFailure> final_failures;
     std::vector<BatchEntryFailure> retryable;
     for (int round = 1;; ++round) {
-      Result<std::string> body = build_body(queue_url, std::span<const Entry>(pending));
-      if (!body.ok()) return body.status();
-      Result<std::string> response =
-          Call(operation, *body, queue_url, std::chrono::milliseconds(0), repeatable);
-      Result<BatchResponse> parsed =
-          response.ok() ? ParseBatchResponse(*response) : Result<BatchResponse>(response.status());
+      std::span<const Entry> round_entries(pending);
+      Result<Answer> response = Call(
+          operation, [&](const Wire& w) { return build_body(w, queue_url, round_entries); }, queue_url,
+          std::chrono::milliseconds(0), repeatable);
+      Result<BatchResponse> parsed = response.ok() ? response->wire->ParseBatchResponse(response->body)
+                                                   : Result<BatchResponse>(response.status());
       if (!parsed.ok() && round == 1) return parsed.status();
       if (!parsed.ok()) break;  // the previous round's failures stand for the entries not retried
       retryable.clear();
@@ -184,6 +195,7 @@ Result<std::unique_ptr<SqsClient>> SqsClient::Create(ClientConfig config) {
   }
   auto state = std::make_unique<State>();
   ASSIGN_OR_RETURN(state->endpoint, ParseEndpoint(config.endpoint_url));
+  state->wire = WireChoice(config.protocol, state->endpoint.url);
   ASSIGN_OR_RETURN(state->transport, HttpTransport::Create({config.connect_timeout, config.ca_file}));
   state->cache =
       config.credential_cache ? config.credential_cache : CredentialCache::Fixed(config.credentials);
@@ -194,16 +206,23 @@ Result<std::unique_ptr<SqsClient>> SqsClient::Create(ClientConfig config) {
 const std::string& SqsClient::endpoint_url() const { return state_->endpoint.url; }
 
 Result<std::string> SqsClient::GetQueueUrl(std::string_view queue_name) {
-  ASSIGN_OR_RETURN(std::string response,
-                   state_->Call("GetQueueUrl", GetQueueUrlBody(queue_name), queue_name));
-  return ParseQueueUrlResponse(response);
+  ASSIGN_OR_RETURN(
+      Answer answer,
+      state_->Call(
+          "GetQueueUrl", [&](const Wire& w) -> Result<std::string> { return w.GetQueueUrlBody(queue_name); },
+          queue_name));
+  return answer.wire->ParseQueueUrlResponse(answer.body);
 }
 
 Result<std::string> SqsClient::CreateQueue(std::string_view queue_name,
                                            const std::map<std::string, std::string>& attributes) {
-  ASSIGN_OR_RETURN(std::string response,
-                   state_->Call("CreateQueue", CreateQueueBody(queue_name, attributes), queue_name));
-  return ParseQueueUrlResponse(response);
+  ASSIGN_OR_RETURN(Answer answer, state_->Call(
+                                      "CreateQueue",
+                                      [&](const Wire& w) -> Result<std::string> {
+                                        return w.CreateQueueBody(queue_name, attributes);
+                                      },
+                                      queue_name));
+  return answer.wire->ParseQueueUrlResponse(answer.body);
 }
 
 Result<std::vector<SqsMessage>> SqsClient::ReceiveMessage(const std::string& queue_url, int max_messages,
@@ -219,11 +238,15 @@ Result<std::vector<SqsMessage>> SqsClient::ReceiveMessage(const std::string& que
       (*visibility_timeout_seconds < 0 || *visibility_timeout_seconds > 43200)) {
     return Status::InvalidInput("SQS ReceiveMessage: visibility timeout must be 0 to 43200 seconds");
   }
-  std::string body =
-      ReceiveMessageBody(queue_url, max_messages, wait_time_seconds, visibility_timeout_seconds);
-  ASSIGN_OR_RETURN(std::string response,
-                   state_->Call("ReceiveMessage", body, queue_url, std::chrono::seconds(wait_time_seconds)));
-  ASSIGN_OR_RETURN(std::vector<SqsMessage> messages, ParseReceiveMessageResponse(response));
+  ASSIGN_OR_RETURN(Answer answer, state_->Call(
+                                      "ReceiveMessage",
+                                      [&](const Wire& w) -> Result<std::string> {
+                                        return w.ReceiveMessageBody(queue_url, max_messages,
+                                                                    wait_time_seconds,
+                                                                    visibility_timeout_seconds);
+                                      },
+                                      queue_url, std::chrono::seconds(wait_time_seconds)));
+  ASSIGN_OR_RETURN(std::vector<SqsMessage> messages, answer.wire->ParseReceiveMessageResponse(answer.body));
   std::erase_if(messages, [](const SqsMessage& m) {
     if (m.body_corrupt)
       log::Warn({{"message_id", m.message_id}},
@@ -237,8 +260,8 @@ Result<std::vector<BatchEntryFailure>> SqsClient::DeleteMessageBatch(const std::
                                                                      std::span<const DeleteEntry> entries) {
   return state_->RunBatch(
       "DeleteMessageBatch", queue_url, entries,
-      [](std::string_view url, std::span<const DeleteEntry> pending) -> Result<std::string> {
-        return DeleteMessageBatchBody(url, pending);
+      [](const Wire& w, std::string_view url, std::span<const DeleteEntry> pending) -> Result<std::string> {
+        return w.DeleteMessageBatchBody(url, pending);
       });
 }
 
@@ -247,26 +270,30 @@ Result<std::vector<BatchEntryFailure>> SqsClient::SendMessageBatch(const std::st
                                                                    bool deduplicated) {
   return state_->RunBatch(
       "SendMessageBatch", queue_url, entries,
-      [](std::string_view url, std::span<const SendEntry> pending) {
-        return SendMessageBatchBody(url, pending);
+      [](const Wire& w, std::string_view url, std::span<const SendEntry> pending) {
+        return w.SendMessageBatchBody(url, pending);
       },
       deduplicated);
 }
 
 Result<std::vector<BatchEntryFailure>> SqsClient::ChangeMessageVisibilityBatch(
     const std::string& queue_url, std::span<const VisibilityEntry> entries) {
-  return state_->RunBatch(
-      "ChangeMessageVisibilityBatch", queue_url, entries,
-      [](std::string_view url, std::span<const VisibilityEntry> pending) -> Result<std::string> {
-        return ChangeMessageVisibilityBatchBody(url, pending);
-      });
+  return state_->RunBatch("ChangeMessageVisibilityBatch", queue_url, entries,
+                          [](const Wire& w, std::string_view url,
+                             std::span<const VisibilityEntry> pending) -> Result<std::string> {
+                            return w.ChangeMessageVisibilityBatchBody(url, pending);
+                          });
 }
 
 Result<std::map<std::string, std::string>> SqsClient::GetQueueAttributes(
     const std::string& queue_url, const std::vector<std::string>& names) {
-  ASSIGN_OR_RETURN(std::string response,
-                   state_->Call("GetQueueAttributes", GetQueueAttributesBody(queue_url, names), queue_url));
-  return ParseGetQueueAttributesResponse(response);
+  ASSIGN_OR_RETURN(Answer answer, state_->Call(
+                                      "GetQueueAttributes",
+                                      [&](const Wire& w) -> Result<std::string> {
+                                        return w.GetQueueAttributesBody(queue_url, names);
+                                      },
+                                      queue_url));
+  return answer.wire->ParseGetQueueAttributesResponse(answer.body);
 }
 
 }  // namespace sqs2pg::sqs

@@ -1,5 +1,6 @@
 #pragma once
-// A client for the SQS operations sqs2pg uses, over the AWS JSON 1.0 protocol with SigV4.
+// A client for the SQS operations sqs2pg uses, over the AWS JSON 1.0 or the Query protocol
+// (ClientConfig::protocol) with SigV4.
 // Retries throttling, HTTP 5xx and network failures itself (full-jitter backoff); what it
 // returns is final for that call. Errors:
 //   NotFound      the queue does not exist ("queue login-queue does not exist at <endpoint>")
@@ -46,6 +47,9 @@ struct ClientConfig {
   std::string ca_file;
   // One whole exchange, per attempt. ReceiveMessage gets its long-poll wait on top.
   std::chrono::milliseconds request_timeout{10000};
+  // The protocol to speak: JSON (AWS, current emulators), Query (LocalStack 0.14 and older
+  // emulators), or auto: JSON, and Query once the server shows it does not understand JSON.
+  SqsProtocol protocol = SqsProtocol::kAuto;
 };
 
 // One per thread: it owns one keep-alive connection. Not thread-safe.

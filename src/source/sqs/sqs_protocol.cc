@@ -139,18 +139,7 @@ Result<SqsMessage> ParseMessage(dom::element element) {
   // One damaged entry must not cost the other nine of the receive: flag it, keep parsing.
   message.body_corrupt = !md5.empty() && !EqualsIgnoreCase(md5, HexEncode(Md5(message.body)));
   ASSIGN_OR_RETURN(auto attributes, StringMap(object, "Attributes", "Message"));
-  message.sent_timestamp_ms = ParseIntOr0<std::int64_t>(attributes, "SentTimestamp");
-  message.receive_count = ParseIntOr0<int>(attributes, "ApproximateReceiveCount");
-  if (auto it = attributes.find("MessageGroupId"); it != attributes.end())
-    message.message_group_id = it->second;
-  if (auto it = attributes.find("MessageDeduplicationId"); it != attributes.end())
-    message.deduplication_id = it->second;
-  // The ledger stores it as numeric: anything but digits would fail the whole batch there.
-  if (auto it = attributes.find("SequenceNumber");
-      it != attributes.end() && !it->second.empty() && it->second.size() <= 40 &&
-      std::all_of(it->second.begin(), it->second.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    message.sequence_number = it->second;
-  }
+  ApplyMessageAttributes(attributes, message);
   return message;
 }
 
@@ -212,6 +201,23 @@ bool IsInvalidInputCode(std::string_view code) {
 }
 
 }  // namespace
+
+std::span<const std::string_view> ReceiveAttributeNames() { return kReceiveAttributes; }
+
+void ApplyMessageAttributes(const std::map<std::string, std::string>& attributes, SqsMessage& message) {
+  message.sent_timestamp_ms = ParseIntOr0<std::int64_t>(attributes, "SentTimestamp");
+  message.receive_count = ParseIntOr0<int>(attributes, "ApproximateReceiveCount");
+  if (auto it = attributes.find("MessageGroupId"); it != attributes.end())
+    message.message_group_id = it->second;
+  if (auto it = attributes.find("MessageDeduplicationId"); it != attributes.end())
+    message.deduplication_id = it->second;
+  // The ledger stores it as numeric: anything but digits would fail the whole batch there.
+  if (auto it = attributes.find("SequenceNumber");
+      it != attributes.end() && !it->second.empty() && it->second.size() <= 40 &&
+      std::all_of(it->second.begin(), it->second.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    message.sequence_number = it->second;
+  }
+}
 
 const std::string* HttpResponse::Header(std::string_view name) const {
   for (const HttpHeader& h : headers) {

@@ -50,6 +50,11 @@ Result<HttpRequest> BuildSignedRequest(const Endpoint& endpoint, std::string_vie
                                        const Credentials& credentials, const std::string& region,
                                        std::chrono::system_clock::time_point now);
 
+// The message attributes ReceiveMessage asks for, and how a message's attributes fill its
+// fields; the same in both protocols (sqs_query_protocol.h uses them too).
+std::span<const std::string_view> ReceiveAttributeNames();
+void ApplyMessageAttributes(const std::map<std::string, std::string>& attributes, SqsMessage& message);
+
 // Request bodies.
 std::string GetQueueUrlBody(std::string_view queue_name);
 std::string CreateQueueBody(std::string_view queue_name,

@@ -6,6 +6,15 @@
 
 namespace sqs2pg::sqs {
 
+// Which SQS protocol a client speaks (sqs_wire.h).
+enum class SqsProtocol {
+  kJson,   // AWS JSON 1.0: AWS since 2023 and current emulators
+  kQuery,  // form-encoded requests, XML answers: all that LocalStack 0.14 speaks
+  // JSON, until the server answers in a way that shows it does not understand it; then Query,
+  // for every client of that endpoint in this process.
+  kAuto,
+};
+
 struct SqsMessage {
   std::string message_id;
   std::string receipt_handle;  // opaque; names this delivery for delete and visibility changes
