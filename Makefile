@@ -1,5 +1,5 @@
 # sqs2pg: the two commands that matter are `make demo` and `make test`; both set up a bare machine.
-.PHONY: all deps deps-faults build test test-unit test-asan fuzz fuzz-ci faults soak demo stack-up stack-down bench bench-micro format clean
+.PHONY: all deps deps-faults build test test-unit test-asan fuzz fuzz-ci faults soak demo stack-up stack-down bench bench-micro format clean install deb
 
 BUILD_DIR ?= build
 ASAN_BUILD_DIR ?= build-asan
@@ -85,3 +85,14 @@ format:
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(BENCH_BUILD_DIR) $(FUZZ_BUILD_DIR)
+
+# CMake's install rules: the binary, the example config, the systemd unit and the man page.
+# PREFIX=/usr for a system install (DESTDIR=... for staging).
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+# A .deb of the same (build/sqs2pg_VERSION_ARCH.deb); Depends comes from dpkg-shlibdeps.
+deb: build
+	cd $(BUILD_DIR) && cpack -G DEB
+	@ls $(BUILD_DIR)/sqs2pg_*.deb
