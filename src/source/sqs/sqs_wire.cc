@@ -153,6 +153,11 @@ bool ShowsJsonNotUnderstood(const HttpResponse& response) {
   pugi::xml_document doc;
   // Only a whole XML document whose root is a Query-protocol response counts: an HTML page from
   // a proxy, or a body cut short, says nothing about the protocol.
+  // pugixml skips text before the root element, so a JSON body holding an XML document in one of
+  // its strings would parse: the body itself must start with markup (found by the fuzzer).
+  size_t first = response.body.starts_with("\xEF\xBB\xBF") ? 3 : 0;  // a UTF-8 byte order mark
+  first = response.body.find_first_not_of(" \t\r\n", first);
+  if (first == std::string::npos || response.body[first] != '<') return false;
   if (!doc.load_buffer(response.body.data(), response.body.size())) return false;
   std::string_view root = doc.document_element().name();
   if (!root.ends_with("Response")) return false;
