@@ -146,6 +146,9 @@ struct LoginTransform::Impl {
   std::string padded;  // the body plus simdjson's padding, reused so parsing does not allocate
 
   simdjson::simdjson_result<element> Parse(std::string_view body) {
+    // RFC 8259 lets a parser ignore a UTF-8 byte order mark, which some producers (Windows
+    // tools, Excel exports) put first; simdjson would refuse it.
+    if (body.starts_with("\xEF\xBB\xBF")) body.remove_prefix(3);
     if (padded.capacity() < body.size() + simdjson::SIMDJSON_PADDING) {
       padded.reserve(body.size() + simdjson::SIMDJSON_PADDING);
     }

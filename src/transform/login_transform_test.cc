@@ -247,6 +247,17 @@ TEST_F(LoginTransformTest, SentTimestampPastYear9999IsRejected) {
 }
 
 // The case from issue 8: PII under names no list would know. Only the encrypted body keeps it.
+TEST_F(LoginTransformTest, AByteOrderMarkBeforeTheBodyIsIgnoredButNotInside) {
+  LoginRow with_mark = Row("\xEF\xBB\xBF" + std::string(kGood));
+  LoginRow without = Row(kGood);
+  EXPECT_EQ(with_mark.masked_ip, without.masked_ip);  // the same row: the mark is not data
+  EXPECT_EQ(with_mark.user_id, without.user_id);
+  // Only a leading mark: elsewhere it is a character like any other, outside a string invalid.
+  std::string inside = kGood;
+  inside.insert(1, "\xEF\xBB\xBF");
+  EXPECT_EQ(Reject(inside).reason.substr(0, 22), "body is not valid JSON");
+}
+
 TEST_F(LoginTransformTest, RejectedBodyIsEncryptedWholeWhateverItsMemberNames) {
   // '@' is in no masked value, so the check below cannot match the ciphertext by chance.
   std::string body = R"({"user_id":"user@1","IP":"203.0.113.77","deviceId":"SECRET-DEV-1"})";
