@@ -13,19 +13,11 @@ forwards to a loopback upstream, and stops by itself after --max-seconds, on SIG
 """
 import argparse
 import asyncio
-import ipaddress
-import os
-import signal
 import sys
+from pathlib import Path
 
-
-def loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from loopback_proxy import loopback_upstream, run_until_stopped, write_port  # noqa: E402
 
 
 async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
@@ -89,19 +81,10 @@ async def serve(args: argparse.Namespace) -> None:
     server = await asyncio.start_server(handle, "127.0.0.1", args.port)
     port = server.sockets[0].getsockname()[1]
     if args.port_file:
-        tmp = args.port_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(f"{port}\n")
-        os.replace(tmp, args.port_file)
+        write_port(args.port_file, port)
     print(f"delay_proxy: 127.0.0.1:{port} -> {args.upstream}, +{args.delay_ms} ms each way", file=sys.stderr)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await asyncio.wait_for(stop.wait(), args.max_seconds)
-    except asyncio.TimeoutError:
+    if await run_until_stopped(args.max_seconds):
         print(f"delay_proxy: stopping after --max-seconds {args.max_seconds}", file=sys.stderr)
     server.close()
 
@@ -114,8 +97,7 @@ def main() -> int:
     p.add_argument("--port-file", help="write the port listened on to this file once ready")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="stop by itself after this long (default 3600)")
     args = p.parse_args()
-    host = args.upstream.rsplit(":", 1)[0]
-    if ":" not in args.upstream or not loopback_host(host):
+    if not loopback_upstream(args.upstream):
         p.error("--upstream must be HOST:PORT on the loopback (127.0.0.0/8, ::1 or localhost)")
     if args.delay_ms < 0:
         p.error("--delay-ms must be >= 0")

@@ -38,27 +38,20 @@ after --max-seconds, on SIGTERM or on SIGINT.
 """
 import argparse
 import asyncio
-import ipaddress
 import json
 import os
 import random
-import signal
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "tools"))
+from loopback_proxy import loopback_upstream, run_until_stopped, write_port  # noqa: E402
 
 FAULTS = ("error", "throttle", "drop", "lost", "stall", "partial", "slow")
 BATCH_OPS = ("DeleteMessageBatch", "ChangeMessageVisibilityBatch", "SendMessageBatch")
 REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error",
            503: "Service Unavailable"}
-
-
-def loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Request:
@@ -336,13 +329,6 @@ class Proxy:
             writer.close()
 
 
-def write_port(path, port):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{port}\n")
-    os.replace(tmp, path)
-
-
 async def serve(args) -> None:
     proxy = Proxy(args)
     server = await asyncio.start_server(proxy.handle, "127.0.0.1", args.port, limit=1 << 22)
@@ -355,17 +341,7 @@ async def serve(args) -> None:
         write_port(args.port_file, port)
     print(f"sqs_fault_proxy: 127.0.0.1:{port} -> {args.upstream}, rates {proxy.rates}, seed {args.seed}",
           file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    deadline = time.monotonic() + args.max_seconds
-    while not stop.is_set() and time.monotonic() < deadline:
-        proxy.write_stats()
-        try:
-            await asyncio.wait_for(stop.wait(), 1.0)
-        except asyncio.TimeoutError:
-            pass
+    await run_until_stopped(args.max_seconds, every=1.0, on_tick=proxy.write_stats)
     proxy.write_stats()
     server.close()
     if ctl:
@@ -399,8 +375,7 @@ def main() -> int:
     p.add_argument("--stats-file", help="JSON counts of what was injected, rewritten every second")
     p.add_argument("--max-seconds", type=float, default=7200.0, help="stop by itself after this long")
     args = p.parse_args()
-    host = args.upstream.rsplit(":", 1)[0]
-    if ":" not in args.upstream or not loopback_host(host):
+    if not loopback_upstream(args.upstream):
         p.error("--upstream must be HOST:PORT on the loopback")
     total = sum(v for k, v in args.rates if k != "partial")
     if total > 1:

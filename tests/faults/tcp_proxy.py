@@ -22,22 +22,15 @@ Loopback only. It stops by itself after --max-seconds, on SIGTERM or on SIGINT.
 """
 import argparse
 import asyncio
-import ipaddress
 import json
 import os
-import signal
 import socket
 import struct
 import sys
+from pathlib import Path
 
-
-def loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent / "tools"))
+from loopback_proxy import loopback_upstream, run_until_stopped, write_port  # noqa: E402
 
 
 class Conn:
@@ -155,13 +148,6 @@ class Proxy:
             writer.close()
 
 
-def write_port(path, port):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{port}\n")
-    os.replace(tmp, path)
-
-
 async def serve(args):
     proxy = Proxy(args)
     server = await asyncio.start_server(proxy.handle, "127.0.0.1", args.port)
@@ -171,14 +157,7 @@ async def serve(args):
     if args.port_file:
         write_port(args.port_file, server.sockets[0].getsockname()[1])
     print(f"tcp_proxy: 127.0.0.1:{server.sockets[0].getsockname()[1]} -> {args.upstream}", file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await asyncio.wait_for(stop.wait(), args.max_seconds)
-    except asyncio.TimeoutError:
-        pass
+    await run_until_stopped(args.max_seconds)
     server.close()
     ctl.close()
     for c in list(proxy.conns):
@@ -193,7 +172,7 @@ def main() -> int:
     p.add_argument("--control-port-file")
     p.add_argument("--max-seconds", type=float, default=7200.0)
     args = p.parse_args()
-    if ":" not in args.upstream or not loopback_host(args.upstream.rsplit(":", 1)[0]):
+    if not loopback_upstream(args.upstream):
         p.error("--upstream must be HOST:PORT on the loopback")
     asyncio.run(serve(args))
     return 0
