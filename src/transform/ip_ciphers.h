@@ -14,10 +14,12 @@
 //                         32-byte key K1 || K2 (the halves must differ). IPv4 stays IPv4.
 //
 // Prefix-preserving: two addresses that share exactly their first k bits mask to addresses that
-// share exactly their first k bits. Encryption needs one AES block per address bit (two for pfx),
-// and every block depends only on the plaintext's own prefixes, so they are built first and go
-// through OpenSSL in one ECB call. Decryption must go bit by bit (each block needs the bits
-// recovered so far); unmasking is rare.
+// share exactly their first k bits. Encryption needs one AES block per address bit (two for pfx).
+// The first 16 bits' flips come from a table built when the key is loaded (2^16 - 1 evaluations,
+// about 1 ms, 128 KiB per table, wiped when freed); every other block depends only on the
+// plaintext's own prefixes, so they are built first and go through OpenSSL in one ECB call.
+// Decryption must go bit by bit past the table (each block needs the bits recovered so far);
+// unmasking is rare.
 //
 // Not thread-safe: each object reuses its keyed OpenSSL contexts. One per thread.
 

@@ -6,6 +6,10 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <openssl/evp.h>
+
+#include <array>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -163,6 +167,76 @@ INSTANTIATE_TEST_SUITE_P(Modes, PrefixPropertyTest,
                            for (char& c : name) c = c == '-' ? '_' : c;
                            return name;
                          });
+
+// The schemes as their texts state them, one AES call per bit and a byte array per block: the
+// prefix table and the batched blocks must not change a single output bit.
+std::array<std::uint8_t, 16> Aes128(std::string_view key, const std::array<std::uint8_t, 16>& in) {
+  std::array<std::uint8_t, 16> out{};
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  int len = 0;
+  EXPECT_EQ(EVP_EncryptInit_ex(ctx, EVP_aes_128_ecb(), nullptr,
+                               reinterpret_cast<const unsigned char*>(key.data()), nullptr),
+            1);
+  EVP_CIPHER_CTX_set_padding(ctx, 0);
+  EXPECT_EQ(EVP_EncryptUpdate(ctx, out.data(), &len, in.data(), 16), 1);
+  EVP_CIPHER_CTX_free(ctx);
+  return out;
+}
+
+bool GetBit(const std::uint8_t* bytes, int bit) { return (bytes[bit / 8] >> (7 - bit % 8)) & 1; }
+void SetBit(std::uint8_t* bytes, int bit, bool on) {
+  const auto mask = static_cast<std::uint8_t>(1 << (7 - bit % 8));
+  bytes[bit / 8] = static_cast<std::uint8_t>(on ? bytes[bit / 8] | mask : bytes[bit / 8] & ~mask);
+}
+
+// Crypto-PAn: block i = the address's first i bits, then the encrypted pad's bits; its first bit
+// flips address bit i. The address starts at the block's first bit (IPv4 in 32 bits).
+IpAddress ReferenceCryptoPan(std::string_view key, const IpAddress& ip) {
+  std::array<std::uint8_t, 16> pad_in{};
+  std::memcpy(pad_in.data(), key.data() + 16, 16);
+  const auto pad = Aes128(key.substr(0, 16), pad_in);
+  const int n = ip.bits();
+  const std::uint8_t* addr = ip.bytes.data() + (ip.v4 ? 12 : 0);
+  IpAddress out = ip;
+  std::uint8_t* masked = out.bytes.data() + (ip.v4 ? 12 : 0);
+  for (int i = 0; i < n; ++i) {
+    auto block = pad;
+    for (int b = 0; b < i; ++b) SetBit(block.data(), b, GetBit(addr, b));
+    const bool flip = Aes128(key.substr(0, 16), block)[0] & 0x80;
+    SetBit(masked, i, GetBit(addr, i) != flip);
+  }
+  return out;
+}
+
+// ipcrypt-pfx: for bit position p of the 16-byte form (from 96 for IPv4), the block is the
+// 128-bit number 2^p + (the first p bits), big-endian; AES(K1) xor AES(K2), last bit, flips bit p.
+IpAddress ReferencePfx(std::string_view key, const IpAddress& ip) {
+  IpAddress out = ip;
+  for (int p = ip.v4 ? 96 : 0; p < 128; ++p) {
+    std::array<std::uint8_t, 16> block{};
+    // Bit k of the number (from the least significant) is bit 127 - k of the block.
+    SetBit(block.data(), 127 - p, true);
+    for (int b = 0; b < p; ++b) SetBit(block.data(), 127 - (p - 1 - b), GetBit(ip.bytes.data(), b));
+    const bool flip = (Aes128(key.substr(0, 16), block)[15] ^ Aes128(key.substr(16), block)[15]) & 1;
+    SetBit(out.bytes.data(), p, GetBit(ip.bytes.data(), p) != flip);
+  }
+  return out;
+}
+
+TEST(IpCipherTest, TableAndBatchesAgreeWithABitByBitReading) {
+  std::mt19937_64 rng(1181415);
+  std::string key(32, '\0');
+  for (char& c : key) c = static_cast<char>(rng());
+  auto cryptopan = Make(MakeCryptoPan(key));
+  auto pfx = Make(MakeIpcryptPfx(key));
+  for (bool v4 : {true, false}) {
+    for (int i = 0; i < 300; ++i) {
+      const IpAddress ip = RandomPair(rng, v4).first;
+      EXPECT_EQ(FormatIp(*cryptopan->Encrypt(ip)), FormatIp(ReferenceCryptoPan(key, ip))) << FormatIp(ip);
+      EXPECT_EQ(FormatIp(*pfx->Encrypt(ip)), FormatIp(ReferencePfx(key, ip))) << FormatIp(ip);
+    }
+  }
+}
 
 TEST(IpAddressTest, FormatIpMatchesInetNtop) {
   std::mt19937_64 rng(5);
