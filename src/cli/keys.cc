@@ -192,6 +192,7 @@ int Mask(const MaskOptions& o) {
 
 struct UnmaskOptions {
   std::string key_file;
+  std::string address_key_id;
   std::vector<std::string> values;
   MaskModeOptions modes;
 };
@@ -201,7 +202,7 @@ int Unmask(const UnmaskOptions& o) {
   if (!masker.ok()) return Fail(masker.status());
   int exit_code = kExitOk;
   for (const std::string& value : ValuesOrStdin(o.values)) {
-    auto plain = masker->Unmask(value);
+    auto plain = masker->Unmask(value, o.address_key_id);
     if (!plain.ok()) {
       // An empty line keeps output lines aligned with input lines.
       Complain(plain.status().message());
@@ -242,6 +243,7 @@ Command AddUnmaskCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("unmask", "Print the original of each masked value (needs the key)");
   AddKeyFileOption(*cmd, o->key_file);
   AddMaskModeOptions(*cmd, o->modes);
+  AddOption(*cmd, "address-key-id", o->address_key_id);
   cmd->add_option("values", o->values, "Masked values (default: one a line on stdin)");
   return {cmd, [o]() { return Unmask(*o); }};
 }

@@ -139,6 +139,13 @@ constexpr OptionSpec kOptions[] = {
     // mask
     {"field", "FIELD", kString, kNone, "mask", "SQS2PG_FIELD", "", "required",
      "Which field the values are: ip or device_id", Secret::kNo, true},
+    {"address-key-id", "ID", kString, kNone, "unmask rekey", "SQS2PG_ADDRESS_KEY_ID", "",
+     "unmask: the keyring's field line; rekey: the keyring's only address-valued ip key",
+     "The key that made bare masked addresses whose key is not known otherwise: unmask's address values "
+     "(take "
+     "the row's masked_ip_key_id), and rekey's rows whose masked_ip_key_id is empty (written before the "
+     "column existed). When the keyring lists several address-valued ip keys, rekey leaves such rows, and "
+     "counts them, until this names one"},
     {"prefix", "BITS", kInteger, kBits, "mask", "SQS2PG_PREFIX", "", "none: whole addresses",
      "With a prefix-preserving ip mode: print the masked network of ADDRESS/BITS instead (e.g. 24 for IPv4, "
      "64 "

@@ -6,19 +6,24 @@
 // A running consumer only inserts rows (already in the active form), so the two never wait on each
 // other. Which rows need work is read from the values themselves (the key id and format in front),
 // so a rerun after a kill simply carries on: committed batches are done, the rest is found again.
-// Limits: hmac values are one-way and stay as they are (reported); values of an older
-// address-valued key (a bare address has no key id) cannot be told from the active key's, so a
-// rotation between two address-valued keys is not re-masked.
+// A bare address (ipcrypt-*, cryptopan) has no key id in it: the row's masked_ip_key_id says which
+// key made it, and rows written before that column existed are attributed to --address-key-id or
+// to the keyring's only address-valued ip key. Without the column (a role that may not add it), a
+// rotation between two address-valued keys is not re-masked. hmac values are one-way and stay as
+// they are (reported).
 
 #include <fmt/format.h>
 #include <libpq-fe.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
@@ -40,6 +45,7 @@ struct RekeyOptions {
   std::string key_file;
   MaskModeOptions modes;
   int batch_size = 500;
+  std::string address_key_id;
 };
 
 // "schema.table" or "table", each part quoted; `suffix` goes on the table name.
@@ -55,15 +61,55 @@ std::string QuotedTable(PGconn* conn, const std::string& table, const std::strin
   return quote(table.substr(0, dot)) + "." + quote(table.substr(dot + 1) + suffix);
 }
 
-// SQL true when `column` (text) is not yet in the active form of `mode` under key `id`.
-// hmac values under other keys are never selected: nothing can re-mask them.
-std::string NeedsRekey(const std::string& column, MaskMode mode, const std::string& id) {
-  const std::string keyed = fmt::format("{} ~ '^[0-9a-f]{{8}}[.]'", column);
-  const std::string not_hmac = fmt::format("{} NOT LIKE '________.hmac.%'", column);
-  if (transform::AddressValued(mode)) return fmt::format("({} AND {})", keyed, not_hmac);
-  const std::string tag = mode == MaskMode::kHmac ? "hmac" : "v2";
-  return fmt::format("({} NOT LIKE '{}.{}.%' AND {})", column, id, tag, not_hmac);
+// The masked_ip column as the table has it.
+struct IpColumn {
+  bool is_inet = false;     // an inet column (address-valued modes only)
+  bool has_key_id = false;  // masked_ip_key_id exists: which key made each bare address
+};
+
+Result<IpColumn> ReadIpColumn(PGconn* conn, const std::string& table) {
+  const char* params[] = {table.c_str()};
+  PgResult res(PQexecParams(conn,
+                            "SELECT bool_or(attname = 'masked_ip' AND atttypid = 'inet'::regtype), "
+                            "bool_or(attname = 'masked_ip_key_id') FROM pg_attribute "
+                            "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+                            1, nullptr, params, nullptr, nullptr, 0));
+  if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) {
+    return Status::Permanent(fmt::format("read the columns of {}: {}", table, PQerrorMessage(conn)));
+  }
+  return IpColumn{std::string_view(PQgetvalue(res.get(), 0, 0)) == "t",
+                  std::string_view(PQgetvalue(res.get(), 0, 1)) == "t"};
 }
+
+// SQL true when the text `value` is not yet in the active form of `mode` under key `id`.
+// hmac values under other keys are never selected: nothing can re-mask them.
+// `address_needs`: for a bare address, SQL true when it needs re-masking (with masked_ip_key_id,
+// when its key is not the active one; without it, never: its key cannot be told).
+std::string NeedsRekey(const std::string& value, MaskMode mode, const std::string& id,
+                       const std::string& address_needs = "false") {
+  const std::string keyed = fmt::format("{} ~ '^[0-9a-f]{{8}}[.]'", value);
+  const std::string not_hmac = fmt::format("{} NOT LIKE '________.hmac.%'", value);
+  if (transform::AddressValued(mode)) {
+    return fmt::format("(({} AND {}) OR (NOT {} AND {}))", keyed, not_hmac, keyed, address_needs);
+  }
+  const std::string tag = mode == MaskMode::kHmac ? "hmac" : "v2";
+  return fmt::format("({} NOT LIKE '{}.{}.%' AND {} AND ({} OR {}))", value, id, tag, not_hmac, keyed,
+                     address_needs == "false" ? "true" : address_needs);
+}
+
+// One column to re-mask.
+struct Pass {
+  std::string table;               // quoted
+  std::string column;              // the column updated
+  std::string read;                // SQL reading it as masked text (host() of an inet)
+  std::optional<MaskField> field;  // nullopt: a reject body
+  // "" or masked_ip_key_id: read with the value (the key of a bare address) and set to `new_key_id`.
+  std::string key_id_column;
+  std::string new_key_id;
+  std::string unlabelled_key;  // the key of a bare address whose key_id_column is NULL ("": unknown)
+  std::string where;           // the rows that need it
+  std::string what;            // for messages
+};
 
 class Rekeyer {
  public:
@@ -78,70 +124,74 @@ class Rekeyer {
     return Status::Ok();
   }
 
-  // Re-masks `columns` of `table` (each with the field it holds; nullopt: a reject body) where
-  // `where` holds, batch by batch in ctid order. Returns how many rows changed.
-  Result<long> Run(const std::string& table,
-                   const std::vector<std::pair<std::string, std::optional<MaskField>>>& columns,
-                   const std::string& where, const std::string& what) {
+  // Re-masks pass.column where pass.where holds, batch by batch in (tableoid, ctid) order: a
+  // partitioned table's partitions each number their rows from (0,1), so a ctid alone names a row
+  // only together with its partition. Returns how many rows changed.
+  Result<long> Run(const Pass& pass) {
     long done = 0, skipped = 0;
-    std::string last = "(0,0)";
-    std::string select = "SELECT ctid";
-    for (const auto& [column, field] : columns) select += ", " + column + "::text";
-    select +=
-        fmt::format(" FROM {} WHERE ctid > $1::tid AND {} ORDER BY ctid LIMIT {} FOR UPDATE SKIP LOCKED",
-                    table, where, batch_size_);
-    std::string update = "UPDATE " + table + " SET ";
-    for (size_t i = 0; i < columns.size(); ++i) {
-      update += fmt::format("{}{} = ${}", i ? ", " : "", columns[i].first, i + 1);
-    }
-    update += fmt::format(" WHERE ctid = ${}::tid", columns.size() + 1);
+    std::string last_table = "0", last_row = "(0,0)";
+    const bool keyed_column = !pass.key_id_column.empty();
+    const std::string select = fmt::format(
+        "SELECT tableoid, ctid, {read}, {key} FROM {table}"
+        " WHERE (tableoid > $1::oid OR (tableoid = $1::oid AND ctid > $2::tid)) AND {where}"
+        " ORDER BY tableoid, ctid LIMIT {limit} FOR UPDATE SKIP LOCKED",
+        fmt::arg("read", pass.read), fmt::arg("key", keyed_column ? pass.key_id_column : "NULL::text"),
+        fmt::arg("table", pass.table), fmt::arg("where", pass.where), fmt::arg("limit", batch_size_));
+    const std::string update =
+        keyed_column
+            ? fmt::format("UPDATE {} SET {} = $1, {} = $2 WHERE tableoid = $3::oid AND ctid = $4::tid",
+                          pass.table, pass.column, pass.key_id_column)
+            : fmt::format("UPDATE {} SET {} = $1 WHERE tableoid = $2::oid AND ctid = $3::tid", pass.table,
+                          pass.column);
     while (true) {
       RETURN_IF_ERROR(Exec("BEGIN"));
-      const char* params[] = {last.c_str()};
-      PgResult rows(PQexecParams(conn_, select.c_str(), 1, nullptr, params, nullptr, nullptr, 0));
+      const char* params[] = {last_table.c_str(), last_row.c_str()};
+      PgResult rows(PQexecParams(conn_, select.c_str(), 2, nullptr, params, nullptr, nullptr, 0));
       if (PQresultStatus(rows.get()) != PGRES_TUPLES_OK) {
-        return Status::Permanent(fmt::format("select {}: {}", what, PQerrorMessage(conn_)));
+        return Status::Permanent(fmt::format("select {}: {}", pass.what, PQerrorMessage(conn_)));
       }
       const int n = PQntuples(rows.get());
       for (int r = 0; r < n; ++r) {
-        std::vector<std::string> values;
-        bool ok = true;
-        for (size_t c = 0; c < columns.size() && ok; ++c) {
-          std::string value = PQgetvalue(rows.get(), r, static_cast<int>(c + 1));
-          ok = Remask(value, columns[c].second);
-          values.push_back(std::move(value));
-        }
-        if (!ok) {
+        std::string value = PQgetvalue(rows.get(), r, 2);
+        const std::string address_key =
+            PQgetisnull(rows.get(), r, 3) ? pass.unlabelled_key : PQgetvalue(rows.get(), r, 3);
+        if (!Remask(value, pass.field, address_key)) {
           ++skipped;  // its error was reported once; the value stays as it is
           continue;
         }
-        std::vector<const char*> p;
-        for (const std::string& v : values) p.push_back(v.c_str());
+        std::vector<const char*> p = {value.c_str()};
+        if (keyed_column) p.push_back(pass.new_key_id.c_str());
         p.push_back(PQgetvalue(rows.get(), r, 0));
+        p.push_back(PQgetvalue(rows.get(), r, 1));
         PgResult res(PQexecParams(conn_, update.c_str(), static_cast<int>(p.size()), nullptr, p.data(),
                                   nullptr, nullptr, 0));
         if (PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
-          return Status::Permanent(fmt::format("update {}: {}", what, PQerrorMessage(conn_)));
+          return Status::Permanent(fmt::format("update {}: {}", pass.what, PQerrorMessage(conn_)));
         }
         ++done;
       }
-      if (n > 0) last = PQgetvalue(rows.get(), n - 1, 0);
+      if (n > 0) {
+        last_table = PQgetvalue(rows.get(), n - 1, 0);
+        last_row = PQgetvalue(rows.get(), n - 1, 1);
+      }
       RETURN_IF_ERROR(Exec("COMMIT"));
       if (pause_.count() > 0) std::this_thread::sleep_for(pause_);
       if (isatty(STDERR_FILENO))
-        std::cerr << fmt::format("\r\033[K{}: {} re-masked", what, done) << std::flush;
+        std::cerr << fmt::format("\r\033[K{}: {} re-masked", pass.what, done) << std::flush;
       if (n < batch_size_) break;
     }
     if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K";
-    if (skipped > 0)
-      std::cerr << fmt::format("sqs2pg: {}: {} values could not be unmasked and were left\n", what, skipped);
+    if (skipped > 0) {
+      std::cerr << fmt::format("sqs2pg: {}: {} values could not be unmasked and were left\n", pass.what,
+                               skipped);
+    }
     return done;
   }
 
  private:
   // Unmask, then mask in the active mode. False (reported, without the value) if it cannot be unmasked.
-  bool Remask(std::string& value, const std::optional<MaskField>& field) {
-    auto plain = masker_.Unmask(value);
+  bool Remask(std::string& value, const std::optional<MaskField>& field, const std::string& address_key) {
+    auto plain = masker_.Unmask(value, address_key);
     if (!plain.ok()) {
       if (reported_ < 5) std::cerr << "sqs2pg: " << plain.status().message() << "\n";
       ++reported_;
@@ -165,13 +215,18 @@ class Rekeyer {
       std::getenv("SQS2PG_REKEY_BATCH_PAUSE_MS") ? std::atoi(std::getenv("SQS2PG_REKEY_BATCH_PAUSE_MS")) : 0};
 };
 
-// "key 1a2b3c4d: 12, address values: 87" for one text column.
-Result<std::string> CountByKey(PGconn* conn, const std::string& table, const std::string& column,
-                               const std::string& where) {
+// "key 1a2b3c4d: 12, key 5e6f7a8b (addresses): 87" for one column; `label`, if not empty, is the
+// SQL of a bare address's key id.
+Result<std::string> CountByKey(PGconn* conn, const std::string& table, const std::string& value,
+                               const std::string& label, const std::string& where) {
+  const std::string address =
+      label.empty()
+          ? std::string("'addresses (key in the keyring''s field line)'")
+          : fmt::format("coalesce('key ' || {} || ' (addresses)', 'addresses with no key id')", label);
   std::string sql = fmt::format(
-      "SELECT CASE WHEN {0}::text ~ '^[0-9a-f]{{8}}[.]' THEN 'key ' || split_part({0}::text, '.', 1) ELSE "
-      "'address values' END, count(*) FROM {1} WHERE {2} GROUP BY 1 ORDER BY 1",
-      column, table, where);
+      "SELECT CASE WHEN {0} ~ '^[0-9a-f]{{8}}[.]' THEN 'key ' || split_part({0}, '.', 1) ELSE {1} END, "
+      "count(*) FROM {2} WHERE {3} GROUP BY 1 ORDER BY 1",
+      value, address, table, where);
   PgResult res(PQexec(conn, sql.c_str()));
   if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return Status::Permanent(PQerrorMessage(conn));
   std::string out;
@@ -181,56 +236,122 @@ Result<std::string> CountByKey(PGconn* conn, const std::string& table, const std
   return out.empty() ? "none" : out;
 }
 
+std::string SqlLiteral(PGconn* conn, const std::string& text) {
+  char* q = PQescapeLiteral(conn, text.c_str(), text.size());
+  std::string out = q ? q : "''";
+  PQfreemem(q);
+  return out;
+}
+
 int Rekey(const RekeyOptions& o) {
   auto keyring = LoadKeyring(o.key_file);
   if (!keyring.ok()) return Fail(keyring.status());
   auto masker = transform::Masker::Create(*keyring, ToMaskerOptions(o.modes));
   if (!masker.ok()) return Fail(masker.status());
+  const MaskMode ip_mode = masker->mode(MaskField::kIp);
+  const std::string ip_key = masker->key_id(MaskField::kIp);
+  // Bare addresses with no recorded key: the named key, or the keyring's only address-valued one.
+  const std::vector<std::string> address_keys = masker->address_key_ids();
+  std::string unlabelled_key = o.address_key_id;
+  if (!unlabelled_key.empty() &&
+      std::find(address_keys.begin(), address_keys.end(), unlabelled_key) == address_keys.end()) {
+    return Fail(Status::InvalidInput(
+        fmt::format("--address-key-id {}: not an address-valued ip key of this keyring", unlabelled_key)));
+  }
+  if (unlabelled_key.empty() && address_keys.size() == 1) unlabelled_key = address_keys.front();
+
   PgConn conn(PQconnectdb(o.db.c_str()));
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     return Fail(Status::Permanent(fmt::format("cannot connect to Postgres: {}", PQerrorMessage(conn.get()))));
   }
   const std::string rows_table = QuotedTable(conn.get(), o.table, "");
   const std::string rejects_table = QuotedTable(conn.get(), o.table, "_rejects");
-  const std::string ip_need =
-      NeedsRekey("masked_ip::text", masker->mode(MaskField::kIp), masker->key_id(MaskField::kIp));
-  const std::string device_need = NeedsRekey("masked_device_id", masker->mode(MaskField::kDeviceId),
-                                             masker->key_id(MaskField::kDeviceId));
-  const std::string body_need =
-      "body_encrypted AND " + NeedsRekey("body", MaskMode::kSiv, masker->active_key_id());
+  auto ip_column = ReadIpColumn(conn.get(), rows_table);
+  if (!ip_column.ok()) return Fail(ip_column.status());
+  if (ip_column->is_inet && !transform::AddressValued(ip_mode)) {
+    return Fail(Status::InvalidInput(fmt::format(
+        "{}.masked_ip is inet, and {} values are not addresses: rekey it to an address-valued ip mode "
+        "(--ip-mask ipcrypt-deterministic, ipcrypt-pfx or cryptopan)",
+        o.table, transform::ModeName(ip_mode))));
+  }
+  const std::string ip_value = ip_column->is_inet ? "host(masked_ip)" : "masked_ip::text";
+  // Without the key-id column a bare address's key cannot be told from the active key's.
+  std::string address_needs = "false";
+  if (ip_column->has_key_id) {
+    const std::string known = unlabelled_key.empty() ? "masked_ip_key_id IS NOT NULL" : "true";
+    address_needs = transform::AddressValued(ip_mode)
+                        ? fmt::format("masked_ip_key_id IS DISTINCT FROM {} AND {}",
+                                      SqlLiteral(conn.get(), ip_key), known)
+                        : known;
+  }
 
   Rekeyer rekeyer(conn.get(), *masker, o.batch_size);
-  // Only the columns that need it are rewritten; the other is left alone even in a selected row.
-  auto rows_done = rekeyer.Run(rows_table, {{"masked_ip", MaskField::kIp}}, ip_need, o.table + " masked_ip");
+  // Only the column that needs it is rewritten; the other is left alone even in a selected row.
+  Pass ip_pass{rows_table,
+               "masked_ip",
+               ip_value,
+               MaskField::kIp,
+               ip_column->has_key_id ? "masked_ip_key_id" : "",
+               ip_key,
+               unlabelled_key,
+               NeedsRekey(ip_value, ip_mode, ip_key, address_needs),
+               o.table + " masked_ip"};
+  auto rows_done = rekeyer.Run(ip_pass);
   if (!rows_done.ok()) return Fail(rows_done.status());
-  auto devices_done = rekeyer.Run(rows_table, {{"masked_device_id", MaskField::kDeviceId}}, device_need,
-                                  o.table + " masked_device_id");
+  Pass device_pass{rows_table,
+                   "masked_device_id",
+                   "masked_device_id",
+                   MaskField::kDeviceId,
+                   "",
+                   "",
+                   "",
+                   NeedsRekey("masked_device_id", masker->mode(MaskField::kDeviceId),
+                              masker->key_id(MaskField::kDeviceId)),
+                   o.table + " masked_device_id"};
+  auto devices_done = rekeyer.Run(device_pass);
   if (!devices_done.ok()) return Fail(devices_done.status());
-  auto bodies_done =
-      rekeyer.Run(rejects_table, {{"body", std::nullopt}}, body_need, o.table + "_rejects body");
+  Pass body_pass{rejects_table,
+                 "body",
+                 "body",
+                 std::nullopt,
+                 "",
+                 "",
+                 "",
+                 "body_encrypted AND " + NeedsRekey("body", MaskMode::kSiv, masker->active_key_id()),
+                 o.table + "_rejects body"};
+  auto bodies_done = rekeyer.Run(body_pass);
   if (!bodies_done.ok()) return Fail(bodies_done.status());
 
   std::cout << fmt::format("re-masked {} ips, {} device_ids, {} reject bodies", *rows_done, *devices_done,
                            *bodies_done)
             << "\n";
   // What each key still masks: a key that masks nothing any more can be retired.
-  for (const auto& [column, table, where] :
-       {std::tuple{std::string("masked_ip"), rows_table, std::string("true")},
-        std::tuple{std::string("masked_device_id"), rows_table, std::string("true")},
-        std::tuple{std::string("body"), rejects_table, std::string("body_encrypted")}}) {
-    auto counts = CountByKey(conn.get(), table, column, where);
+  for (const auto& [column, table, value, label, where] :
+       {std::tuple{std::string("masked_ip"), rows_table, ip_value,
+                   std::string(ip_column->has_key_id ? "masked_ip_key_id" : ""), std::string("true")},
+        std::tuple{std::string("masked_device_id"), rows_table, std::string("masked_device_id"),
+                   std::string(), std::string("true")},
+        std::tuple{std::string("body"), rejects_table, std::string("body"), std::string(),
+                   std::string("body_encrypted")}}) {
+    auto counts = CountByKey(conn.get(), table, value, label, where);
     if (!counts.ok()) return Fail(counts.status());
     std::cout << fmt::format("{}: {}", column, *counts) << "\n";
   }
-  std::cout
-      << fmt::format(
-             "active: ip {} key {}, device_id {} key {}, bodies siv key {}. hmac values of other keys are "
-             "one-way and cannot be re-masked; address values carry no key id (the keyring's field line "
-             "says which key made them)",
-             transform::ModeName(masker->mode(MaskField::kIp)), masker->key_id(MaskField::kIp),
-             transform::ModeName(masker->mode(MaskField::kDeviceId)), masker->key_id(MaskField::kDeviceId),
-             masker->active_key_id())
-      << std::endl;
+  std::cout << fmt::format("active: ip {} key {}, device_id {} key {}, bodies siv key {}.",
+                           transform::ModeName(ip_mode), ip_key,
+                           transform::ModeName(masker->mode(MaskField::kDeviceId)),
+                           masker->key_id(MaskField::kDeviceId), masker->active_key_id());
+  std::cout << " hmac values of other keys are one-way and cannot be re-masked.";
+  if (!ip_column->has_key_id) {
+    std::cout << fmt::format(
+        " {} has no masked_ip_key_id column, so addresses of an older address-valued key cannot be told "
+        "from the active key's and are not re-masked (`sqs2pg schema --table {}` shows the migration).",
+        o.table, o.table);
+  } else if (unlabelled_key.empty()) {
+    std::cout << " Addresses with no key id were left: the keyring lists several address-valued ip keys; "
+                 "name the one that made them with --address-key-id.";
+  }
+  std::cout << std::endl;
   return kExitOk;
 }
 
@@ -245,6 +366,7 @@ Command AddRekeyCommand(CLI::App& app) {
   AddKeyFileOption(*cmd, o->key_file);
   AddMaskModeOptions(*cmd, o->modes);
   AddOption(*cmd, "batch-size", o->batch_size)->check(CLI::Range(1, 100000));
+  AddOption(*cmd, "address-key-id", o->address_key_id);
   return {cmd, [o]() { return Rekey(*o); }};
 }
 

@@ -270,6 +270,7 @@ int Run(const RunOptions& o) {
       if (i == 0) ledger_retention = LedgerRetentionOf(**client, *queue_url);
       config.ledger_retention = ledger_retention;
       config.seal_body = [sealer](std::string_view plain) { return sealer->Mask(plain); };
+      config.masked_ip_key_id = masker->key_id(transform::MaskField::kIp);
       auto connected = ConnectSink(o, config, shape);
       if (!connected.ok() && g_stop) {
         // Asked to stop while waiting for the database: nothing was received, so nothing is lost.
@@ -281,6 +282,14 @@ int Run(const RunOptions& o) {
         spdlog::warn(
             "table {}_rejects has no body_bytes/body_shape columns and this role may not add them: each "
             "reject's size and shape go into its reason; `sqs2pg schema --table {}` shows the migration",
+            o.table, o.table);
+      }
+      if (i == 0 && shape->lacks_masked_ip_key_id &&
+          transform::AddressValued(masker->mode(transform::MaskField::kIp))) {
+        spdlog::warn(
+            "table {} has no masked_ip_key_id column and this role may not add it: its masked ips are bare "
+            "addresses with no record of their key, so `sqs2pg rekey` cannot re-mask them after a rotation "
+            "to another address-valued key; `sqs2pg schema --table {}` shows the migration",
             o.table, o.table);
       }
       server = fmt::format("table {} on {}", o.table, (*connected)->ServerName());

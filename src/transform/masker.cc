@@ -221,7 +221,29 @@ Result<std::string> Masker::MaskNetwork(const IpAddress& ip, int bits) {
   return fmt::format("{}/{}", FormatIp(NetworkOf(masked, bits)), bits);
 }
 
-Result<std::string> Masker::UnmaskAddress(const IpAddress& masked) {
+std::vector<std::string> Masker::address_key_ids() const {
+  std::vector<std::string> ids;
+  for (const Keyed* key : address_keys_) ids.push_back(key->id);
+  return ids;
+}
+
+Result<std::string> Masker::UnmaskAddress(const IpAddress& masked, std::string_view key_id) {
+  if (!key_id.empty()) {
+    // The table's masked_ip_key_id column said which key made this address.
+    for (const auto& key : keys_) {
+      if (key->id != key_id) continue;
+      if (!key->ip) {
+        return Status::InvalidInput(
+            fmt::format("unmask: key {} is a {} key; a bare address needs an "
+                        "address-valued one (ipcrypt-deterministic, ipcrypt-pfx, cryptopan)",
+                        key->id, ModeName(key->mode)));
+      }
+      Result<IpAddress> plain = key->ip->Decrypt(masked);
+      if (!plain.ok()) return plain.status().Annotate("unmask with key " + key->id);
+      return FormatIp(*plain);
+    }
+    return Status::NotFound(fmt::format("unmask: key {} is not in the keyring", key_id));
+  }
   if (address_keys_.empty()) {
     return Status::InvalidInput(
         "unmask: the value is a bare IP address, but the keyring has no address-valued key "
@@ -234,8 +256,8 @@ Result<std::string> Masker::UnmaskAddress(const IpAddress& masked) {
   return FormatIp(*plain);
 }
 
-Result<std::string> Masker::Unmask(std::string_view masked) {
-  if (std::optional<IpAddress> ip = ParseIp(masked)) return UnmaskAddress(*ip);
+Result<std::string> Masker::Unmask(std::string_view masked, std::string_view address_key_id) {
+  if (std::optional<IpAddress> ip = ParseIp(masked)) return UnmaskAddress(*ip, address_key_id);
   if (masked.size() <= kPrefixChars || masked[Keyring::kKeyIdChars] != kSeparator) return Malformed();
   std::string_view id = masked.substr(0, Keyring::kKeyIdChars);
   // Checked first so that the id may be quoted below: a hex id is not a fragment of someone's ip.

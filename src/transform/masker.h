@@ -72,10 +72,14 @@ class Masker {
   // Reads the format from the value (a key id in front, or a bare address for the ip field's
   // address-valued keys). Errors never contain the value: malformed value, unknown key id,
   // authentication failure, or a one-way (hmac) value, which nothing can recover.
-  Result<std::string> Unmask(std::string_view masked);
+  // `address_key_id`, for a bare address only: the key that made it (a table's masked_ip_key_id),
+  // instead of the keyring's field line. A value with a key id in front always uses that key.
+  Result<std::string> Unmask(std::string_view masked, std::string_view address_key_id = {});
 
   MaskMode mode(MaskField field) const;
   const std::string& key_id(MaskField field) const;
+  // The ip field's address-valued keys (the keyring's field line), the one in use first.
+  std::vector<std::string> address_key_ids() const;
   // The key that seals reject bodies.
   const std::string& active_key_id() const;
 
@@ -94,7 +98,7 @@ class Masker {
 
   Status SealV2(Keyed& key, std::string_view field, std::string_view plaintext, std::string& out);
   Status Hash(Keyed& key, std::string_view field, std::string_view plaintext, std::string& out);
-  Result<std::string> UnmaskAddress(const IpAddress& masked);
+  Result<std::string> UnmaskAddress(const IpAddress& masked, std::string_view key_id);
 
   std::vector<std::unique_ptr<Keyed>> keys_;  // keyring order
   std::array<Keyed*, 2> fields_;              // per MaskField: the key that masks it

@@ -5,6 +5,7 @@
 
 #include <random>
 #include <string>
+#include <vector>
 
 #include "common/encoding.h"
 #include "transform/masker.h"
@@ -217,6 +218,39 @@ TEST(KeyringModesTest, RefusesBadFieldLinesAndKeyringsWithoutSiv) {
   std::string line = V2Line(MaskMode::kCryptoPan, pfx_material);
   line.replace(line.find("cryptopan"), 9, "ipcrypt-pfx");
   EXPECT_THAT(Keyring::Parse(kSivLine + line).status().message(), HasSubstr("does not match"));
+}
+
+TEST(MaskerModesTest, ABareAddressUnmasksWithTheKeyItsRowNames) {
+  // Two Crypto-PAn keys after a rotation: the field line names the new one first.
+  const std::string old_material = *HexDecode(kCryptoPanHex);
+  const std::string new_material = Material(0x77).substr(0, 32);
+  const std::string old_id = Keyring::KeyIdFor(old_material, MaskMode::kCryptoPan);
+  const std::string new_id = Keyring::KeyIdFor(new_material, MaskMode::kCryptoPan);
+  Keyring ring =
+      Ring(kSivLine + V2Line(MaskMode::kCryptoPan, old_material) +
+           V2Line(MaskMode::kCryptoPan, new_material) + "sqs2pg-field ip " + new_id + " " + old_id + "\n");
+  Masker m = MakeMasker(ring);
+  EXPECT_EQ(m.key_id(MaskField::kIp), new_id);
+  EXPECT_EQ(m.address_key_ids(), (std::vector<std::string>{new_id, old_id}));
+  // The reference trace's first pair, made by the old key.
+  auto with_old = m.Unmask("100.9.15.210", old_id);
+  ASSERT_TRUE(with_old.ok()) << with_old.status().message();
+  EXPECT_EQ(*with_old, "24.5.0.80");
+  // Without a key id the field line's first key is used: here the wrong one, silently.
+  EXPECT_NE(MustUnmask(m, "100.9.15.210"), "24.5.0.80");
+  // A siv key cannot unmask an address; an unknown id is named, never the value.
+  auto siv = m.Unmask("100.9.15.210", "60f7f036");
+  ASSERT_FALSE(siv.ok());
+  EXPECT_THAT(siv.status().message(), HasSubstr("siv key"));
+  EXPECT_THAT(siv.status().message(), Not(HasSubstr("100.9.15.210")));
+  auto unknown = m.Unmask("100.9.15.210", "0badc0de");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(unknown.status().message(), HasSubstr("not in the keyring"));
+  // A value with a key id in front keeps using its own key, whatever is named.
+  const std::string masked_device = MustMask(m, MaskField::kDeviceId, "593-47-5928");
+  auto device = m.Unmask(masked_device, old_id);
+  ASSERT_TRUE(device.ok());
+  EXPECT_EQ(*device, "593-47-5928");
 }
 
 }  // namespace

@@ -142,5 +142,105 @@ TEST(RekeyTest, RemasksOldRowsAndRejectsWhileAConsumerRunsAndSurvivesAKill) {
   EXPECT_EQ(Unmasked(key, Column(db, bodies_sql)), doubled(bodies_before));
 }
 
+// A rotation between two prefix-preserving keys of an inet column, on a table split into hash
+// partitions (so row ctids repeat across partitions): each row's masked_ip_key_id says which key
+// made its bare address. Rows from before that column existed carry no key id: with two address
+// keys in the keyring, rekey leaves them until told which key made them.
+TEST(RekeyTest, RemasksBetweenTwoPrefixPreservingKeysByTheRowsKeyId) {
+  std::string key = TestDir() + "/rekey-pfx.key";
+  std::filesystem::remove(key);
+  ASSERT_EQ(RunSqs2pg({"keygen", "--out", key, "--ip-mask", "cryptopan"}).exit_code, 0);
+  std::string queue = UniqueName("q"), table = UniqueName("t");
+  Db db;
+  // The user's own table: inet, partitioned by hash, and without masked_ip_key_id (made before it
+  // existed); run adds the column, as the table's owner.
+  db.Exec(fmt::format(
+      "CREATE TABLE \"{0}\" (user_id varchar(128), device_type varchar(32), masked_ip inet, "
+      "masked_device_id varchar(256), locale varchar(32), app_version varchar(15), create_date date) "
+      "PARTITION BY HASH (user_id);"
+      "CREATE TABLE \"{0}_p0\" PARTITION OF \"{0}\" FOR VALUES WITH (MODULUS 2, REMAINDER 0);"
+      "CREATE TABLE \"{0}_p1\" PARTITION OF \"{0}\" FOR VALUES WITH (MODULUS 2, REMAINDER 1)",
+      table));
+  ASSERT_EQ(RunSqs2pg({"send", "--create-queue", "--queue", queue, SampleDataPath()}).exit_code, 0);
+  CommandResult first = RunSqs2pg({"run", "--queue", queue, "--table", table, "--key-file", key});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const std::string ips_sql = fmt::format("SELECT host(masked_ip) FROM \"{}\"", table);
+  const auto ips_before = Unmasked(key, Column(db, ips_sql));
+  const std::string old_key = db.Scalar(fmt::format("SELECT min(masked_ip_key_id) FROM \"{}\"", table));
+  ASSERT_EQ(old_key.size(), 8u);
+  ASSERT_EQ(db.Scalar(fmt::format("SELECT count(DISTINCT masked_ip_key_id) FROM \"{}\"", table)), "1");
+  // Both partitions hold rows, so equal ctids name different rows.
+  ASSERT_EQ(db.Scalar(fmt::format("SELECT count(*) > 0 FROM \"{}_p0\"", table)), "t");
+  ASSERT_EQ(db.Scalar(fmt::format("SELECT count(*) > 0 FROM \"{}_p1\"", table)), "t");
+  // Rows written before the column existed.
+  db.Exec(fmt::format("UPDATE \"{0}\" SET masked_ip_key_id = NULL WHERE user_id < '8'", table));
+  const long unlabelled =
+      std::stol(db.Scalar(fmt::format("SELECT count(*) FROM \"{}\" WHERE masked_ip_key_id IS NULL", table)));
+  ASSERT_GT(unlabelled, 0);
+
+  // Rotate to a new Crypto-PAn key; a consumer loads a second copy under it while rekey runs.
+  ASSERT_EQ(RunSqs2pg({"keygen", "--rotate", "--out", key, "--ip-mask", "cryptopan"}).exit_code, 0);
+  ASSERT_EQ(RunSqs2pg({"send", "--queue", queue, SampleDataPath()}).exit_code, 0);
+  const std::string pid_file = TestDir() + "/follow-pfx.pid";
+  ASSERT_EQ(RunShell(fmt::format("( {} run --follow --wait-seconds 1 --queue {} --table {} --key-file {} "
+                                 ">{}/follow-pfx.out 2>&1 & echo $! > {} )",
+                                 SQS2PG_BINARY, queue, table, key, TestDir(), pid_file))
+                .exit_code,
+            0);
+  struct StopConsumer {
+    std::string pid_file;
+    ~StopConsumer() {
+      RunShell(
+          fmt::format("pid=$(cat {}); [ -n \"$pid\" ] && kill -TERM $pid; while kill -0 $pid 2>/dev/null; do "
+                      "sleep 0.1; done",
+                      pid_file));
+    }
+  } stop_consumer{pid_file};
+  const long labelled_old = 99 - unlabelled;
+  CommandResult rekey = RunSqs2pg({"rekey", "--table", table, "--key-file", key, "--batch-size", "7"});
+  ASSERT_EQ(rekey.exit_code, 0) << rekey.err;
+  // The rows labelled with the old key are re-masked; the unlabelled ones are left, and counted.
+  EXPECT_THAT(rekey.out, HasSubstr(fmt::format("re-masked {} ips", labelled_old)));
+  EXPECT_THAT(rekey.out, HasSubstr(fmt::format("addresses with no key id: {}", unlabelled)));
+  EXPECT_THAT(rekey.out, HasSubstr("--address-key-id"));
+  EXPECT_THAT(rekey.out, Not(HasSubstr(fmt::format("key {} (addresses)", old_key))));
+
+  // Told which key made them, rekey re-masks the rest.
+  CommandResult rest = RunSqs2pg({"rekey", "--table", table, "--key-file", key, "--address-key-id", old_key});
+  ASSERT_EQ(rest.exit_code, 0) << rest.err;
+  EXPECT_THAT(rest.out, HasSubstr(fmt::format("re-masked {} ips", unlabelled)));
+  EXPECT_THAT(rest.out, Not(HasSubstr("no key id")));
+  // A key id that is not an address key of the keyring is refused before anything is touched.
+  CommandResult wrong =
+      RunSqs2pg({"rekey", "--table", table, "--key-file", key, "--address-key-id", "0badc0de"});
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_THAT(wrong.err, HasSubstr("not an address-valued ip key"));
+
+  for (int i = 0; i < 100 && db.Count(table) < 198; ++i) RunShell("sleep 0.1");
+  RunShell(fmt::format("kill -TERM $(cat {}); while kill -0 $(cat {}) 2>/dev/null; do sleep 0.1; done",
+                       pid_file, pid_file));
+  ASSERT_EQ(db.Count(table), 198);
+  // Every row is now the new key's, and unmasks (with that key) to what it was.
+  const std::string new_key =
+      db.Scalar(fmt::format("SELECT string_agg(DISTINCT masked_ip_key_id, ',') FROM \"{}\"", table));
+  EXPECT_NE(new_key, old_key);
+  EXPECT_EQ(new_key.size(), 8u) << new_key;
+  std::vector<std::string> twice = ips_before;
+  twice.insert(twice.end(), ips_before.begin(), ips_before.end());
+  std::sort(twice.begin(), twice.end());
+  EXPECT_EQ(Unmasked(key, Column(db, ips_sql)), twice);
+  // The old key unmasks none of them to an original any more: each now decodes to noise.
+  std::string path = TestDir() + "/values-pfx.txt";
+  { std::ofstream(path) << Joined(Column(db, ips_sql)); }
+  CommandResult with_old = RunShell(
+      fmt::format("{} unmask --key-file {} --address-key-id {} < {}", SQS2PG_BINARY, key, old_key, path));
+  ASSERT_EQ(with_old.exit_code, 0) << with_old.err;
+  std::vector<std::string> old_view;
+  std::istringstream in(with_old.out);
+  for (std::string line; std::getline(in, line);) old_view.push_back(line);
+  std::sort(old_view.begin(), old_view.end());
+  EXPECT_NE(old_view, twice);
+}
+
 }  // namespace
 }  // namespace sqs2pg::integration

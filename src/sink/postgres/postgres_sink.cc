@@ -42,6 +42,15 @@ std::string QuoteIdentifier(std::string_view name) {
   return out;
 }
 
+std::string QuoteLiteral(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out.push_back('\'');
+    out.push_back(c);
+  }
+  return out + "'";
+}
+
 // The quoted, possibly schema-qualified name of the target table or one of its companions.
 struct TableNames {
   std::string schema_prefix;  // "\"analytics\"." or empty
@@ -291,6 +300,7 @@ struct PostgresSink::Impl {
   // The ledger predates message_group_id and sequence_number and this role may not add them:
   // FIFO order is then not kept (one warning says what to run).
   bool ledger_lacks_order_columns = false;
+  bool lacks_masked_ip_key_id = false;  // see TableShape::lacks_masked_ip_key_id
   bool warned_order_not_kept = false;
   std::string copy_rows_sql, copy_rejects_sql, merge_sql;
   // For batches from a FIFO queue: their order goes into a third staging table, and the ledger
@@ -477,6 +487,11 @@ void PostgresSink::Impl::BuildStatements() {
     selected += (selected.empty() ? "s." : ", s.") + QuoteIdentifier(c);
   }
   copy_rows_sql = fmt::format("COPY pg_temp.sqs2pg_stage (message_id, {}) FROM STDIN", columns);
+  // The same for every row of this process, so it is a constant of the INSERT, not a COPY column.
+  if (!lacks_masked_ip_key_id && !config.masked_ip_key_id.empty()) {
+    columns += ", masked_ip_key_id";
+    selected += ", " + QuoteLiteral(config.masked_ip_key_id);
+  }
   copy_rejects_sql =
       "COPY pg_temp.sqs2pg_stage_rejects (message_id, received_at, reason, body, body_encrypted, body_bytes, "
       "body_shape) FROM STDIN";
@@ -832,9 +847,12 @@ std::vector<TableDdl> SchemaDdl(const TableNames& names, std::string_view partit
       {"",
        fmt::format("CREATE TABLE IF NOT EXISTS {} (user_id varchar(128), device_type varchar(32), "
                    "masked_ip varchar(256), masked_device_id varchar(256), locale varchar(32), "
-                   "app_version varchar(15), create_date date){}",
+                   "app_version varchar(15), create_date date, masked_ip_key_id text){}",
                    table, partition_by.empty() ? "" : " PARTITION BY RANGE (create_date)"),
-       ""},
+       fmt::format(
+           "COMMENT ON COLUMN {}.masked_ip_key_id IS 'The id of the key that masked masked_ip: an "
+           "address-valued mask (ipcrypt-*, cryptopan) carries none of its own. sqs2pg rekey uses it'",
+           table)},
       {"_ledger", LedgerDdl(names),
        fmt::format(
            "COMMENT ON TABLE {} IS 'SQS MessageIds sqs2pg has committed: a redelivered message is not "
@@ -863,6 +881,13 @@ std::string MigrateRejectsSql(const TableNames& names) {
       names.Quoted("_rejects"));
 }
 
+// Tables made before sqs2pg recorded which key masked each ip. Adding a nullable column without a
+// default only changes the catalog: no table rewrite, however many rows.
+constexpr std::string_view kKeyIdColumns[] = {"masked_ip_key_id"};
+std::string MigrateKeyIdSql(const TableNames& names) {
+  return fmt::format("ALTER TABLE {} ADD COLUMN IF NOT EXISTS masked_ip_key_id text", names.Quoted());
+}
+
 // Ledgers made before sqs2pg kept the order of FIFO messages.
 constexpr std::string_view kLedgerOrderColumns[] = {"message_group_id", "sequence_number"};
 std::string MigrateLedgerSql(const TableNames& names) {
@@ -871,15 +896,6 @@ std::string MigrateLedgerSql(const TableNames& names) {
       "sequence_number "
       "numeric",
       names.Quoted("_ledger"));
-}
-
-std::string QuoteLiteral(std::string_view s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out.push_back('\'');
-    out.push_back(c);
-  }
-  return out + "'";
 }
 
 // A ledger from before partitioning (a plain table) becomes <table>_ledger1, so the partitioned
@@ -934,6 +950,7 @@ Result<std::string> SchemaScript(std::string_view table, std::string_view role) 
   out += "-- Rejects tables from before sqs2pg kept body_bytes and body_shape:\n" + MigrateRejectsSql(names) +
          ";\n";
   out += "-- Ledgers from before sqs2pg kept the order of FIFO messages:\n" + MigrateLedgerSql(names) + ";\n";
+  out += "-- Tables from before sqs2pg recorded which key masked each ip:\n" + MigrateKeyIdSql(names) + ";\n";
   if (!role.empty()) {
     std::string grantee = QuoteIdentifier(role);
     // The schema is the one the unqualified name resolves to when no schema is given.
@@ -1403,6 +1420,9 @@ Result<TableShape> PostgresSink::Prepare() {
                            "message_group_id and sequence_number");
   if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
   d.ledger_lacks_order_columns = *lacking;
+  lacking = d.LacksColumns("", kKeyIdColumns, MigrateKeyIdSql(d.names), "masked_ip_key_id");
+  if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
+  shape->lacks_masked_ip_key_id = d.lacks_masked_ip_key_id = *lacking;
   RETURN_IF_ERROR(d.CheckPrivileges());
   d.BuildStatements();
   if (Status st = d.CreateStaging(false); !st.ok()) return d.PrivilegeHint(std::move(st));

@@ -52,6 +52,10 @@ struct PostgresSinkConfig {
   // the ledger's maintenance; never dropped: they hold the data). "": not partitioned. An existing
   // table is left as it is.
   std::string partition_by{};
+  // The id of the key that masks ip (8 hex digits), written into every row's masked_ip_key_id: an
+  // address-valued masked ip (ipcrypt-*, cryptopan) is a bare address with no key id of its own,
+  // and `sqs2pg rekey` needs to know which key made each row. Empty: the column is left NULL.
+  std::string masked_ip_key_id{};
   // Unix time in ms; tests move it. Unset: the system clock.
   std::function<std::int64_t()> clock = nullptr;
 };
@@ -73,6 +77,9 @@ struct TableShape {
   // them: a reject's size and shape are appended to its reason instead, so nothing is lost, and
   // `sqs2pg schema` prints the ALTER TABLE a DBA can run.
   bool rejects_lack_shape_columns = false;
+  // The table predates masked_ip_key_id and this role may not add it: rows carry no key id, so a
+  // rotation between two address-valued ip keys cannot be re-masked by `sqs2pg rekey`.
+  bool lacks_masked_ip_key_id = false;
 };
 
 // The SQL a DBA runs once so that a role with no DDL privilege can run sqs2pg on `table`:
