@@ -8,7 +8,7 @@ FUZZ_BUILD_DIR ?= build-fuzz
 # Seconds each libFuzzer target runs: `make fuzz` (FUZZ_SECONDS=600 make fuzz for a long run) and
 # the short pass in `make test`.
 FUZZ_SECONDS ?= 60
-FUZZ_CI_SECONDS ?= 20
+FUZZ_CI_SECONDS ?= 10
 JOBS ?= $(shell nproc)
 CMAKE_GENERATOR ?= Ninja
 

@@ -9,11 +9,15 @@ install(FILES deploy/sqs2pg.toml DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 # (/usr for the .deb, /usr/local for a plain make install). systemd reads units from both
 # /usr/lib/systemd/system and /usr/local/lib/systemd/system.
 install(CODE [[
-  file(READ "${SQS2PG_SOURCE_DIR}/deploy/systemd/sqs2pg.service" unit)
-  string(REPLACE "/usr/bin/sqs2pg" "${CMAKE_INSTALL_PREFIX}/bin/sqs2pg" unit "${unit}")
-  file(WRITE "${SQS2PG_BINARY_DIR}/sqs2pg.service" "${unit}")
+  foreach(name sqs2pg.service sqs2pg-maintain.service)
+    file(READ "${SQS2PG_SOURCE_DIR}/deploy/systemd/${name}" unit)
+    string(REPLACE "/usr/bin/sqs2pg" "${CMAKE_INSTALL_PREFIX}/bin/sqs2pg" unit "${unit}")
+    file(WRITE "${SQS2PG_BINARY_DIR}/${name}" "${unit}")
+  endforeach()
 ]])
-install(FILES ${CMAKE_BINARY_DIR}/sqs2pg.service DESTINATION lib/systemd/system)
+install(FILES ${CMAKE_BINARY_DIR}/sqs2pg.service ${CMAKE_BINARY_DIR}/sqs2pg-maintain.service
+              deploy/systemd/sqs2pg-maintain.timer
+        DESTINATION lib/systemd/system)
 
 # The man page, made from --help by help2man (Debian: help2man, scripts/install-deps); without it
 # the --help text is installed as the documentation instead, so the install still documents flags.

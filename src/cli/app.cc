@@ -12,8 +12,9 @@ namespace sqs2pg::cli {
 namespace {
 
 using Adder = Command (*)(CLI::App&);
-constexpr Adder kAdders[] = {AddRunCommand,  AddCheckCommand,  AddSendCommand,   AddKeygenCommand,
-                             AddMaskCommand, AddUnmaskCommand, AddSchemaCommand, AddRekeyCommand};
+constexpr Adder kAdders[] = {AddRunCommand,    AddCheckCommand, AddSendCommand,
+                             AddKeygenCommand, AddMaskCommand,  AddUnmaskCommand,
+                             AddSchemaCommand, AddRekeyCommand, AddMaintainCommand};
 
 }  // namespace
 

@@ -21,5 +21,6 @@ Command AddMaskCommand(CLI::App& app);
 Command AddUnmaskCommand(CLI::App& app);
 Command AddSchemaCommand(CLI::App& app);
 Command AddRekeyCommand(CLI::App& app);
+Command AddMaintainCommand(CLI::App& app);
 
 }  // namespace sqs2pg::cli

@@ -15,7 +15,8 @@ namespace sqs2pg::cli {
 namespace {
 
 // The tables a file may have: one a subcommand (check reads [run]).
-constexpr std::string_view kSections[] = {"run", "send", "keygen", "mask", "unmask", "schema"};
+constexpr std::string_view kSections[] = {"run",    "send",   "keygen", "mask",
+                                          "unmask", "schema", "rekey",  "maintain"};
 
 bool IsSection(std::string_view name) {
   for (std::string_view s : kSections) {
@@ -85,7 +86,7 @@ Status CheckKeys(const toml::table& top, const std::string& path) {
       if (!IsSection(name)) {
         return Status::InvalidInput(
             fmt::format("{}: unknown table [{}]; the tables are [run], [send], [keygen], "
-                        "[mask], [unmask] and [schema]",
+                        "[mask], [unmask], [schema], [rekey] and [maintain]",
                         Where(path, node), name));
       }
       for (const auto& [inner, value] : *node.as_table()) {

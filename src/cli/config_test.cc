@@ -150,7 +150,7 @@ TEST_F(ConfigTest, AnUnknownKeyNamesItsFileAndLine) {
 TEST_F(ConfigTest, AnOptionInTheWrongTableIsUnknownThere) {
   std::string path = File("[send]\n\nbatch-size = 5\n");
   Status st = Parse({"send", "--config", path, path});
-  EXPECT_THAT(st.message(), AllOf(HasSubstr(path + ":3"), HasSubstr("belongs in [run])")));
+  EXPECT_THAT(st.message(), AllOf(HasSubstr(path + ":3"), HasSubstr("belongs in [run], [rekey])")));
   App again;
   std::string top_level = File("queue = \"q\"\n");
   std::vector<const char*> args = {"sqs2pg", "schema", "--config", top_level.c_str()};

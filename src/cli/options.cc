@@ -15,7 +15,8 @@ constexpr OptionSpec kOptions[] = {
     // Global: before or after the subcommand; top-level keys in the file.
     {"config", "PATH", kString, kNone, "", "SQS2PG_CONFIG", "", "none",
      "TOML file of options: the global ones as top-level keys, each subcommand's in a table named after it "
-     "([run], which check reads too, [send], [keygen], [mask], [unmask], [schema]). Flags win over "
+     "([run], which check reads too, [send], [keygen], [mask], [unmask], [schema], [rekey], [maintain]). "
+     "Flags win over "
      "environment variables, which win over the file. Not a key in the file itself"},
     {"log-level", "LEVEL", kString, kNone, "", "SQS2PG_LOG_LEVEL", "info", "",
      "trace, debug, info, warn, error or off; logs go to stderr"},
@@ -42,16 +43,16 @@ constexpr OptionSpec kOptions[] = {
     {"sqs-protocol", "PROTOCOL", kString, kNone, "run send", "SQS2PG_SQS_PROTOCOL", "auto", "",
      "SQS protocol: json, query (LocalStack 0.14 and other older emulators), or auto: json, falling back to "
      "query when the endpoint does not understand json"},
-    {"db", "CONNINFO", kString, kNone, "run rekey", "SQS2PG_DB", "", "libpq's PG* variables",
+    {"db", "CONNINFO", kString, kNone, "run rekey maintain", "SQS2PG_DB", "", "libpq's PG* variables",
      "libpq key=value string or postgresql:// URI. Several hosts with target_session_attrs=read-write follow "
      "a failover. TLS: sslmode=verify-full sslrootcert=/path/ca.pem (libpq's default, prefer, does not check "
      "the server). Unless it says otherwise: connect_timeout=10, TCP keepalives (10 s idle, 5 s interval, 3 "
      "probes), tcp_user_timeout=30000 and a 60 s statement_timeout for sqs2pg's own statements. Its password "
      "is never shown",
      Secret::kConninfoPassword},
-    {"table", "NAME", kString, kNone, "run schema rekey", "SQS2PG_TABLE", "user_logins", "",
+    {"table", "NAME", kString, kNone, "run schema rekey maintain", "SQS2PG_TABLE", "user_logins", "",
      "Target table, optionally SCHEMA.TABLE; TABLE_ledger and TABLE_rejects are created beside it"},
-    {"partition-by", "PERIOD", kString, kNone, "run", "SQS2PG_PARTITION_BY", "", "not partitioned",
+    {"partition-by", "PERIOD", kString, kNone, "run maintain", "SQS2PG_PARTITION_BY", "", "not partitioned",
      "When sqs2pg creates the target table: partition it by range on create_date, one partition a day or a "
      "month (pg_partman manages them where the extension is installed; else sqs2pg creates them ahead)"},
     {"key-file", "PATH", kString, kNone, "run mask unmask rekey", "SQS2PG_KEY_FILE", "",
@@ -152,6 +153,9 @@ constexpr OptionSpec kOptions[] = {
      "for IPv6), to look up a subnet with <<"},
 
     // schema
+    {"message-retention", "S", kInteger, kSeconds, "maintain", "SQS2PG_MESSAGE_RETENTION", "1209600", "",
+     "The queue's MessageRetentionPeriod: ledger days older than this plus a day are dropped (run reads it "
+     "from the queue). The default, 14 days, is the most SQS allows, so never too short"},
     {"role", "ROLE", kString, kNone, "schema", "SQS2PG_ROLE", "", "none",
      "Role sqs2pg runs as: also print the GRANTs it needs (SELECT, INSERT, TEMPORARY)"},
 };

@@ -104,11 +104,11 @@ struct Pass {
   std::string read;                // SQL reading it as masked text (host() of an inet)
   std::optional<MaskField> field;  // nullopt: a reject body
   // "" or masked_ip_key_id: read with the value (the key of a bare address) and set to `new_key_id`.
-  std::string key_id_column;
-  std::string new_key_id;
-  std::string unlabelled_key;  // the key of a bare address whose key_id_column is NULL ("": unknown)
-  std::string where;           // the rows that need it
-  std::string what;            // for messages
+  std::string key_id_column{};
+  std::string new_key_id{};
+  std::string unlabelled_key{};  // the key of a bare address whose key_id_column is NULL ("": unknown)
+  std::string where;             // the rows that need it
+  std::string what;              // for messages
 };
 
 class Rekeyer {
@@ -287,38 +287,33 @@ int Rekey(const RekeyOptions& o) {
 
   Rekeyer rekeyer(conn.get(), *masker, o.batch_size);
   // Only the column that needs it is rewritten; the other is left alone even in a selected row.
-  Pass ip_pass{rows_table,
-               "masked_ip",
-               ip_value,
-               MaskField::kIp,
-               ip_column->has_key_id ? "masked_ip_key_id" : "",
-               ip_key,
-               unlabelled_key,
-               NeedsRekey(ip_value, ip_mode, ip_key, address_needs),
-               o.table + " masked_ip"};
+  const Pass ip_pass{.table = rows_table,
+                     .column = "masked_ip",
+                     .read = ip_value,
+                     .field = MaskField::kIp,
+                     .key_id_column = ip_column->has_key_id ? "masked_ip_key_id" : "",
+                     .new_key_id = ip_key,
+                     .unlabelled_key = unlabelled_key,
+                     .where = NeedsRekey(ip_value, ip_mode, ip_key, address_needs),
+                     .what = o.table + " masked_ip"};
   auto rows_done = rekeyer.Run(ip_pass);
   if (!rows_done.ok()) return Fail(rows_done.status());
-  Pass device_pass{rows_table,
-                   "masked_device_id",
-                   "masked_device_id",
-                   MaskField::kDeviceId,
-                   "",
-                   "",
-                   "",
-                   NeedsRekey("masked_device_id", masker->mode(MaskField::kDeviceId),
-                              masker->key_id(MaskField::kDeviceId)),
-                   o.table + " masked_device_id"};
+  const Pass device_pass{.table = rows_table,
+                         .column = "masked_device_id",
+                         .read = "masked_device_id",
+                         .field = MaskField::kDeviceId,
+                         .where = NeedsRekey("masked_device_id", masker->mode(MaskField::kDeviceId),
+                                             masker->key_id(MaskField::kDeviceId)),
+                         .what = o.table + " masked_device_id"};
   auto devices_done = rekeyer.Run(device_pass);
   if (!devices_done.ok()) return Fail(devices_done.status());
-  Pass body_pass{rejects_table,
-                 "body",
-                 "body",
-                 std::nullopt,
-                 "",
-                 "",
-                 "",
-                 "body_encrypted AND " + NeedsRekey("body", MaskMode::kSiv, masker->active_key_id()),
-                 o.table + "_rejects body"};
+  const Pass body_pass{
+      .table = rejects_table,
+      .column = "body",
+      .read = "body",
+      .field = std::nullopt,
+      .where = "body_encrypted AND " + NeedsRekey("body", MaskMode::kSiv, masker->active_key_id()),
+      .what = o.table + "_rejects body"};
   auto bodies_done = rekeyer.Run(body_pass);
   if (!bodies_done.ok()) return Fail(bodies_done.status());
 

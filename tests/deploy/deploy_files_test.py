@@ -147,6 +147,23 @@ sa = by_kind("ServiceAccount")[0]
 check("eks.amazonaws.com/role-arn" in sa["metadata"]["annotations"] and pod["serviceAccountName"] == sa["metadata"]["name"],
       "the Deployment runs as the IRSA-annotated ServiceAccount")
 
+cron = by_kind("CronJob")[0]
+cron_pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+cron_container = cron_pod["containers"][0]
+r = sqs2pg(["config", "maintain", "--config", toml_path] + cron_container["args"][1:], env=clean_env())
+check(cron_container["args"][0] == "maintain" and r.returncode == 0,
+      f"CronJob args with the ConfigMap: sqs2pg config {' '.join(cron_container['args'])} ({r.stderr.strip()[:200]})")
+check(re.search(r"^db = .*user=.*# .*sqs2pg\.toml:\d+$", r.stdout, re.M) is not None,
+      "the ConfigMap's [maintain] section names the owner's connection")
+env_accepted({e["name"]: e.get("value", "x") for e in cron_container["env"]}, "CronJob env", toml_path)
+check(cron["spec"]["concurrencyPolicy"] == "Forbid" and cron_container["securityContext"]["readOnlyRootFilesystem"]
+      and cron_pod["securityContext"]["runAsNonRoot"], "CronJob: one at a time, restricted")
+for name, path in (("overlay sqs2pg.toml", f"{SRC}/deploy/kubernetes/overlays/example/sqs2pg.toml"),
+                   ("deploy/sqs2pg.toml", f"{SRC}/deploy/sqs2pg.toml")):
+    r = sqs2pg(["config", "maintain", "--config", path], env=clean_env())
+    check(r.returncode == 0 and "message-retention = 345600" in r.stdout,
+          f"{name}: sqs2pg config maintain --config accepts its [maintain] section ({r.stderr.strip()[:200]})")
+
 # --- docker-compose.yml and the Dockerfile ---
 compose = docs[f"{SRC}/docker-compose.yml"][0]
 services = compose["services"]
@@ -203,6 +220,23 @@ with open(test_unit, "w") as f:
     f.write(unit.replace("/usr/bin/sqs2pg", BIN))
 r = subprocess.run(["systemd-analyze", "verify", "--man=no", test_unit], capture_output=True, text=True)
 check(r.returncode == 0 and not r.stderr.strip(), f"systemd-analyze verify ({r.stderr.strip()[:300]})")
+
+# The daily maintain job: its command is accepted and both units verify.
+maintain_unit = open(f"{SRC}/deploy/systemd/sqs2pg-maintain.service").read()
+maintain_start = shlex.split(re.search(r"^ExecStart=(.*)$", maintain_unit, re.M).group(1))
+r = sqs2pg(["config"] + maintain_start[1:], env=clean_env())
+check(maintain_start[:2] == ["/usr/bin/sqs2pg", "maintain"] and r.returncode == 0,
+      f"maintain unit: sqs2pg config {' '.join(maintain_start[1:])} ({r.stderr.strip()[:200]})")
+for line in re.findall(r"^Environment=(.*)$", maintain_unit, re.M):
+    env_accepted(dict(w.split("=", 1) for w in shlex.split(line)), "maintain unit Environment")
+maintain_dir = os.path.join(tmp, "maintain-units")
+os.makedirs(maintain_dir)
+for name in ("sqs2pg-maintain.service", "sqs2pg-maintain.timer"):
+    with open(os.path.join(maintain_dir, name), "w") as f:
+        f.write(open(f"{SRC}/deploy/systemd/{name}").read().replace("/usr/bin/sqs2pg", BIN))
+r = subprocess.run(["systemd-analyze", "verify", "--man=no", os.path.join(maintain_dir, "sqs2pg-maintain.timer"),
+                    os.path.join(maintain_dir, "sqs2pg-maintain.service")], capture_output=True, text=True)
+check(r.returncode == 0 and not r.stderr.strip(), f"systemd-analyze verify the maintain timer and service ({r.stderr.strip()[:300]})")
 
 # --- compose's commands, run against the local stack with the same flags ---
 stack_dir = os.path.join(tmp, "stack")

@@ -29,6 +29,7 @@ echo "package_test: Depends: $depends"
 
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/bin/sqs2pg ./usr/lib/systemd/system/sqs2pg.service \
+  ./usr/lib/systemd/system/sqs2pg-maintain.service ./usr/lib/systemd/system/sqs2pg-maintain.timer \
   ./usr/share/doc/sqs2pg/examples/sqs2pg.toml ./usr/share/man/man1/sqs2pg.1.gz; do
   grep -q " $f\$" <<<"$contents" || { echo "package_test: $f is not in the package" >&2; exit 1; }
 done
@@ -37,6 +38,8 @@ root=$work/root
 dpkg -x "$deb" "$root"
 grep -qx 'ExecStart=/usr/bin/sqs2pg run --follow --metrics-addr 127.0.0.1:9800' \
   "$root/usr/lib/systemd/system/sqs2pg.service" || { echo "package_test: the unit's ExecStart is not /usr/bin/sqs2pg" >&2; exit 1; }
+grep -qx 'ExecStart=/usr/bin/sqs2pg maintain' "$root/usr/lib/systemd/system/sqs2pg-maintain.service" ||
+  { echo "package_test: sqs2pg-maintain.service's ExecStart is not /usr/bin/sqs2pg maintain" >&2; exit 1; }
 version=$("$root/usr/bin/sqs2pg" --version)
 [[ "$version" == "sqs2pg $(dpkg-deb -f "$deb" Version)" ]] || { echo "package_test: --version says '$version'" >&2; exit 1; }
 check_help=$("$root/usr/bin/sqs2pg" check --help)

@@ -550,5 +550,47 @@ TEST_F(LeastPrivilegeTest, AnOldRejectsTableStillTakesRejectsAndTheOwnerMigrates
       "1");
 }
 
+// Under a role that only loads, nothing makes the ledger's day partitions or drops expired ones:
+// `sqs2pg maintain`, run by the owner (a daily job), does. The role's rows then land in their day's
+// partition, not in the default one, which is never pruned.
+TEST_F(LeastPrivilegeTest, MaintainAsTheOwnerKeepsTheLedgerPartitioned) {
+  ASSERT_EQ(ApplySchema().exit_code, 0);
+  CommandResult refused = RunSqs2pg({"maintain", "--table", qualified_}, {{"PGUSER", role_}});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr(fmt::format("role {} does not own {}", role_, Table("_ledger"))));
+  // An expired day, as an earlier run would have left it.
+  db_.Exec(
+      fmt::format("CREATE TABLE \"{}\".\"logins_ledger_20200101\" PARTITION OF {} FOR VALUES FROM "
+                  "('2020-01-01 00:00:00+00') "
+                  "TO ('2020-01-02 00:00:00+00')",
+                  schema_, Table("_ledger")));
+  const std::string days_sql = fmt::format(
+      "SELECT count(*) FROM pg_inherits WHERE inhparent = '{}'::regclass AND inhrelid::regclass::text ~ "
+      "'_[0-9]{{8}}$'",
+      Table("_ledger"));
+  ASSERT_EQ(db_.Scalar(days_sql), "1");
+
+  CommandResult owner = RunSqs2pg({"maintain", "--table", qualified_, "--message-retention", "345600"});
+  ASSERT_EQ(owner.exit_code, 0) << owner.err;
+  EXPECT_THAT(owner.out, HasSubstr("1 dropped"));
+  EXPECT_EQ(
+      db_.Scalar(fmt::format("SELECT to_regclass('\"{}\".\"logins_ledger_20200101\"') IS NULL", schema_)),
+      "t");
+  // 4 days' retention plus a day's margin, today, and 3 days ahead.
+  const long days = std::stol(db_.Scalar(days_sql));
+  EXPECT_GE(days, 8);
+  EXPECT_LE(days, 10);
+  EXPECT_THAT(owner.out, HasSubstr(fmt::format("{} partitions created", days)));
+  CommandResult again = RunSqs2pg({"maintain", "--table", qualified_, "--message-retention", "345600"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("0 partitions created, 0 dropped"));
+
+  CommandResult r = RunAsRole();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("loaded 99"));
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT count(*) FROM {}", Table("_ledger"))), "100");
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT count(*) FROM {}", Table("_ledger_default"))), "0");
+}
+
 }  // namespace
 }  // namespace sqs2pg::integration

@@ -350,6 +350,7 @@ struct PostgresSink::Impl {
   // Creates the partitions from the first kept day to days_ahead after today, drops older ones
   // (owner only), and stops consulting the pre-partitioning ledger once it has expired.
   Status MaintainLedger();
+  MaintenanceSummary maintained;  // what MaintainLedger() has changed, in all
 
   Status Fail(const PGresult* res, std::string_view what) {
     auto [st, failure] = PgError(conn.get(), res, what);
@@ -1296,6 +1297,7 @@ Status PostgresSink::Impl::MaintainLedger() {
   // loader behind a long transaction; the next round tries again.
   RETURN_IF_ERROR(BeginLocked(kSchemaLockId + 1, "SET LOCAL lock_timeout = '2s'"));
   auto fail = [this](Status st) { return Abort(std::move(st)); };
+  MaintenanceSummary done;
   for (const std::string& sql : statements) {
     // A day whose rows went to the default partition cannot get a partition of its own: it keeps
     // using the default one (still exactly once) and the others go ahead.
@@ -1305,9 +1307,14 @@ Status PostgresSink::Impl::MaintainLedger() {
       spdlog::warn("ledger maintenance: {}", st.message());
       if (Status back = ExecAs("ROLLBACK TO SAVEPOINT day", "rollback to savepoint"); !back.ok())
         return fail(back);
+      continue;
     }
+    if (sql.starts_with("CREATE")) ++done.partitions_created;
+    if (sql.starts_with("DROP")) ++done.partitions_dropped;
   }
   if (Status st = ExecAs("COMMIT", "commit ledger maintenance"); !st.ok()) return fail(st);
+  maintained.partitions_created += done.partitions_created;
+  maintained.partitions_dropped += done.partitions_dropped;
   if (!dropped.empty()) {
     spdlog::info(
         "ledger {}: dropped the partitions of {} day(s) up to {}, whose messages SQS no longer keeps", ledger,
@@ -1427,6 +1434,22 @@ Result<TableShape> PostgresSink::Prepare() {
   d.BuildStatements();
   if (Status st = d.CreateStaging(false); !st.ok()) return d.PrivilegeHint(std::move(st));
   return shape;
+}
+
+Result<MaintenanceSummary> PostgresSink::Maintain() {
+  Impl& d = *impl_;
+  ASSIGN_OR_RETURN(TableShape shape, Prepare());
+  (void)shape;
+  if (!d.owns_ledger) {
+    const char* user = PQuser(d.conn.get());
+    return Status::Permanent(fmt::format(
+        "role {} does not own {}: only its owner can create and drop its partitions; run `sqs2pg maintain` "
+        "as the owner (the role that applied `sqs2pg schema`)",
+        user ? user : "(unknown)", d.names.Quoted("_ledger")));
+  }
+  // Prepare() ran it too, but a failure there is only a warning: here it is the answer.
+  RETURN_IF_ERROR(d.MaintainLedger());
+  return d.maintained;
 }
 
 void PostgresSink::Interrupt() {

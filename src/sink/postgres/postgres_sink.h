@@ -82,6 +82,12 @@ struct TableShape {
   bool lacks_masked_ip_key_id = false;
 };
 
+// What Maintain() changed.
+struct MaintenanceSummary {
+  int partitions_created = 0;
+  int partitions_dropped = 0;  // the ledger's expired days, and a pre-partitioning ledger
+};
+
 // The SQL a DBA runs once so that a role with no DDL privilege can run sqs2pg on `table`:
 // CREATE TABLE IF NOT EXISTS for the table, its ledger and rejects tables (with their comments),
 // the rejects migration (ADD COLUMN IF NOT EXISTS), and, if `role` is not empty, the GRANTs sqs2pg
@@ -111,6 +117,12 @@ class PostgresSink : public MessageSink {
   // advisory lock, so many processes may start at once. Then reads the table's column types and
   // checks the privileges a load needs, naming the one missing and the table it is missing on.
   Result<TableShape> Prepare();
+
+  // For `sqs2pg maintain`, run by the ledger's owner (a role that only loads cannot): what
+  // Prepare() does at start and Load() hourly, once, with failures as errors: missing tables made,
+  // older ones migrated, the ledger's day partitions (and a partitioned target table's) made
+  // ahead, expired ones dropped. kPermanent if this role does not own the ledger.
+  Result<MaintenanceSummary> Maintain();
 
   // Read-only, for dry runs: the live table's column types. NotFound if the table does not exist.
   Result<TableShape> Inspect();
