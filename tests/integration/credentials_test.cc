@@ -311,7 +311,10 @@ TEST(CredentialsTest, MotoWithIamAuthenticationAcceptsTheRightKeyAndNamesTheWron
   CommandResult run =
       RunWithoutStackKeys({"run", "--follow", "--discard-messages", "--endpoint-url", moto.url(), "--queue",
                            queue, "--key-file", key, "--wait-seconds", "1"},
-                          env, "timeout --preserve-status -s TERM 11 ");
+                          // --foreground: without it GNU timeout signals its whole process group
+                          // as well, so sqs2pg can get SIGTERM twice, and a second signal means
+                          // "exit now" (143), which made this test flaky.
+                          env, "timeout --foreground --preserve-status -s TERM 11 ");
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_THAT(run.out, ::testing::ContainsRegex("received 10[0-9], "));
   EXPECT_THAT(run.err, Not(HasSubstr("error")));
