@@ -82,11 +82,10 @@ Result<IpColumn> ReadIpColumn(PGconn* conn, const std::string& table) {
 }
 
 // SQL true when the text `value` is not yet in the active form of `mode` under key `id`.
-// hmac values under other keys are never selected: nothing can re-mask them.
-// `address_needs`: for a bare address, SQL true when it needs re-masking (with masked_ip_key_id,
-// when its key is not the active one; without it, never: its key cannot be told).
+// hmac values under other keys are never selected: nothing can re-mask them. `address_needs`:
+// SQL true when a bare address (a value with no key id in front) needs re-masking.
 std::string NeedsRekey(const std::string& value, MaskMode mode, const std::string& id,
-                       const std::string& address_needs = "false") {
+                       const std::string& address_needs) {
   const std::string keyed = fmt::format("{} ~ '^[0-9a-f]{{8}}[.]'", value);
   const std::string not_hmac = fmt::format("{} NOT LIKE '________.hmac.%'", value);
   if (transform::AddressValued(mode)) {
@@ -94,7 +93,7 @@ std::string NeedsRekey(const std::string& value, MaskMode mode, const std::strin
   }
   const std::string tag = mode == MaskMode::kHmac ? "hmac" : "v2";
   return fmt::format("({} NOT LIKE '{}.{}.%' AND {} AND ({} OR {}))", value, id, tag, not_hmac, keyed,
-                     address_needs == "false" ? "true" : address_needs);
+                     address_needs);
 }
 
 // One column to re-mask.
@@ -275,14 +274,19 @@ int Rekey(const RekeyOptions& o) {
         o.table, transform::ModeName(ip_mode))));
   }
   const std::string ip_value = ip_column->is_inet ? "host(masked_ip)" : "masked_ip::text";
-  // Without the key-id column a bare address's key cannot be told from the active key's.
-  std::string address_needs = "false";
+  // Which bare addresses to re-mask. With masked_ip_key_id: those of another key (into an address
+  // mode) or all (into siv or hmac), each only if its key is known. Without it, a bare address's
+  // key cannot be told from the active key's: none into an address mode, all (by the keyring's
+  // field line) into siv or hmac.
+  std::string address_needs;
   if (ip_column->has_key_id) {
     const std::string known = unlabelled_key.empty() ? "masked_ip_key_id IS NOT NULL" : "true";
     address_needs = transform::AddressValued(ip_mode)
                         ? fmt::format("masked_ip_key_id IS DISTINCT FROM {} AND {}",
                                       SqlLiteral(conn.get(), ip_key), known)
                         : known;
+  } else {
+    address_needs = transform::AddressValued(ip_mode) ? "false" : "true";
   }
 
   Rekeyer rekeyer(conn.get(), *masker, o.batch_size);
@@ -303,7 +307,7 @@ int Rekey(const RekeyOptions& o) {
                          .read = "masked_device_id",
                          .field = MaskField::kDeviceId,
                          .where = NeedsRekey("masked_device_id", masker->mode(MaskField::kDeviceId),
-                                             masker->key_id(MaskField::kDeviceId)),
+                                             masker->key_id(MaskField::kDeviceId), "true"),
                          .what = o.table + " masked_device_id"};
   auto devices_done = rekeyer.Run(device_pass);
   if (!devices_done.ok()) return Fail(devices_done.status());
@@ -312,7 +316,7 @@ int Rekey(const RekeyOptions& o) {
       .column = "body",
       .read = "body",
       .field = std::nullopt,
-      .where = "body_encrypted AND " + NeedsRekey("body", MaskMode::kSiv, masker->active_key_id()),
+      .where = "body_encrypted AND " + NeedsRekey("body", MaskMode::kSiv, masker->active_key_id(), "true"),
       .what = o.table + "_rejects body"};
   auto bodies_done = rekeyer.Run(body_pass);
   if (!bodies_done.ok()) return Fail(bodies_done.status());

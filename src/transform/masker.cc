@@ -227,32 +227,33 @@ std::vector<std::string> Masker::address_key_ids() const {
   return ids;
 }
 
+Masker::Keyed* Masker::FindKey(std::string_view id) const {
+  auto it = std::find_if(keys_.begin(), keys_.end(), [&](const auto& k) { return k->id == id; });
+  return it == keys_.end() ? nullptr : it->get();
+}
+
 Result<std::string> Masker::UnmaskAddress(const IpAddress& masked, std::string_view key_id) {
+  Keyed* key = nullptr;
   if (!key_id.empty()) {
     // The table's masked_ip_key_id column said which key made this address.
-    for (const auto& key : keys_) {
-      if (key->id != key_id) continue;
-      if (!key->ip) {
-        return Status::InvalidInput(
-            fmt::format("unmask: key {} is a {} key; a bare address needs an "
-                        "address-valued one (ipcrypt-deterministic, ipcrypt-pfx, cryptopan)",
-                        key->id, ModeName(key->mode)));
-      }
-      Result<IpAddress> plain = key->ip->Decrypt(masked);
-      if (!plain.ok()) return plain.status().Annotate("unmask with key " + key->id);
-      return FormatIp(*plain);
+    key = FindKey(key_id);
+    if (key == nullptr) return Status::NotFound(fmt::format("unmask: key {} is not in the keyring", key_id));
+    if (!key->ip) {
+      return Status::InvalidInput(
+          fmt::format("unmask: key {} is a {} key; a bare address needs an "
+                      "address-valued one (ipcrypt-deterministic, ipcrypt-pfx, cryptopan)",
+                      key->id, ModeName(key->mode)));
     }
-    return Status::NotFound(fmt::format("unmask: key {} is not in the keyring", key_id));
-  }
-  if (address_keys_.empty()) {
+  } else if (address_keys_.empty()) {
     return Status::InvalidInput(
         "unmask: the value is a bare IP address, but the keyring has no address-valued key "
         "(ipcrypt-deterministic, ipcrypt-pfx or cryptopan) for the ip field");
+  } else {
+    // No key id and no tag: the keyring's record of the column decides which key.
+    key = address_keys_.front();
   }
-  // No key id and no tag: the keyring's record of the column decides which key.
-  Keyed& key = *address_keys_.front();
-  Result<IpAddress> plain = key.ip->Decrypt(masked);
-  if (!plain.ok()) return plain.status().Annotate("unmask with key " + key.id);
+  Result<IpAddress> plain = key->ip->Decrypt(masked);
+  if (!plain.ok()) return plain.status().Annotate("unmask with key " + key->id);
   return FormatIp(*plain);
 }
 
@@ -262,12 +263,12 @@ Result<std::string> Masker::Unmask(std::string_view masked, std::string_view add
   std::string_view id = masked.substr(0, Keyring::kKeyIdChars);
   // Checked first so that the id may be quoted below: a hex id is not a fragment of someone's ip.
   if (!IsLowerHex(id)) return Malformed();
-  auto it = std::find_if(keys_.begin(), keys_.end(), [&](const auto& k) { return k->id == id; });
-  if (it == keys_.end()) {
+  Keyed* found = FindKey(id);
+  if (found == nullptr) {
     return Status::NotFound("unmask: no key with id " + std::string(id) +
                             " in the keyring (removed by a rotation, or the wrong key file?)");
   }
-  Keyed& key = **it;
+  Keyed& key = *found;
   std::string_view rest = masked.substr(kPrefixChars);
   if (rest.starts_with(kHmacTag) || key.mode == MaskMode::kHmac) {
     return Status::InvalidInput("unmask: this value was masked with hmac (key " + key.id +

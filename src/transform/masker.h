@@ -99,6 +99,7 @@ class Masker {
   Status SealV2(Keyed& key, std::string_view field, std::string_view plaintext, std::string& out);
   Status Hash(Keyed& key, std::string_view field, std::string_view plaintext, std::string& out);
   Result<std::string> UnmaskAddress(const IpAddress& masked, std::string_view key_id);
+  Keyed* FindKey(std::string_view id) const;  // nullptr if the keyring has no such key
 
   std::vector<std::unique_ptr<Keyed>> keys_;  // keyring order
   std::array<Keyed*, 2> fields_;              // per MaskField: the key that masks it

@@ -45,6 +45,34 @@ std::vector<std::string> Unmasked(const std::string& key, const std::vector<std:
   return out;
 }
 
+// `run --follow` in the background, stopped by Stop() or, however the test ends (an ASSERT
+// returns early), when it goes out of scope: SIGTERM, then SIGKILL if it has not exited in 30 s.
+class FollowingConsumer {
+ public:
+  FollowingConsumer(const std::string& queue, const std::string& table, const std::string& key,
+                    const std::string& name)
+      : pid_file_(TestDir() + "/" + name + ".pid") {
+    started_ = RunShell(fmt::format("( {} run --follow --wait-seconds 1 --queue {} --table {} --key-file {} "
+                                    ">{}/{}.out 2>&1 & echo $! > {} )",
+                                    SQS2PG_BINARY, queue, table, key, TestDir(), name, pid_file_))
+                   .exit_code == 0;
+  }
+  ~FollowingConsumer() { Stop(); }
+  bool started() const { return started_; }
+  void Stop() {
+    if (!started_) return;
+    started_ = false;
+    RunShell(fmt::format(
+        "pid=$(cat {}); [ -n \"$pid\" ] || exit 0; kill -TERM $pid 2>/dev/null; for i in $(seq 300); do "
+        "kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; kill -KILL $pid",
+        pid_file_));
+  }
+
+ private:
+  std::string pid_file_;
+  bool started_ = false;
+};
+
 TEST(RekeyTest, RemasksOldRowsAndRejectsWhileAConsumerRunsAndSurvivesAKill) {
   std::string key = TestDir() + "/rekey.key";
   std::filesystem::remove(key);
@@ -68,22 +96,8 @@ TEST(RekeyTest, RemasksOldRowsAndRejectsWhileAConsumerRunsAndSurvivesAKill) {
   // A consumer keeps loading the same messages again (new MessageIds) while rekey runs; rekey is
   // killed mid-way, then run again to the end.
   ASSERT_EQ(RunSqs2pg({"send", "--queue", queue, SampleDataPath()}).exit_code, 0);
-  const std::string pid_file = TestDir() + "/follow.pid";
-  CommandResult started =
-      RunShell(fmt::format("( {} run --follow --wait-seconds 1 --queue {} --table {} --key-file {} "
-                           ">{}/follow.out 2>&1 & echo $! > {} )",
-                           SQS2PG_BINARY, queue, table, key, TestDir(), pid_file));
-  ASSERT_EQ(started.exit_code, 0);
-  // Stops the consumer however the test ends (an ASSERT returns early).
-  struct StopConsumer {
-    std::string pid_file;
-    ~StopConsumer() {
-      RunShell(
-          fmt::format("pid=$(cat {}); [ -n \"$pid\" ] && kill -TERM $pid; while kill -0 $pid 2>/dev/null; do "
-                      "sleep 0.1; done",
-                      pid_file));
-    }
-  } stop_consumer{pid_file};
+  FollowingConsumer consumer(queue, table, key, "follow");
+  ASSERT_TRUE(consumer.started());
   // Killed between batches once part of the ip column is done (a pause after each batch makes
   // that moment wide enough to hit).
   const std::string rekey_pid = TestDir() + "/rekey.pid";
@@ -114,8 +128,7 @@ TEST(RekeyTest, RemasksOldRowsAndRejectsWhileAConsumerRunsAndSurvivesAKill) {
   EXPECT_THAT(rekey.out, HasSubstr(fmt::format("re-masked {} ips", old_ips)));
   // Let the consumer finish the second copy, then stop it.
   for (int i = 0; i < 100 && db.Count(table) < 198; ++i) RunShell("sleep 0.1");
-  RunShell(fmt::format("kill -TERM $(cat {}); while kill -0 $(cat {}) 2>/dev/null; do sleep 0.1; done",
-                       pid_file, pid_file));
+  consumer.Stop();
   ASSERT_EQ(db.Count(table), 198);
   // The consumer's rows are in the active form already; a last rekey makes sure of the rest.
   CommandResult last = RunSqs2pg({"rekey", "--table", table, "--key-file", key});
@@ -181,21 +194,8 @@ TEST(RekeyTest, RemasksBetweenTwoPrefixPreservingKeysByTheRowsKeyId) {
   // Rotate to a new Crypto-PAn key; a consumer loads a second copy under it while rekey runs.
   ASSERT_EQ(RunSqs2pg({"keygen", "--rotate", "--out", key, "--ip-mask", "cryptopan"}).exit_code, 0);
   ASSERT_EQ(RunSqs2pg({"send", "--queue", queue, SampleDataPath()}).exit_code, 0);
-  const std::string pid_file = TestDir() + "/follow-pfx.pid";
-  ASSERT_EQ(RunShell(fmt::format("( {} run --follow --wait-seconds 1 --queue {} --table {} --key-file {} "
-                                 ">{}/follow-pfx.out 2>&1 & echo $! > {} )",
-                                 SQS2PG_BINARY, queue, table, key, TestDir(), pid_file))
-                .exit_code,
-            0);
-  struct StopConsumer {
-    std::string pid_file;
-    ~StopConsumer() {
-      RunShell(
-          fmt::format("pid=$(cat {}); [ -n \"$pid\" ] && kill -TERM $pid; while kill -0 $pid 2>/dev/null; do "
-                      "sleep 0.1; done",
-                      pid_file));
-    }
-  } stop_consumer{pid_file};
+  FollowingConsumer consumer(queue, table, key, "follow-pfx");
+  ASSERT_TRUE(consumer.started());
   const long labelled_old = 99 - unlabelled;
   CommandResult rekey = RunSqs2pg({"rekey", "--table", table, "--key-file", key, "--batch-size", "7"});
   ASSERT_EQ(rekey.exit_code, 0) << rekey.err;
@@ -215,10 +215,13 @@ TEST(RekeyTest, RemasksBetweenTwoPrefixPreservingKeysByTheRowsKeyId) {
       RunSqs2pg({"rekey", "--table", table, "--key-file", key, "--address-key-id", "0badc0de"});
   EXPECT_EQ(wrong.exit_code, 2);
   EXPECT_THAT(wrong.err, HasSubstr("not an address-valued ip key"));
+  // siv values are not addresses: rekeying the inet column to siv is refused before any batch.
+  CommandResult to_siv = RunSqs2pg({"rekey", "--table", table, "--key-file", key, "--ip-mask", "siv"});
+  EXPECT_EQ(to_siv.exit_code, 2);
+  EXPECT_THAT(to_siv.err, HasSubstr("masked_ip is inet"));
 
   for (int i = 0; i < 100 && db.Count(table) < 198; ++i) RunShell("sleep 0.1");
-  RunShell(fmt::format("kill -TERM $(cat {}); while kill -0 $(cat {}) 2>/dev/null; do sleep 0.1; done",
-                       pid_file, pid_file));
+  consumer.Stop();
   ASSERT_EQ(db.Count(table), 198);
   // Every row is now the new key's, and unmasks (with that key) to what it was.
   const std::string new_key =
