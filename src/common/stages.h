@@ -78,8 +78,13 @@ struct LoadSummary {
   // say), delivered fewer than max_receives times: not committed, so they must not be deleted.
   // SQS delivers them again; once they have been delivered max_receives times they are rejected.
   std::vector<std::string> left_for_redelivery;
+  // Not empty: the database refused messages for a reason of its own (one SQLSTATE, messages of
+  // different shapes in a row), so they are in left_for_redelivery instead of rejected. Says
+  // why, with the SQLSTATE; a drain ends with it as its error, a follow run backs off.
+  std::string systemic_refusal;
 
   LoadSummary& operator+=(const LoadSummary& o) {
+    if (systemic_refusal.empty()) systemic_refusal = o.systemic_refusal;
     rows_loaded += o.rows_loaded;
     rejects_stored += o.rejects_stored;
     duplicates += o.duplicates;

@@ -75,6 +75,20 @@ Metrics::Metrics(Registry& r)
       visibility_extended(r.AddCounter("sqs2pg_messages_visibility_extended_total",
                                        "Visibility extensions of messages in hand (the heartbeat)")
                               .Get()),
+      visibility_refused(
+          r.AddCounter("sqs2pg_messages_visibility_refused_total",
+                       "Visibility extensions SQS refused for good (dead receipt handle): dropped from hand")
+              .Get()),
+      deletes_failing(
+          r.AddCounter("sqs2pg_messages_committed_delete_failing_total",
+                       "Committed messages whose delete keeps failing (a dead-letter queue would get "
+                       "them already loaded)")
+              .Get()),
+      systemic_refusals(
+          r.AddCounter("sqs2pg_messages_systemic_refusals_total",
+                       "Messages left in the queue because the database refused them systemically "
+                       "(one SQLSTATE, messages of different shapes in a row)")
+              .Get()),
       in_hand_messages(
           r.AddGauge("sqs2pg_in_hand_messages", "Messages received and not yet deleted or released").Get()),
       in_hand_bytes(r.AddGauge("sqs2pg_in_hand_bytes", "Bytes of the bodies of the messages in hand").Get()),

@@ -80,6 +80,15 @@ struct Metrics {
   Counter& delete_failures;
   Counter& left_for_redelivery;
   Counter& visibility_extended;
+  // Visibility extensions SQS refused for good (MessageNotInflight, ReceiptHandleIsInvalid, the
+  // 12-hour cap): the message's receipt handle is dead, so it was dropped from hand.
+  Counter& visibility_refused;
+  // Committed messages whose delete has failed kDeleteWarnAfter times in a row or for good: if
+  // SQS moves one to a dead-letter queue, it is there already loaded.
+  Counter& deletes_failing;
+  // Messages left in the queue because the database refused them systemically (one SQLSTATE,
+  // messages of different shapes in a row): the fault is the database's, not the messages'.
+  Counter& systemic_refusals;
   Gauge& in_hand_messages;
   Gauge& in_hand_bytes;
   Gauge& oldest_in_hand_age_seconds;

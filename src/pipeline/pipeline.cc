@@ -18,8 +18,11 @@ constexpr std::chrono::milliseconds kTick{50};
 // DeleteMessageBatch calls in flight at once. A committed batch of 500 would otherwise open 50
 // connections in one burst; 16 keep up with any receive rate and reuse their connections.
 constexpr int kMaxDeletesInFlight = 16;
-// After the shutdown timeout, how long the loaders get to notice the interrupt.
-constexpr std::chrono::seconds kInterruptGrace{2};
+// After the shutdown timeout, how long the loaders get to notice the interrupt, and how long the
+// visibility releases of what was not committed get to answer: together well under the 2 s a
+// stop may take past --shutdown-timeout.
+constexpr std::chrono::milliseconds kInterruptGrace{1000};
+constexpr std::chrono::milliseconds kReleaseGrace{500};
 
 std::int64_t Millis(std::chrono::steady_clock::duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
@@ -133,7 +136,21 @@ void Pipeline::OnReceived(int round, bool unlock, Result<std::vector<ReceivedMes
     return;
   }
   receive_failures_.Reset();
-  if (received->empty()) {
+  // Drain with --max-receives 0: an answer holding only messages the sink already left for
+  // redelivery (and will leave again: nothing ends their cycle) says nothing new about the
+  // queue. It counts as empty, or a visibility timeout shorter than the long poll would bring
+  // them back into every confirmation round, and the drain would never end. They are not taken
+  // into hand: SQS hands them out again after their visibility timeout.
+  bool only_left = !options_.follow && options_.max_receives == 0 && !left_ids_.empty() &&
+                   !received->empty() &&
+                   std::all_of(received->begin(), received->end(), [this](const ReceivedMessage& m) {
+                     return left_ids_.count(m.message_id) && !in_hand_.count(m.message_id);
+                   });
+  if (only_left) {
+    stats_.received += received->size();
+    stats_.left_for_redelivery += received->size();
+  }
+  if (received->empty() || only_left) {
     idle_ = true;
     // Messages in hand may be what keeps the queue empty (a FIFO group waits for them to be
     // deleted), and nothing else is coming to fill their batch: load them now.
@@ -162,6 +179,7 @@ void Pipeline::OnReceived(int round, bool unlock, Result<std::vector<ReceivedMes
     auto [it, fresh] = in_hand_.try_emplace(m.message_id);
     // The newest receipt handle is the only one SQS still honours for a delete.
     it->second.receipt_handle = m.receipt_handle;
+    it->second.handle_dead = false;
     it->second.extend_at = now + half_visibility;
     if (!fresh) {
       ++stats_.duplicates;  // delivered again while still in hand
@@ -307,8 +325,23 @@ void Pipeline::HandleLoaded() {
       stats_.duplicates += l.result->duplicates;
       std::unordered_set<std::string> left(l.result->left_for_redelivery.begin(),
                                            l.result->left_for_redelivery.end());
+      if (!l.result->systemic_refusal.empty()) {
+        OnSystemicRefusal(l.result->systemic_refusal, left.size(), now);
+      } else if (l.result->rows_loaded > 0) {
+        systemic_streak_ = 0;
+      }
       PendingDelete pending;
+      std::vector<std::string> dead;
       for (const ProcessedMessage& m : batch.messages) {
+        if (auto h = in_hand_.find(m.message_id);
+            h != in_hand_.end() && h->second.handle_dead && !left.count(m.message_id)) {
+          // Committed, but SQS said its receipt handle is dead: a delete with it would not delete
+          // it (and must not be counted as deleted). It comes back and the ledger skips it.
+          dead.push_back(m.message_id);
+          ++stats_.delete_failures;
+          Release(m.message_id);
+          continue;
+        }
         if (left.count(m.message_id)) {
           // Not committed: it must not be deleted, and the heartbeat must not keep it hidden.
           ++stats_.left_for_redelivery;
@@ -320,6 +353,8 @@ void Pipeline::HandleLoaded() {
         if (pending.message_ids.size() == kMaxPerCall) deletes_.push_back(std::exchange(pending, {}));
       }
       if (!pending.message_ids.empty()) deletes_.push_back(std::move(pending));
+      if (!dead.empty())
+        WarnDeleteFailing(dead, "SQS refused to extend their visibility (dead receipt handle)");
       if (options_.metrics) CountCommitted(batch, *l.result);
       if (batch.failures.failures > 0) {
         log::Info({{"messages", batch.messages.size()}, {"attempt", batch.failures.failures + 1}},
@@ -367,10 +402,12 @@ void Pipeline::StartDeletes() {
     }
     PendingDelete pending = std::move(*it);
     it = deletes_.erase(it);
+    // Handles line up with pending.message_ids: OnDeleted reads the answer's entries by index.
     std::vector<std::string> handles;
-    for (const std::string& id : pending.message_ids) {
-      if (auto m = in_hand_.find(id); m != in_hand_.end()) handles.push_back(m->second.receipt_handle);
-    }
+    std::erase_if(pending.message_ids, [this](const std::string& id) { return !in_hand_.count(id); });
+    if (pending.message_ids.empty()) continue;
+    for (const std::string& id : pending.message_ids)
+      handles.push_back(in_hand_.find(id)->second.receipt_handle);
     ++deletes_in_flight_;
     source_.StartDelete(std::move(handles),
                         [this, pending = std::move(pending)](Result<BatchResult> r) mutable {
@@ -397,6 +434,10 @@ void Pipeline::OnDeleted(PendingDelete pending, Result<BatchResult> result) {
                 pending.message_ids.size(), pending.failures.failures, Millis(delay),
                 result.status().message());
       pending.not_before = now + delay;
+      if (pending.failures.failures >= kDeleteWarnAfter && !pending.warned) {
+        pending.warned = true;
+        WarnDeleteFailing(pending.message_ids, result.status().message());
+      }
       deletes_.push_back(std::move(pending));
       return;
     }
@@ -407,6 +448,7 @@ void Pipeline::OnDeleted(PendingDelete pending, Result<BatchResult> result) {
                "duplicates until this is fixed (does the role have sqs:DeleteMessage?): {}",
                pending.message_ids.size(), result.status().message());
     stats_.delete_failures += pending.message_ids.size();
+    if (!pending.warned) WarnDeleteFailing(pending.message_ids, result.status().message());
     for (const std::string& id : pending.message_ids) Release(id);
     if (!options_.follow && fatal_.ok()) fatal_ = result.status().Annotate("delete committed messages");
     return;
@@ -414,6 +456,8 @@ void Pipeline::OnDeleted(PendingDelete pending, Result<BatchResult> result) {
   std::vector<bool> settled(pending.message_ids.size(), true);
   PendingDelete again;
   again.failures = pending.failures;
+  again.warned = pending.warned;
+  std::vector<std::string> refused;
   for (size_t i : result->retryable) {
     if (i >= settled.size()) continue;
     settled[i] = false;
@@ -424,9 +468,11 @@ void Pipeline::OnDeleted(PendingDelete pending, Result<BatchResult> result) {
     // Usually a receipt handle that expired: the message was delivered again meanwhile, and
     // that delivery is skipped as a duplicate.
     ++stats_.delete_failures;
+    refused.push_back(pending.message_ids[i]);
     Release(pending.message_ids[i]);
     settled[i] = false;
   }
+  if (!refused.empty()) WarnDeleteFailing(refused, "SQS refused the delete (receipt handle no longer valid)");
   for (size_t i = 0; i < settled.size(); ++i) {
     if (!settled[i]) continue;
     ++stats_.deleted;
@@ -438,6 +484,10 @@ void Pipeline::OnDeleted(PendingDelete pending, Result<BatchResult> result) {
       options_.metrics->CountSqsRetries(metrics::SqsOp::kDeleteMessageBatch, again.message_ids.size());
     again.failures.Fail(now);
     again.not_before = now + Backoff(again.failures.failures);
+    if (again.failures.failures >= kDeleteWarnAfter && !again.warned) {
+      again.warned = true;
+      WarnDeleteFailing(again.message_ids, "SQS failed the delete entries on its side");
+    }
     deletes_.push_back(std::move(again));
   }
 }
@@ -456,15 +506,35 @@ void Pipeline::Heartbeat() {
           auto now = Clock::now();
           auto next = now + std::chrono::milliseconds(*options_.visibility_timeout) / 2;
           std::vector<bool> extended(ids.size(), r.ok());
+          std::vector<bool> refused(ids.size(), false);
           if (r.ok()) {
             for (size_t i : r->retryable)
               if (i < extended.size()) extended[i] = false;
+            for (size_t i : r->refused) {
+              if (i >= extended.size()) continue;
+              extended[i] = false;
+              refused[i] = true;
+            }
           }
           for (size_t i = 0; i < ids.size(); ++i) {
             auto it = in_hand_.find(ids[i]);
             if (it == in_hand_.end()) continue;
             InHand& m = it->second;
             m.extending = false;
+            if (refused[i]) {
+              // Not a success: the handle is dead (MessageNotInflight, ReceiptHandleIsInvalid, the
+              // 12-hour cap). Dropped from the heartbeat and from deletes; once per message.
+              if (!m.handle_dead) {
+                m.handle_dead = true;
+                ++stats_.visibility_refused;
+                log::Warn(
+                    {{"message_id", ids[i]}, {"operation", "ChangeMessageVisibilityBatch"}},
+                    "SQS refused to extend the visibility of message {}: its receipt handle is dead; it is "
+                    "no longer held (SQS may deliver it again; the ledger skips it if it was committed)",
+                    ids[i]);
+              }
+              continue;
+            }
             if (extended[i]) {
               m.extend_failures = 0;
               m.extend_at = next;
@@ -485,7 +555,7 @@ void Pipeline::Heartbeat() {
     ids.clear();
   };
   for (auto& [id, m] : in_hand_) {
-    if (m.extending || m.extend_at > now) continue;
+    if (m.extending || m.handle_dead || m.extend_at > now) continue;
     m.extending = true;
     ids.push_back(id);
     if (ids.size() == kMaxPerCall) flush();
@@ -530,15 +600,19 @@ void Pipeline::Abandon() {
     ++stats_.left_for_redelivery;
     Release(m.message_id);
     if (handles.size() == kMaxPerCall) {
+      ++releases_in_flight_;
       source_.StartExtendVisibility(std::exchange(handles, {}), std::chrono::seconds(0),
-                                    [](Result<BatchResult>) {});
+                                    [this](Result<BatchResult>) { --releases_in_flight_; });
     }
   };
   for (const ProcessedMessage& m : building_) release(m);
   for (const Batch& b : ready_)
     for (const ProcessedMessage& m : b.messages) release(m);
-  if (!handles.empty())
-    source_.StartExtendVisibility(std::move(handles), std::chrono::seconds(0), [](Result<BatchResult>) {});
+  if (!handles.empty()) {
+    ++releases_in_flight_;
+    source_.StartExtendVisibility(std::move(handles), std::chrono::seconds(0),
+                                  [this](Result<BatchResult>) { --releases_in_flight_; });
+  }
   building_.clear();
   ready_.clear();
   // Committed, not yet deleted: they come back and the ledger skips them.
@@ -546,8 +620,36 @@ void Pipeline::Abandon() {
   deletes_.clear();
   // Still inside a loader that did not come back: not committed as far as we know.
   stats_.left_for_redelivery += messages_loading_;
-  auto until = Clock::now() + std::chrono::seconds(1);
-  while (Clock::now() < until) source_.Poll(kTick);
+  auto until = Clock::now() + kReleaseGrace;
+  while (releases_in_flight_ > 0 && Clock::now() < until) source_.Poll(kTick);
+}
+
+void Pipeline::WarnDeleteFailing(const std::vector<std::string>& message_ids, const std::string& why) {
+  stats_.deletes_failing += message_ids.size();
+  // One line per call (at most 10 ids): the ids are what an operator needs to find them in a
+  // dead-letter queue, where SQS puts them once their receive count passes maxReceiveCount.
+  std::string ids;
+  for (const std::string& id : message_ids) ids += (ids.empty() ? "" : ",") + id;
+  log::Warn(
+      {{"messages", message_ids.size()}, {"message_ids", ids}, {"operation", "DeleteMessageBatch"}},
+      "{} committed messages are not deleted from the queue ({}): SQS delivers them again and the ledger "
+      "skips them; if the queue's redrive policy moves them to a dead-letter queue first, they are "
+      "there already loaded (docs/operations.md, \"Dead letters\"): {}",
+      message_ids.size(), why, ids);
+}
+
+void Pipeline::OnSystemicRefusal(const std::string& why, size_t left, Clock::time_point now) {
+  stats_.systemic_refusals += left;
+  if (!options_.follow) {
+    // A drain cannot wait for an operator: it ends with the error (exit 1); the messages stay.
+    if (fatal_.ok()) fatal_ = Status::Permanent(why);
+    return;
+  }
+  ++systemic_streak_;
+  auto delay = Backoff(systemic_streak_);
+  receive_not_before_ = std::max(receive_not_before_, now + delay);
+  log::Error({{"messages", left}, {"attempt", systemic_streak_}, {"delay_ms", Millis(delay)}},
+             "{}; receiving again in {} ms", why, Millis(delay));
 }
 
 void Pipeline::PublishMetrics(Clock::time_point now) {
@@ -564,6 +666,9 @@ void Pipeline::PublishMetrics(Clock::time_point now) {
   add(m->delete_failures, stats_.delete_failures, published_.delete_failures);
   add(m->left_for_redelivery, stats_.left_for_redelivery, published_.left_for_redelivery);
   add(m->visibility_extended, stats_.visibility_extended, published_.visibility_extended);
+  add(m->visibility_refused, stats_.visibility_refused, published_.visibility_refused);
+  add(m->deletes_failing, stats_.deletes_failing, published_.deletes_failing);
+  add(m->systemic_refusals, stats_.systemic_refusals, published_.systemic_refusals);
   m->in_hand_messages.Set(static_cast<double>(in_hand_.size()));
   m->in_hand_bytes.Set(static_cast<double>(bytes_in_hand_));
   m->caught_up.store(idle_ && NothingInHand(), std::memory_order_relaxed);

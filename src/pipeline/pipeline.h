@@ -92,6 +92,17 @@ struct RunStats {
   std::uint64_t deleted = 0;
   std::uint64_t delete_failures = 0;  // committed but not deleted: redelivered, then skipped
   std::uint64_t visibility_extended = 0;
+  // Visibility extensions SQS refused for good: the receipt handle is dead (MessageNotInflight,
+  // ReceiptHandleIsInvalid, the 12-hour cap), so the message was dropped from hand. If it is
+  // committed meanwhile, it is not deleted (counted in delete_failures): it comes back and the
+  // ledger skips it.
+  std::uint64_t visibility_refused = 0;
+  // Committed messages whose delete failed kDeleteWarnAfter times in a row, or for good. A
+  // dead-letter queue gets such a message already loaded (docs/operations.md, "Dead letters").
+  std::uint64_t deletes_failing = 0;
+  // Messages left in the queue because the database refused them systemically (see
+  // LoadSummary::systemic_refusal); a drain ends with an error, a follow run backs off.
+  std::uint64_t systemic_refusals = 0;
   // Not committed, left to SQS to deliver again: a message the database would not take yet
   // (see --max-receives), or what a stop or a failure left in hand.
   std::uint64_t left_for_redelivery = 0;
@@ -141,13 +152,24 @@ class Pipeline {
     Clock::time_point received;   // first delivery of this stay in hand
     bool extending = false;
     int extend_failures = 0;
+    // SQS refused to extend it for good: this receipt handle will not delete it either. A new
+    // delivery (a new handle) brings it back to life.
+    bool handle_dead = false;
     size_t bytes = 0;
   };
   struct PendingDelete {
     std::vector<std::string> message_ids;
     FailureStreak failures;
     Clock::time_point not_before;
+    bool warned = false;  // its messages were reported as committed with a failing delete
   };
+  // A committed message's delete failing this many times in a row is reported (warning, metric).
+  static constexpr int kDeleteWarnAfter = 3;
+  // Reports committed messages whose delete keeps failing, or failed for good.
+  void WarnDeleteFailing(const std::vector<std::string>& message_ids, const std::string& why);
+  // A load left messages because the database refuses them systemically: a drain fails, a
+  // follow run backs its receives off.
+  void OnSystemicRefusal(const std::string& why, size_t left, Clock::time_point now);
 
   void StartReceives();
   // round: the confirmation round the receive belongs to (see StartReceives), 0 for none.
@@ -221,6 +243,10 @@ class Pipeline {
   // Messages the sink left for redelivery. Their coming back is not progress when max_receives is
   // 0 (nothing will ever end their cycle), so it does not restart the drain's wait.
   std::unordered_set<std::string> left_ids_;
+  // Follow mode: loads that ended in a systemic refusal in a row; receives back off by it.
+  int systemic_streak_ = 0;
+  // Visibility releases (timeout 0) Abandon() sent that have not answered yet.
+  int releases_in_flight_ = 0;
   bool stopping_ = false;  // a stop was requested and the receives in flight were cancelled
   Clock::time_point shutdown_deadline_;
   // Metrics: stats_ as last published, when the oldest message in hand was last looked for, and

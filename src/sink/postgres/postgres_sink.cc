@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/json_writer.h"
@@ -165,14 +166,17 @@ bool IsConfigurationConnectError(const std::string& why) {
   return false;
 }
 
-// Synchronous replication: when a COMMIT's wait for the standby is cancelled (a timeout, or the
-// server shutting down for a failover), the COMMIT still answers OK, with this WARNING. The
-// batch is then committed locally only, and may not exist on the node that survives.
-bool IsUnreplicatedCommitWarning(const PGresult* notice) {
-  std::string detail = ResultField(notice, PG_DIAG_MESSAGE_DETAIL);
-  std::string primary = ResultField(notice, PG_DIAG_MESSAGE_PRIMARY);
-  return detail.find("might not have been replicated") != std::string::npos ||
-         primary.find("synchronous replication") != std::string::npos;
+// A notice of WARNING severity during COMMIT means its outcome is not what it seems. The case
+// that matters: synchronous replication, when a COMMIT's wait for the standby is cancelled (a
+// cancel request, or the server shutting down for a failover), answers OK with a WARNING ("might
+// not have been replicated"): the batch is committed locally only, and may not exist on the node
+// that survives. That warning has no SQLSTATE of its own and its text follows the server's
+// lc_messages, so only the non-localized severity is read, never the message. Servers before 9.6
+// do not send that field: their (English-only, then) severity is the fallback.
+bool IsWarning(const PGresult* notice) {
+  std::string severity = ResultField(notice, PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (severity.empty()) severity = ResultField(notice, PG_DIAG_SEVERITY);
+  return severity == "WARNING";
 }
 
 // A refused row's reason keeps what Postgres said, but no value: data errors quote the
@@ -211,6 +215,17 @@ std::string RowShape(const LoginRow& row) {
       R"({{"user_id":"string","device_type":"{}","masked_ip":"string","masked_device_id":"string",)"
       R"("locale":"{}","app_version":"{}"}})",
       type(row.device_type), type(row.locale), type(row.app_version));
+}
+
+// What tells messages apart for the systemic-refusal check, without their values: which
+// fields are null and how long each value is. Two good messages of one producer usually differ
+// in some length; a bug that refuses one kind of message repeats one shape.
+std::string ShapeKey(const ProcessedMessage& m) {
+  const auto* row = std::get_if<LoginRow>(&m.record);
+  if (row == nullptr) return "reject";
+  auto len = [](const std::optional<std::string>& v) { return v ? static_cast<long>(v->size()) : -1L; };
+  return fmt::format("{}/{}/{}/{}/{}/{}", row->user_id.size(), len(row->device_type), row->masked_ip.size(),
+                     row->masked_device_id.size(), len(row->locale), len(row->app_version));
 }
 
 // Parses a number Postgres returned; 0 if it is not one (it always is, but no input is trusted).
@@ -265,17 +280,33 @@ struct PostgresSink::Impl {
   TableNames names;
   PgConn conn;
   Failure last_failure = Failure::kRetry;  // of the newest error from Fail()
-  bool unreplicated_commit = false;        // the notice receiver saw the WARNING above
+  std::string last_sqlstate;               // of the newest error from Fail() ("" if none)
+  bool in_commit = false;                  // a COMMIT is under way: its notices are watched
+  bool commit_warned = false;              // the notice receiver saw a WARNING during COMMIT (see IsWarning)
   bool reconnect = false;                  // drop the connection before the next batch
   std::atomic<bool> interrupted{false};
-  // Guards cancel and the socket number while the loader replaces them: Interrupt() and the
-  // watchdog run on other threads.
+  // Guards `cancel` and `socket_fd` while the loader replaces them: Interrupt() and the watchdog
+  // run on other threads. Never held across a connect (PQreset) or a cancel request (PQcancel):
+  // both can block for as long as an unreachable host takes to time out.
   std::mutex cancel_mu;
-  PgCancel cancel;
-  // A load in progress since this steady-clock time (ns; 0: none). A server whose connection went
-  // silent, with TCP still acknowledged (a frozen proxy), would block libpq for ever; past
-  // statement_timeout plus a margin the watchdog shuts the socket down, which fails the call.
+  std::shared_ptr<PGcancel> cancel;  // shared with a cancel request still being sent
+  int socket_fd = -1;                // the connection's socket; -1 while it is being replaced
+  // The statement in progress was sent at this steady-clock time (ns; 0: none). A server whose
+  // connection went silent, with TCP still acknowledged (a frozen proxy), would block libpq for
+  // ever; past statement_timeout plus a margin the watchdog shuts the socket down, which fails
+  // the call. Per statement, not per load: isolating a refused row runs many statements, and a
+  // deadline over all of them would cut a long isolation off and start it again, for ever.
   std::atomic<std::int64_t> busy_since_ns{0};
+  // Marks one statement for the watchdog, from its sending to its answer.
+  struct Watched {
+    Impl& d;
+    explicit Watched(Impl& impl) : d(impl) {
+      d.busy_since_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+    }
+    ~Watched() { d.busy_since_ns = 0; }
+    Watched(const Watched&) = delete;
+    Watched& operator=(const Watched&) = delete;
+  };
   std::thread watchdog;
   std::mutex watchdog_mu;
   std::condition_variable watchdog_cv;
@@ -291,9 +322,16 @@ struct PostgresSink::Impl {
   }
 
   void StartWatchdog();
-  // REQUIRES: cancel_mu held.
+  // REQUIRES: cancel_mu held. Reads socket_fd, not PQsocket(): the loader may be inside PQreset.
   void ShutDownSocketLocked() {
-    if (int fd = PQsocket(conn.get()); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    if (socket_fd >= 0) ::shutdown(socket_fd, SHUT_RDWR);
+  }
+  // On the loader thread, after a (re)connect: the new socket and cancel handle.
+  void PublishConnection() {
+    std::shared_ptr<PGcancel> fresh(PQgetCancel(conn.get()), [](PGcancel* c) { PQfreeCancel(c); });
+    std::lock_guard lock(cancel_mu);
+    socket_fd = PQsocket(conn.get());
+    cancel = std::move(fresh);
   }
   std::vector<std::string> column_types;  // format_type() of each kRowColumns entry, from Prepare()
   bool rejects_lack_shape_columns = false;
@@ -347,6 +385,7 @@ struct PostgresSink::Impl {
     return st;
   }
   Status MigrateLedger();
+  Result<bool> RefreshLegacyLedger(std::int64_t now_ms, std::int64_t keep_ms);
   // Creates the partitions from the first kept day to days_ahead after today, drops older ones
   // (owner only), and stops consulting the pre-partitioning ledger once it has expired.
   Status MaintainLedger();
@@ -355,6 +394,7 @@ struct PostgresSink::Impl {
   Status Fail(const PGresult* res, std::string_view what) {
     auto [st, failure] = PgError(conn.get(), res, what);
     last_failure = failure;
+    last_sqlstate = ResultField(res, PG_DIAG_SQLSTATE);
     // A standby after a failover stays one: reconnect, so target_session_attrs finds the primary.
     if (ResultField(res, PG_DIAG_SQLSTATE) == "25006") reconnect = true;
     return st;
@@ -380,19 +420,48 @@ struct PostgresSink::Impl {
   // COPY of `rows` rows; an error unless the server reports exactly that many.
   Status Copy(const std::string& sql, const std::string& data, size_t rows);
   Result<LoadSummary> LoadOnce(std::span<const ProcessedMessage> batch);
-  Result<LoadSummary> LoadSplitting(std::span<const ProcessedMessage> batch);
-  Result<LoadSummary> RejectRefusedRow(const ProcessedMessage& message, const Status& why,
-                                       std::string_view reason);
+  // Isolating refused rows and messages: what one load found out.
+  struct Isolation {
+    LoadSummary summary;                           // of the parts that committed
+    std::vector<const ProcessedMessage*> refused;  // refused alone (this try or an earlier one)
+    std::vector<const ProcessedMessage*> untried;  // not tried: the database refuses everything
+  };
+  struct Refusal {
+    Status why;
+    Failure failure;  // kData or kMessage
+    std::string sqlstate;
+  };
+  // Message id -> why the database refused it alone. Kept across tries of a batch, erased once
+  // the message is rejected or left; cleared past kMaxRemembered (it only saves statements).
+  static constexpr size_t kMaxRemembered = 100'000;
+  std::unordered_map<std::string, Refusal> refusals;
+  // Systemic refusals: data errors with one SQLSTATE for kSystemicShapes messages of different
+  // shapes in a row (no row loaded in between) are the database's fault (no partition
+  // for the date, a reference table behind), not the messages': they are left in the queue.
+  static constexpr size_t kSystemicShapes = 3;
+  std::string streak_sqlstate;
+  std::set<std::string> streak_shapes;
+  std::string systemic_sqlstate;  // non-empty while refusals with it are treated as systemic
+  void NoteDataRefusal(const std::string& sqlstate, std::string shape);
+  void ResetRefusalStreak();
+  // Loads the batch, halving around refused rows; stores the refused as rejects (one
+  // transaction), or leaves them for redelivery (see LoadSummary::left_for_redelivery).
+  Result<LoadSummary> LoadIsolating(std::span<const ProcessedMessage> batch);
+  Status Isolate(std::span<const ProcessedMessage> batch, Isolation& found);
+  ProcessedMessage RefusedRowReject(const ProcessedMessage& message, const Status& why,
+                                    std::string_view reason);
   void BuildStatements();
 };
 
 Status PostgresSink::Impl::Exec(const std::string& sql, ExecStatusType expected) {
+  Watched watched(*this);
   PgResult res(PQexec(conn.get(), sql.c_str()));
   if (PQresultStatus(res.get()) != expected) return Fail(res.get(), sql.substr(0, sql.find(' ', 12)));
   return Status::Ok();
 }
 
 Status PostgresSink::Impl::ExecAs(const std::string& sql, std::string_view what, ExecStatusType expected) {
+  Watched watched(*this);
   PgResult res(PQexec(conn.get(), sql.c_str()));
   if (PQresultStatus(res.get()) != expected) return Fail(res.get(), what);
   return Status::Ok();
@@ -402,6 +471,7 @@ Result<PgResult> PostgresSink::Impl::Query(const std::string& sql, const std::ve
                                            std::string_view what) {
   std::vector<const char*> values;
   for (const auto& p : params) values.push_back(p.c_str());
+  Watched watched(*this);
   PgResult res(PQexecParams(conn.get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),
                             nullptr, nullptr, 0));
   if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return Fail(res.get(), what);
@@ -410,20 +480,19 @@ Result<PgResult> PostgresSink::Impl::Query(const std::string& sql, const std::ve
 
 void PostgresSink::Impl::OnNotice(void* self, const PGresult* notice) {
   // Runs on the loader thread, inside the PQexec that caused the notice.
-  if (IsUnreplicatedCommitWarning(notice)) static_cast<Impl*>(self)->unreplicated_commit = true;
+  auto* impl = static_cast<Impl*>(self);
+  if (impl->in_commit && IsWarning(notice)) impl->commit_warned = true;
 }
 
 Status PostgresSink::Impl::SetUpSession() {
   PQsetNoticeReceiver(conn.get(), &Impl::OnNotice, this);
-  {
-    std::lock_guard lock(cancel_mu);
-    cancel = PgCancel(PQgetCancel(conn.get()));
-  }
+  PublishConnection();
   // Our statement timeout only where nobody set one (conninfo options, PGOPTIONS, the role).
   std::string sql = fmt::format(
       "SELECT set_config('statement_timeout', '{}ms', false) WHERE current_setting('statement_timeout') = "
       "'0'",
       config.statement_timeout.count());
+  Watched watched(*this);
   PgResult res(PQexec(conn.get(), sql.c_str()));
   if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return Fail(res.get(), "set statement_timeout");
   return Status::Ok();
@@ -437,10 +506,14 @@ Status PostgresSink::Impl::EnsureConnected() {
   if (config.metrics != nullptr) config.metrics->postgres_reconnects.Inc();
   // PQreset reconnects with the same settings, trying every host of a multi-host conninfo again.
   {
-    // The socket number changes here: not while another thread may shut it down.
+    // The socket number changes here: nobody may shut down the old number (a new file may get
+    // it). The lock is not held across the connect, which can take connect_timeout per host:
+    // Interrupt() on the event loop thread must never wait for it.
     std::lock_guard lock(cancel_mu);
-    PQreset(conn.get());
+    socket_fd = -1;
   }
+  PQreset(conn.get());
+  if (PQstatus(conn.get()) == CONNECTION_OK) PublishConnection();
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     std::string why = PQerrorMessage(conn.get());
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
@@ -522,7 +595,10 @@ void PostgresSink::Impl::BuildStatements() {
       " SELECT DISTINCT ON (r.message_id) {reject_values}"
       " FROM pg_temp.sqs2pg_stage_rejects r"
       " JOIN fresh f ON f.message_id = r.message_id AND f.outcome = 'rejected'"
-      " ORDER BY r.message_id RETURNING 1)"
+      // A reject whose id the rejects table already holds (committed before a ledger migration
+      // that was not consulted, or a rejects table shared by two ledgers) is a duplicate, not an
+      // error that would fail its batch at every delivery.
+      " ORDER BY r.message_id ON CONFLICT DO NOTHING RETURNING 1)"
       " SELECT (SELECT count(*) FROM loaded), (SELECT count(*) FROM rejected)",
       fmt::arg("table", names.Quoted()), fmt::arg("rejects", names.Quoted("_rejects")),
       fmt::arg("columns", columns), fmt::arg("selected", selected),
@@ -567,6 +643,7 @@ Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data,
   // PQputCopyData takes an int length: send in chunks, so no batch size can overflow it.
   constexpr size_t kChunk = size_t{1} << 20;
   PGconn* c = conn.get();
+  Watched watched(*this);
   PgResult begin(PQexec(c, sql.c_str()));
   if (PQresultStatus(begin.get()) != PGRES_COPY_IN) return Fail(begin.get(), sql.substr(0, 40));
   for (size_t at = 0; at < data.size(); at += kChunk) {
@@ -646,7 +723,10 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
   if (reject_count > 0) {
     if (Status st = Copy(copy_rejects_sql, rejects, reject_count); !st.ok()) return fail(st);
   }
-  PgResult merged(PQexec(conn.get(), (order_count > 0 ? merge_ordered_sql : merge_sql).c_str()));
+  PgResult merged = [&] {
+    Watched watched(*this);
+    return PgResult(PQexec(conn.get(), (order_count > 0 ? merge_ordered_sql : merge_sql).c_str()));
+  }();
   if (PQresultStatus(merged.get()) != PGRES_TUPLES_OK) {
     return fail(Fail(merged.get(), fmt::format("insert into {}", names.Quoted())));
   }
@@ -654,70 +734,191 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
   summary.rows_loaded = static_cast<size_t>(ParseCount(PQgetvalue(merged.get(), 0, 0)));
   summary.rejects_stored = static_cast<size_t>(ParseCount(PQgetvalue(merged.get(), 0, 1)));
   summary.duplicates = batch.size() - std::min(batch.size(), summary.rows_loaded + summary.rejects_stored);
-  unreplicated_commit = false;
+  commit_warned = false;
+  in_commit = true;
   auto commit_start = std::chrono::steady_clock::now();
-  if (Status st = Exec("COMMIT"); !st.ok()) return fail(st);
+  Status committed = Exec("COMMIT");
+  in_commit = false;
+  if (!committed.ok()) return fail(committed);
   if (config.metrics != nullptr) {
     config.metrics->postgres_commit_seconds.Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_start).count());
   }
-  if (unreplicated_commit) {
-    // Not durable: keep the messages. They come back and the ledger on whichever node survives
-    // decides whether they are loaded or skipped.
+  if (commit_warned) {
+    // An unknown outcome: keep the messages. They come back and the ledger on whichever node
+    // survives decides whether they are loaded or skipped.
     reconnect = true;
     last_failure = Failure::kRetry;
     return Status::Transient(
-        "COMMIT was not confirmed by the synchronous standby (cancelled wait, or the server is going down "
-        "for a failover); the batch will be loaded again, and the ledger skips what did commit");
+        "COMMIT answered with a WARNING (e.g. a synchronous standby did not confirm it: a cancelled wait, "
+        "or the server going down for a failover); its outcome is treated as unknown: the batch will be "
+        "loaded again, and the ledger skips what did commit");
   }
   if (config.metrics != nullptr) config.metrics->postgres_commits.Inc();
   return summary;
 }
 
-Result<LoadSummary> PostgresSink::Impl::LoadSplitting(std::span<const ProcessedMessage> batch) {
+Status PostgresSink::Impl::Isolate(std::span<const ProcessedMessage> batch, Isolation& found) {
   auto result = LoadOnce(batch);
-  if (result.ok()) return result;
+  if (result.ok()) {
+    // Rows load between the refusals: they are the messages' fault, not the database's.
+    if (result->rows_loaded > 0) ResetRefusalStreak();
+    found.summary += *result;
+    return Status::Ok();
+  }
   // One row (or message) spoils the whole COPY: halve the batch until it is found.
   bool isolate = last_failure == Failure::kData || last_failure == Failure::kMessage;
-  if (!isolate) return result;
+  if (!isolate) return result.status();
+  if (last_failure == Failure::kData && !systemic_sqlstate.empty() && last_sqlstate == systemic_sqlstate) {
+    // The database refuses everything with this SQLSTATE: halving would only turn good
+    // messages into rejects, one statement each. Leave them untried.
+    for (const ProcessedMessage& m : batch) found.untried.push_back(&m);
+    return Status::Ok();
+  }
   if (batch.size() == 1) {
     const ProcessedMessage& m = batch.front();
-    if (last_failure == Failure::kData)
-      return RejectRefusedRow(m, result.status(), "database refused the row");
-    // Not its data as such: maybe a passing condition of a trigger. SQS delivers it again, and
-    // only after max_receives deliveries does it become a reject.
-    if (config.max_receives <= 0 || m.receive_count < config.max_receives) {
-      log::Warn({{"message_id", m.message_id},
-                 {"table", config.table},
-                 {"attempt", m.receive_count},
-                 {"sqlstate", log::SqlState(result.status())}},
-                "message {} was refused by the database (delivery {}), left for SQS to deliver again: {}",
-                m.message_id, m.receive_count, result.status().message());
-      LoadSummary left;
-      left.left_for_redelivery.push_back(m.message_id);
-      return left;
-    }
-    return RejectRefusedRow(
-        m, result.status(),
-        fmt::format("database refused the message at each of {} deliveries", m.receive_count));
+    // Remembered across a retry of this batch (a lost connection, a watchdog cut): isolation
+    // does not start again from nothing.
+    if (refusals.size() >= kMaxRemembered) refusals.clear();
+    refusals[m.message_id] = Refusal{result.status(), last_failure, last_sqlstate};
+    found.refused.push_back(&m);
+    if (last_failure == Failure::kData) NoteDataRefusal(last_sqlstate, ShapeKey(m));
+    return Status::Ok();
   }
   size_t half = batch.size() / 2;
-  ASSIGN_OR_RETURN(LoadSummary summary, LoadSplitting(batch.first(half)));
-  ASSIGN_OR_RETURN(LoadSummary rest, LoadSplitting(batch.subspan(half)));
-  summary += rest;
-  return summary;
+  RETURN_IF_ERROR(Isolate(batch.first(half), found));
+  return Isolate(batch.subspan(half), found);
 }
 
-Result<LoadSummary> PostgresSink::Impl::RejectRefusedRow(const ProcessedMessage& message, const Status& why,
-                                                         std::string_view reason) {
-  const auto* row = std::get_if<LoginRow>(&message.record);
-  if (row == nullptr) return Status::Permanent("storing a reject failed: " + why.message());
+void PostgresSink::Impl::NoteDataRefusal(const std::string& sqlstate, std::string shape) {
+  if (sqlstate != streak_sqlstate) {
+    streak_sqlstate = sqlstate;
+    streak_shapes.clear();
+  }
+  streak_shapes.insert(std::move(shape));
+  if (streak_shapes.size() >= kSystemicShapes && systemic_sqlstate != sqlstate) {
+    systemic_sqlstate = sqlstate;
+    log::Error(
+        {{"table", config.table}, {"sqlstate", sqlstate}},
+        "the database refused {} messages of different shapes in a row with SQLSTATE {}: the fault is the "
+        "database's, not the messages'; they are left in the queue, not rejected, until a load succeeds",
+        streak_shapes.size(), sqlstate);
+  }
+}
+
+void PostgresSink::Impl::ResetRefusalStreak() {
+  streak_sqlstate.clear();
+  streak_shapes.clear();
+  if (!systemic_sqlstate.empty()) {
+    spdlog::info("{} takes rows again: the systemic refusal (SQLSTATE {}) is over", names.Quoted(),
+                 systemic_sqlstate);
+  }
+  systemic_sqlstate.clear();
+}
+
+Result<LoadSummary> PostgresSink::Impl::LoadIsolating(std::span<const ProcessedMessage> batch) {
+  Isolation found;
+  // Messages an earlier try of this batch isolated and found refused are not tried again.
+  std::vector<ProcessedMessage> to_try_copy;
+  std::span<const ProcessedMessage> to_try = batch;
+  if (!refusals.empty()) {
+    bool any_known = std::any_of(batch.begin(), batch.end(), [this](const ProcessedMessage& m) {
+      return refusals.contains(m.message_id);
+    });
+    if (any_known) {
+      for (const ProcessedMessage& m : batch) {
+        if (refusals.contains(m.message_id)) {
+          found.refused.push_back(&m);
+        } else {
+          to_try_copy.push_back(m);
+        }
+      }
+      to_try = to_try_copy;
+    }
+  }
+  if (!to_try.empty()) RETURN_IF_ERROR(Isolate(to_try, found));
+  // Pointers into to_try_copy must be read before it goes: they are, below, in this scope.
+  LoadSummary& summary = found.summary;
+  if (found.refused.empty() && found.untried.empty()) return std::move(summary);
+  std::vector<ProcessedMessage> rejects;
+  std::vector<std::string> decided;
+  auto leave = [&](const ProcessedMessage& m) {
+    summary.left_for_redelivery.push_back(m.message_id);
+    decided.push_back(m.message_id);
+  };
+  for (const ProcessedMessage* m : found.untried) leave(*m);
+  for (const ProcessedMessage* m : found.refused) {
+    auto known = refusals.find(m->message_id);
+    if (known == refusals.end()) {  // forgotten (kMaxRemembered): tried again at its next delivery
+      leave(*m);
+      continue;
+    }
+    const Refusal& r = known->second;
+    if (r.failure == Failure::kData) {
+      if (!systemic_sqlstate.empty() && r.sqlstate == systemic_sqlstate) {
+        leave(*m);
+        continue;
+      }
+      if (!std::holds_alternative<LoginRow>(m->record)) {
+        // The rejects table itself refused a reject: a schema matter for an operator.
+        return Status::Permanent("storing a reject failed: " + r.why.message());
+      }
+      rejects.push_back(RefusedRowReject(*m, r.why, "database refused the row"));
+      decided.push_back(m->message_id);
+      continue;
+    }
+    // Not its data as such: maybe a passing condition of a trigger. SQS delivers it again, and
+    // only after max_receives deliveries does it become a reject.
+    if (config.max_receives <= 0 || m->receive_count < config.max_receives ||
+        !std::holds_alternative<LoginRow>(m->record)) {
+      log::Warn({{"message_id", m->message_id},
+                 {"table", config.table},
+                 {"attempt", m->receive_count},
+                 {"sqlstate", r.sqlstate}},
+                "message {} was refused by the database (delivery {}), left for SQS to deliver again: {}",
+                m->message_id, m->receive_count, r.why.message());
+      leave(*m);
+      continue;
+    }
+    rejects.push_back(RefusedRowReject(
+        *m, r.why, fmt::format("database refused the message at each of {} deliveries", m->receive_count)));
+    decided.push_back(m->message_id);
+  }
+  if (!systemic_sqlstate.empty() && !summary.left_for_redelivery.empty()) {
+    summary.systemic_refusal = fmt::format(
+        "the database refuses messages of different shapes with SQLSTATE {} (a fault of the database, e.g. "
+        "no "
+        "partition for their date, or a reference table behind): {} messages left in the queue, not rejected",
+        systemic_sqlstate, summary.left_for_redelivery.size());
+  }
+  if (!rejects.empty()) {
+    // All of this batch's refused rows in one transaction.
+    auto stored = LoadOnce(rejects);
+    if (!stored.ok()) {
+      // A deadlock, a lost connection or an unreplicated COMMIT while storing them is passing:
+      // the batch is tried again (what committed is skipped by the ledger, what was refused is
+      // remembered). Anything else is for an operator.
+      std::string why = fmt::format("storing {} rejects for rows the database refused failed: {}",
+                                    rejects.size(), stored.status().message());
+      return last_failure == Failure::kRetry ? Status::Transient(std::move(why))
+                                             : Status::Permanent(std::move(why));
+    }
+    stored->refused_by_database = stored->rejects_stored;
+    summary += *stored;
+  }
+  for (const std::string& id : decided) refusals.erase(id);
+  return std::move(summary);
+}
+
+ProcessedMessage PostgresSink::Impl::RefusedRowReject(const ProcessedMessage& message, const Status& why,
+                                                      std::string_view reason) {
+  const LoginRow& row = std::get<LoginRow>(message.record);
   // Kept like every other reject body: encrypted whole, with its size and shape in clear.
-  std::string json = RowAsJson(*row);
+  std::string json = RowAsJson(row);
   Rejection rejection;
   rejection.reason = fmt::format("{}: {}", reason, SafeDatabaseReason(why.message()));
   rejection.body_bytes = json.size();
-  rejection.body_shape = RowShape(*row);
+  rejection.body_shape = RowShape(row);
   if (config.seal_body) {
     auto sealed = config.seal_body(json);
     if (sealed.ok()) {
@@ -729,14 +930,7 @@ Result<LoadSummary> PostgresSink::Impl::RejectRefusedRow(const ProcessedMessage&
   }
   ProcessedMessage reject{message.message_id, message.received_at_ms, std::move(rejection)};
   reject.sent_timestamp_ms = message.sent_timestamp_ms;  // the ledger row's key, as for the row
-  auto result = LoadOnce(std::span(&reject, 1));
-  if (!result.ok()) {
-    return Status::Permanent(
-        fmt::format("storing the reject for a refused row failed: {}; the row was refused: {}",
-                    result.status().message(), why.message()));
-  }
-  result->refused_by_database = result->rejects_stored;
-  return result;
+  return reject;
 }
 
 void PostgresSink::Impl::StartWatchdog() {
@@ -748,9 +942,10 @@ void PostgresSink::Impl::StartWatchdog() {
       if (since == 0) continue;
       auto busy = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::nanoseconds(since);
       if (busy < deadline) continue;
-      log::Warn({{"table", config.table}},
-                "Postgres has not answered for {} s: closing the connection to retry on a new one",
-                std::chrono::duration_cast<std::chrono::seconds>(busy).count());
+      log::Warn(
+          {{"table", config.table}},
+          "Postgres has not answered a statement for {} s: closing the connection to retry on a new one",
+          std::chrono::duration_cast<std::chrono::seconds>(busy).count());
       std::lock_guard cancel_lock(cancel_mu);
       ShutDownSocketLocked();
       busy_since_ns = 0;  // once per stuck call
@@ -904,11 +1099,20 @@ std::string MigrateLedgerSql(const TableNames& names) {
 std::string RenameUnpartitionedLedgerSql(const TableNames& names) {
   std::string rename = fmt::format("ALTER TABLE {} RENAME TO {}", names.Quoted("_ledger"),
                                    QuoteIdentifier(names.base + "_ledger1"));
+  // The migration's time, recorded on the renamed table, dates it without reading it: it takes no
+  // rows after the rename, so everything it knew expires a retention after this.
+  // (COMMENT takes only a literal: the statement is built in the DO block.)
+  std::string comment = fmt::format(
+      "{} || quote_literal('sqs2pg: the ledger from before partitioning, consulted until every message it "
+      "knew has expired, then dropped; migrated_at_ms=' || (extract(epoch FROM clock_timestamp()) * "
+      "1000)::bigint)",
+      QuoteLiteral(fmt::format("COMMENT ON TABLE {}{} IS ", names.schema_prefix,
+                               QuoteIdentifier(names.base + "_ledger1"))));
   return fmt::format(
       "DO $sqs2pg$ BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass({}) AND relkind = 'r') "
       "THEN "
-      "EXECUTE {}; END IF; END $sqs2pg$",
-      QuoteLiteral(names.Quoted("_ledger")), QuoteLiteral(rename));
+      "EXECUTE {}; EXECUTE {}; END IF; END $sqs2pg$",
+      QuoteLiteral(names.Quoted("_ledger")), QuoteLiteral(rename), comment);
 }
 
 bool IsPrivilegeError(const Status& st) { return st.message().find("SQLSTATE 42501") != std::string::npos; }
@@ -1192,6 +1396,15 @@ Status PostgresSink::Impl::PrepareLedger() {
   }
   ledger_partitioned = partitioned;
   if (!partitioned) return Status::Ok();
+  {
+    // Needed to load: whether the former ledger must be consulted. A failure fails Prepare.
+    const LedgerRetention& keep = config.ledger_retention;
+    RETURN_IF_ERROR(
+        RefreshLegacyLedger(
+            NowMs(),
+            std::chrono::duration_cast<std::chrono::milliseconds>(keep.retention + keep.margin).count())
+            .status());
+  }
   // Not needed to load: a failure (a lock held too long, say) is tried again at the next batch.
   if (Status st = MaintainLedger(); !st.ok()) {
     if (PQstatus(conn.get()) != CONNECTION_OK) return st;
@@ -1222,30 +1435,53 @@ Status PostgresSink::Impl::MigrateLedger() {
   return Status::Ok();
 }
 
+// The ledger from before partitioning: consulted whenever it exists, until its expiry is known
+// and past (fail closed: a lookup that fails keeps it consulted). The expiry is the migration's
+// time, recorded in the table's comment, plus the retention; a ledger migrated by an sqs2pg
+// that recorded nothing is dated by its newest row (it takes no rows after the migration).
+Result<bool> PostgresSink::Impl::RefreshLegacyLedger(std::int64_t now_ms, std::int64_t keep_ms) {
+  ASSIGN_OR_RETURN(PgResult legacy,
+                   Query("SELECT to_regclass($1) IS NOT NULL, obj_description(to_regclass($1), "
+                         "'pg_class')",
+                         {LegacyLedger()}));
+  bool exists = std::string_view(PQgetvalue(legacy.get(), 0, 0)) == "t";
+  if (exists && legacy_ledger_expires_ms == 0) {
+    std::string_view comment = PQgetvalue(legacy.get(), 0, 1);
+    constexpr std::string_view kMark = "migrated_at_ms=";
+    if (size_t at = comment.find(kMark); at != std::string_view::npos) {
+      std::int64_t migrated = 0;
+      std::string_view digits = comment.substr(at + kMark.size());
+      std::from_chars(digits.data(), digits.data() + digits.size(), migrated);
+      if (migrated > 0) legacy_ledger_expires_ms = migrated + keep_ms;
+    }
+    if (legacy_ledger_expires_ms == 0) {
+      auto newest = Query(
+          fmt::format("SELECT coalesce((extract(epoch FROM max(processed_at)) * 1000)::bigint, 0) FROM {}",
+                      LegacyLedger()),
+          {}, fmt::format("read {}", LegacyLedger()));
+      if (newest.ok()) {
+        legacy_ledger_expires_ms = ParseCount(PQgetvalue(newest->get(), 0, 0)) + keep_ms;
+      } else {
+        spdlog::warn("{} is consulted until its expiry can be read: {}", LegacyLedger(),
+                     newest.status().message());
+      }
+    }
+  }
+  bool in_use = exists && (legacy_ledger_expires_ms == 0 || now_ms < legacy_ledger_expires_ms);
+  if (in_use != legacy_ledger_in_use) {
+    legacy_ledger_in_use = in_use;
+    BuildStatements();
+  }
+  return exists;
+}
+
 Status PostgresSink::Impl::MaintainLedger() {
   std::string ledger = names.Quoted("_ledger");
   const std::int64_t now_ms = NowMs();
   const LedgerRetention& keep = config.ledger_retention;
   const std::int64_t keep_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(keep.retention + keep.margin).count();
-  // The ledger from before partitioning: consulted while a message it knew may still come back.
-  // It takes no rows after the migration, so its newest row dates it for good.
-  ASSIGN_OR_RETURN(PgResult legacy, Query("SELECT to_regclass($1) IS NOT NULL", {LegacyLedger()}));
-  bool legacy_exists = std::string_view(PQgetvalue(legacy.get(), 0, 0)) == "t";
-  if (legacy_exists && legacy_ledger_expires_ms == 0) {
-    ASSIGN_OR_RETURN(
-        PgResult newest,
-        Query(
-            fmt::format("SELECT coalesce((extract(epoch FROM max(processed_at)) * 1000)::bigint, 0) FROM {}",
-                        LegacyLedger()),
-            {}, fmt::format("read {}", LegacyLedger())));
-    legacy_ledger_expires_ms = ParseCount(PQgetvalue(newest.get(), 0, 0)) + keep_ms;
-  }
-  bool in_use = legacy_exists && now_ms < legacy_ledger_expires_ms;
-  if (in_use != legacy_ledger_in_use) {
-    legacy_ledger_in_use = in_use;
-    BuildStatements();
-  }
+  ASSIGN_OR_RETURN(bool legacy_exists, RefreshLegacyLedger(now_ms, keep_ms));
   next_maintenance = std::chrono::steady_clock::now() + std::chrono::hours(1);
   if (!owns_ledger) return Status::Ok();
 
@@ -1289,7 +1525,8 @@ Status PostgresSink::Impl::MaintainLedger() {
       statements.push_back(std::move(sql));
   }
   // Dropped an hour after it stopped being consulted, so every process has noticed by then.
-  bool drop_legacy = legacy_exists && now_ms >= legacy_ledger_expires_ms + 3'600'000;
+  bool drop_legacy =
+      legacy_exists && legacy_ledger_expires_ms != 0 && now_ms >= legacy_ledger_expires_ms + 3'600'000;
   if (drop_legacy) statements.push_back(fmt::format("DROP TABLE IF EXISTS {}", LegacyLedger()));
   if (statements.empty()) return Status::Ok();
 
@@ -1454,12 +1691,22 @@ Result<MaintenanceSummary> PostgresSink::Maintain() {
 
 void PostgresSink::Interrupt() {
   impl_->interrupted = true;
-  std::lock_guard lock(impl_->cancel_mu);
-  char why[256];
-  // Asks the server to cancel what this connection runs now; harmless when it runs nothing.
-  if (impl_->cancel) PQcancel(impl_->cancel.get(), why, sizeof why);
-  // A server that does not answer would not hear the cancel either: make the call fail now.
-  if (impl_->busy_since_ns.load() != 0) impl_->ShutDownSocketLocked();
+  std::shared_ptr<PGcancel> cancel;
+  {
+    std::lock_guard lock(impl_->cancel_mu);
+    // First the socket: a server that does not answer would not hear a cancel either, and the
+    // loader's call (or its next one, if it is between statements) must fail now.
+    impl_->ShutDownSocketLocked();
+    cancel = impl_->cancel;
+  }
+  if (!cancel) return;
+  // Then ask the server to stop the statement, so it does not hold locks for nothing. PQcancel
+  // opens a new connection, which to an unreachable host blocks until the kernel gives up: on a
+  // thread of its own, which owns a share of the cancel handle (the process may end first).
+  std::thread([cancel] {
+    char why[256];
+    PQcancel(cancel.get(), why, sizeof why);
+  }).detach();
 }
 
 Result<TableShape> PostgresSink::Inspect() {
@@ -1515,7 +1762,6 @@ Result<LoadSummary> PostgresSink::Load(std::span<const ProcessedMessage> batch) 
   impl_->UpdateUp();
   RETURN_IF_ERROR(connected);
   auto start = std::chrono::steady_clock::now();
-  impl_->busy_since_ns = start.time_since_epoch().count();
   if (impl_->ledger_partitioned && start >= impl_->next_maintenance) {
     // Not the batch's business: a failure is logged and tried again later.
     if (Status st = impl_->MaintainLedger(); !st.ok()) {
@@ -1523,8 +1769,7 @@ Result<LoadSummary> PostgresSink::Load(std::span<const ProcessedMessage> batch) 
       impl_->next_maintenance = std::chrono::steady_clock::now() + std::chrono::minutes(5);
     }
   }
-  auto loaded = impl_->LoadSplitting(batch);
-  impl_->busy_since_ns = 0;
+  auto loaded = impl_->LoadIsolating(batch);
   impl_->UpdateUp();
   if (impl_->config.metrics != nullptr) {
     impl_->config.metrics->postgres_load_seconds.Observe(

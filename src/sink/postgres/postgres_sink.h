@@ -34,7 +34,12 @@ struct PostgresSinkConfig {
   // to deliver again. 0: never; the queue's redrive policy decides.
   int max_receives = 10;
   // sqs2pg's own statements are cancelled after this long, unless the conninfo, PGOPTIONS or the
-  // role already set a statement_timeout. It also bounds a COMMIT's wait for a synchronous standby.
+  // role already set a statement_timeout. It does NOT bound a COMMIT's wait for a synchronous
+  // standby: PostgreSQL has no timeout for that wait (statement_timeout ends when the commit
+  // record is written). What bounds it is the sink's watchdog: a statement (COMMIT included)
+  // still unanswered statement_timeout + 30 s after it was sent has its connection shut, and the
+  // batch, whose outcome is then unknown, is left for SQS to deliver again (the ledger skips
+  // what did commit). A cancelled wait answers OK with a WARNING, also treated as unknown.
   std::chrono::milliseconds statement_timeout{std::chrono::seconds(60)};
   // Encrypts the JSON of a row the database refused, for <table>_rejects, where no body is ever
   // kept in clear. Called on the sink's own thread. Unset: such a body is not kept at all.
@@ -137,7 +142,9 @@ class PostgresSink : public MessageSink {
   // REQUIRES: Prepare() succeeded. Errors: kTransient (connection, deadlock: retry the batch
   // later; a lost connection is re-opened on the next call) or kPermanent (schema, permissions).
   Result<LoadSummary> Load(std::span<const ProcessedMessage> batch) override;
-  // Cancels the statement in progress (PQcancel) and fails later loads at once. Thread-safe.
+  // Fails later loads at once, shuts down the socket of a statement in progress (so the loader's
+  // call returns even if the server is unreachable) and sends a cancel request (PQcancel) from a
+  // thread of its own. Never blocks: no lock is held across a connect. Thread-safe.
   void Interrupt() override;
 
   // "host:port" of the server, for messages.
