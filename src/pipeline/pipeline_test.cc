@@ -7,6 +7,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "transform/keyring.h"
 #include "transform/masker.h"
@@ -87,7 +88,7 @@ class FakeSource : public AsyncMessageSource {
       }
       visible_.insert(visible_.end(), storm.begin(), storm.end());
       max_hidden = std::max(max_hidden, hidden_.size());
-      if (out.empty() && long_polls && wait.count() > 0) {
+      if (out.empty() && (long_polls || wake_long_polls) && wait.count() > 0) {
         // Like fauxqs: a long poll answers when it ends, even if a group unlocks meanwhile.
         std::lock_guard lock(mu_);
         polling_.push_back({std::chrono::steady_clock::now() + wait, std::move(done)});
@@ -103,6 +104,11 @@ class FakeSource : public AsyncMessageSource {
       ++delete_calls;
       if (!delete_error.ok()) {
         done(delete_error);
+        return;
+      }
+      if (fail_deletes > 0) {
+        --fail_deletes;
+        done(Status::Transient("HTTP 503 Service Unavailable"));
         return;
       }
       BatchResult result;
@@ -134,14 +140,24 @@ class FakeSource : public AsyncMessageSource {
   void StartExtendVisibility(std::vector<std::string> handles, std::chrono::seconds,
                              BatchDone done) override {
     Later([this, handles = std::move(handles), done = std::move(done)] {
-      for (const std::string& h : handles) {
-        auto it = hidden_until_.find(h.substr(0, h.find('#')));
+      BatchResult result;
+      for (size_t i = 0; i < handles.size(); ++i) {
+        std::string id = handles[i].substr(0, handles[i].find('#'));
+        // SQS refuses for good (MessageNotInflight, ReceiptHandleIsInvalid): a dead handle.
+        // Only the first delivery's handle is refused: a new delivery brings a live handle.
+        if (refuse_extensions.count(id) &&
+            refused_handle_.try_emplace(id, handles[i]).first->second == handles[i]) {
+          result.refused.push_back(i);
+          ++extensions_refused;
+          continue;
+        }
+        auto it = hidden_until_.find(id);
         if (it != hidden_until_.end()) it->second = std::chrono::steady_clock::now() + visibility;
       }
       size_t n = handles.size();
       extended += n;
       extended_cv.notify_all();
-      done(BatchResult{});
+      done(std::move(result));
     });
   }
 
@@ -166,7 +182,16 @@ class FakeSource : public AsyncMessageSource {
       if (pending_.empty()) wake_.wait_for(lock, std::min(max_wait, std::chrono::milliseconds(5)));
       now.swap(pending_);
       auto t = std::chrono::steady_clock::now();
+      if (wake_long_polls) ReturnExpired();
       for (auto it = polling_.begin(); it != polling_.end();) {
+        if (wake_long_polls && !visible_.empty()) {
+          // Like SQS: a long poll answers as soon as a message becomes visible.
+          now.push_back([this, done = std::move(it->second)]() mutable {
+            StartReceive(10, std::chrono::seconds(0), std::move(done));
+          });
+          it = polling_.erase(it);
+          continue;
+        }
         if (it->first > t) {
           ++it;
           continue;
@@ -200,6 +225,11 @@ class FakeSource : public AsyncMessageSource {
   bool hang_when_empty = false;
   // Receives with a wait answer only when it ends if nothing is deliverable when they start.
   bool long_polls = false;
+  // Long polls answer as soon as a message is visible again (as SQS and fauxqs do).
+  bool wake_long_polls = false;
+  std::set<std::string> refuse_extensions;  // their visibility extensions are refused for good
+  int extensions_refused = 0;
+  int fail_deletes = 0;  // this many DeleteMessageBatch calls fail (transient) before one works
   int long_polls_expired = 0;
   int cancels = 0;
   size_t max_hidden = 0;
@@ -253,6 +283,7 @@ class FakeSource : public AsyncMessageSource {
   int empty_receives_ = 0;
   std::deque<std::pair<std::chrono::steady_clock::time_point, ReceivedMessage>> lost_;
   const std::set<std::string>* committed_;
+  std::map<std::string, std::string> refused_handle_;  // id -> the handle refused for it
 };
 
 // What the Postgres sinks do together, through their shared ledger: each id at most once.
@@ -264,6 +295,8 @@ struct Ledger {
   int transient_failures = 0;
   bool permanent_failure = false;
   std::set<std::string> poison;  // never loaded: reported as left for redelivery
+  // The database refuses every row systemically (say, no partition for their date): all left.
+  bool systemic = false;
   std::atomic<bool> interrupted{false};
   std::function<void()> before_load;  // runs on the loader thread, outside the lock
   std::function<void()> after_load;
@@ -283,6 +316,11 @@ class FakeSink : public MessageSink {
         return Status::Transient("server closed the connection unexpectedly");
       }
       if (ledger_.permanent_failure) return Status::Permanent("permission denied for table user_logins");
+      if (ledger_.systemic) {
+        for (const auto& m : batch) s.left_for_redelivery.push_back(m.message_id);
+        s.systemic_refusal = "the database refuses messages of different shapes with SQLSTATE 23514";
+        return s;
+      }
       for (const auto& m : batch) {
         if (ledger_.poison.count(m.message_id)) {
           s.left_for_redelivery.push_back(m.message_id);
@@ -337,6 +375,7 @@ class PipelineTest : public ::testing::Test {
   PipelineOptions options_;
   RunStats stats_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> done_{false};  // the run ended (for the guards that stop a hung run)
 };
 
 TEST_F(PipelineTest, MetricsCountWhatTheRunStatsCount) {
@@ -666,6 +705,111 @@ TEST_F(PipelineTest, ADrainWaitsForMessagesALostReceiveHid) {
   ASSERT_TRUE(Run().ok());
   EXPECT_EQ(ledger_.rows.size(), 50u);
   EXPECT_EQ(source_.Remaining(), 0u);
+}
+
+// Issue 17, item 6: a message the database always refuses, --max-receives 0, no redrive policy,
+// and a visibility timeout shorter than the long poll: it comes back inside every confirmation
+// round. Its answers say nothing new, so they count as empty and the drain still ends.
+TEST_F(PipelineTest, ADrainEndsThoughALeftMessageComesBackWithinEveryLongPoll) {
+  source_.Add(20);
+  source_.wake_long_polls = true;
+  source_.visibility = std::chrono::milliseconds(300);
+  options_.poll_wait = std::chrono::seconds(1);
+  options_.visibility_timeout = std::chrono::seconds(1);
+  options_.max_receives = 0;
+  ledger_.poison = {"m7"};
+  // A hang is the failure: stop the run after 60 s and say so.
+  std::atomic<bool> had_to_stop{false};
+  std::thread guard([this, &had_to_stop] {
+    for (int i = 0; i < 600 && !done_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!done_) {
+      had_to_stop = true;
+      stop_ = true;
+    }
+  });
+  Status st = Run();
+  done_ = true;
+  guard.join();
+  EXPECT_FALSE(had_to_stop) << "the drain did not end by itself";
+  EXPECT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(ledger_.rows.size(), 19u);
+  EXPECT_EQ(source_.Remaining(), 1u);
+}
+
+// Item 8: a visibility extension SQS refuses for good is not a success: the handle is dead, so
+// the message leaves the heartbeat, its delete is not sent with that handle nor counted as done.
+TEST_F(PipelineTest, ARefusedVisibilityExtensionDropsTheMessageFromHand) {
+  source_.Add(10);
+  source_.visibility = std::chrono::milliseconds(2000);
+  source_.refuse_extensions = {"m3"};
+  options_.visibility_timeout = std::chrono::seconds(1);  // heartbeat after 500 ms
+  ledger_.before_load = [] { std::this_thread::sleep_for(std::chrono::milliseconds(900)); };
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(source_.extensions_refused, 1);  // asked once, not again and again
+  EXPECT_EQ(stats_.visibility_refused, 1u);
+  EXPECT_EQ(ledger_.rows.size(), 10u);  // committed once, whatever came back
+  // m3 was committed but its dead handle deleted nothing; its next delivery was skipped by the
+  // ledger and deleted with its new handle.
+  EXPECT_GE(stats_.delete_failures, 1u);
+  EXPECT_EQ(source_.Remaining(), 0u);
+}
+
+// Item 3: committed messages whose delete keeps failing are reported (a dead-letter queue would
+// get them already loaded).
+TEST_F(PipelineTest, CommittedMessagesWhoseDeleteKeepsFailingAreCountedAndReported) {
+  source_.Add(10);
+  source_.fail_deletes = 4;
+  options_.batch_size = 10;
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(ledger_.rows.size(), 10u);
+  EXPECT_EQ(stats_.deletes_failing, 10u);  // one batch of 10 failed 3 times: reported once
+  EXPECT_EQ(stats_.deleted, 10u);          // and deleted in the end
+  EXPECT_EQ(source_.Remaining(), 0u);
+}
+
+// Item 4: a systemic refusal rejects nothing and deletes nothing; a drain ends with the error.
+TEST_F(PipelineTest, ASystemicRefusalEndsADrainWithTheErrorAndDeletesNothing) {
+  source_.Add(30);
+  ledger_.systemic = true;
+  Status st = Run();
+  ASSERT_FALSE(st.ok());
+  EXPECT_THAT(st.message(), HasSubstr("SQLSTATE 23514"));
+  EXPECT_EQ(stats_.rejected, 0u);
+  EXPECT_TRUE(source_.deleted.empty());
+  EXPECT_GE(stats_.systemic_refusals, 1u);
+}
+
+// ...and a follow run keeps going, backing its receives off, until the database takes rows again.
+TEST_F(PipelineTest, AFollowRunRidesOutASystemicRefusal) {
+  source_.Add(30);
+  source_.visibility = std::chrono::milliseconds(200);
+  options_.follow = true;
+  options_.visibility_timeout = std::chrono::seconds(1);
+  ledger_.systemic = true;
+  ledger_.before_load = [this] {
+    std::lock_guard lock(ledger_.mu);
+    if (ledger_.loads >= 3) ledger_.systemic = false;  // the DBA added the partition
+  };
+  ledger_.after_load = [this] {
+    std::lock_guard lock(ledger_.mu);
+    if (ledger_.rows.size() == 30) stop_ = true;
+  };
+  std::atomic<bool> had_to_stop{false};
+  std::thread guard([this, &had_to_stop] {
+    for (int i = 0; i < 300 && !done_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!done_) {
+      had_to_stop = true;
+      stop_ = true;
+    }
+  });
+  Status st = Run();
+  done_ = true;
+  guard.join();
+  EXPECT_FALSE(had_to_stop);
+  EXPECT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(ledger_.rows.size(), 30u);
+  EXPECT_EQ(stats_.rejected, 0u);
+  EXPECT_GE(stats_.systemic_refusals, 1u);
 }
 
 }  // namespace
