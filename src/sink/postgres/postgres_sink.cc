@@ -935,9 +935,13 @@ ProcessedMessage PostgresSink::Impl::RefusedRowReject(const ProcessedMessage& me
 
 void PostgresSink::Impl::StartWatchdog() {
   watchdog = std::thread([this] {
-    auto deadline = config.statement_timeout + std::chrono::seconds(30);
+    auto deadline = config.statement_timeout + config.watchdog_margin;
+    // Looks ten times per deadline (at most once a second): a short test deadline is kept too.
+    auto tick = std::clamp<std::chrono::milliseconds>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline) / 10, std::chrono::milliseconds(10),
+        std::chrono::seconds(1));
     std::unique_lock lock(watchdog_mu);
-    while (!watchdog_cv.wait_for(lock, std::chrono::seconds(1), [this] { return closing; })) {
+    while (!watchdog_cv.wait_for(lock, tick, [this] { return closing; })) {
       std::int64_t since = busy_since_ns.load();
       if (since == 0) continue;
       auto busy = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::nanoseconds(since);
@@ -1096,7 +1100,12 @@ std::string MigrateLedgerSql(const TableNames& names) {
 
 // A ledger from before partitioning (a plain table) becomes <table>_ledger1, so the partitioned
 // one can take its name; sqs2pg still consults it until all it knew has expired, then drops it.
-std::string RenameUnpartitionedLedgerSql(const TableNames& names) {
+// `migrated_at_ms`: an SQL expression for the migration's time in Unix ms; the server's clock
+// unless sqs2pg migrates, which records its own (the clock its expiry is later compared with;
+// a skew of minutes is covered by the retention's margin of a day).
+std::string RenameUnpartitionedLedgerSql(
+    const TableNames& names,
+    std::string_view migrated_at_ms = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint") {
   std::string rename = fmt::format("ALTER TABLE {} RENAME TO {}", names.Quoted("_ledger"),
                                    QuoteIdentifier(names.base + "_ledger1"));
   // The migration's time, recorded on the renamed table, dates it without reading it: it takes no
@@ -1104,10 +1113,10 @@ std::string RenameUnpartitionedLedgerSql(const TableNames& names) {
   // (COMMENT takes only a literal: the statement is built in the DO block.)
   std::string comment = fmt::format(
       "{} || quote_literal('sqs2pg: the ledger from before partitioning, consulted until every message it "
-      "knew has expired, then dropped; migrated_at_ms=' || (extract(epoch FROM clock_timestamp()) * "
-      "1000)::bigint)",
+      "knew has expired, then dropped; migrated_at_ms=' || {})",
       QuoteLiteral(fmt::format("COMMENT ON TABLE {}{} IS ", names.schema_prefix,
-                               QuoteIdentifier(names.base + "_ledger1"))));
+                               QuoteIdentifier(names.base + "_ledger1"))),
+      migrated_at_ms);
   return fmt::format(
       "DO $sqs2pg$ BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass({}) AND relkind = 'r') "
       "THEN "
@@ -1420,7 +1429,8 @@ Status PostgresSink::Impl::MigrateLedger() {
   RETURN_IF_ERROR(BeginLocked(kSchemaLockId));
   auto fail = [this](Status st) { return Abort(std::move(st)); };
   if (Status st =
-          ExecAs(RenameUnpartitionedLedgerSql(names), fmt::format("rename {} to {}", ledger, LegacyLedger()));
+          ExecAs(RenameUnpartitionedLedgerSql(names, std::to_string(NowMs())),
+                 fmt::format("rename {} to {}", ledger, LegacyLedger()));
       !st.ok()) {
     return fail(st);
   }

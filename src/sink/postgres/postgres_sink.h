@@ -41,6 +41,9 @@ struct PostgresSinkConfig {
   // batch, whose outcome is then unknown, is left for SQS to deliver again (the ledger skips
   // what did commit). A cancelled wait answers OK with a WARNING, also treated as unknown.
   std::chrono::milliseconds statement_timeout{std::chrono::seconds(60)};
+  // The watchdog shuts a connection whose statement is still unanswered statement_timeout plus
+  // this long after it was sent (tests shorten it).
+  std::chrono::milliseconds watchdog_margin{std::chrono::seconds(30)};
   // Encrypts the JSON of a row the database refused, for <table>_rejects, where no body is ever
   // kept in clear. Called on the sink's own thread. Unset: such a body is not kept at all.
   std::function<Result<std::string>(std::string_view)> seal_body = nullptr;
