@@ -735,6 +735,42 @@ def sc_pg_blackhole(sc: Scenario):
             f"exit 0 in {p.seconds():.1f} s (still running at resume: {running_at_resume}); exactly once")
 
 
+@scenario("pg-blackhole-sigterm", True, "sqs2pg --follow with 4 Postgres connections through tests/faults/tcp_proxy.py; "
+          "the proxy stops forwarding (new connections accepted and held, as from a host that went silent), "
+          "then SIGTERM: the process ends within --shutdown-timeout 5 + 2 s; afterwards a drain loads the rest "
+          "exactly once (issue 17, item 7)")
+def sc_pg_blackhole_sigterm(sc: Scenario):
+    n = 20000
+    shutdown, margin = 5, 2.0
+    sc.fill(n, visibility=30)
+    tp = TcpProxy(sc, sc.stack.pg_port)
+    try:
+        db = f"host=127.0.0.1 port={tp.port} dbname=sqs2pg user=postgres"
+        p = sc.start(sc.cmd("--batch-size", "200", "--db-connections", "4", "--shutdown-timeout", shutdown, db=db,
+                            follow=True), "follow")
+        wait_for_progress(sc, p, 400)
+        tp.control("blackhole")
+        sc.faults = "Postgres path blackholed (4 connections, new ones held too), then SIGTERM"
+        time.sleep(3)  # the loaders are now stuck in calls the server will never answer
+        t = time.monotonic()
+        p.signal(signal.SIGTERM)
+        rc = p.wait(shutdown + margin + 20)
+        took = time.monotonic() - t
+        if rc is None:
+            p.kill()
+            raise Failed(f"SIGTERM with the Postgres path blackholed: still running {shutdown + margin + 20:.0f} s "
+                         f"later (killed); stderr: {p.err_tail()}")
+        if took > shutdown + margin:
+            raise Failed(f"SIGTERM with the Postgres path blackholed: exit {rc} after {took:.1f} s, more than "
+                         f"--shutdown-timeout {shutdown} + {margin:.0f} s")
+    finally:
+        tp.stop()  # closes the held connections: their backends roll back
+    sc.drain_rest()
+    c = sc.check_exactly_once()
+    return sc.faults, (f"exit {rc} {took:.1f} s after SIGTERM (bound {shutdown + margin:.0f} s); then a drain: "
+                       f"{c['rows']} rows + {c['rejects']} rejects, exactly once")
+
+
 @scenario("pg-freeze", False, "the connections sqs2pg has open to Postgres stop answering for good (tcp_proxy "
           "freeze; new connections still work): the drain must notice by itself and end with exit 0")
 def sc_pg_freeze(sc: Scenario):

@@ -22,8 +22,12 @@ constexpr std::int64_t kSentMs = 1'764'892'800'000;  // 2025-12-05 00:00 UTC
 
 // A valid row whose field lengths vary with i, so consecutive messages have different shapes.
 ProcessedMessage Row(const std::string& id, int i = 0) {
-  LoginRow row{"u_" + id, std::string("ios") + std::string(static_cast<size_t>(i % 5), 'x'),
-               "k.ip" + std::string(static_cast<size_t>(i % 3), 'p'), "k.dev", std::nullopt, "1.2.3",
+  LoginRow row{"u_" + id,
+               std::string("ios") + std::string(static_cast<size_t>(i % 5), 'x'),
+               "k.ip" + std::string(static_cast<size_t>(i % 3), 'p'),
+               "k.dev",
+               std::nullopt,
+               "1.2.3",
                static_cast<std::int32_t>(kSentMs / sink::kMillisPerDay)};
   if (i % 2 == 0) row.locale = "FR";
   ProcessedMessage m{id, kSentMs + 1000, row};
@@ -38,13 +42,15 @@ class CornersTest : public ::testing::Test {
     table_ = UniqueName("c");
   }
 
-  std::unique_ptr<sink::PostgresSink> Sink(const std::string& conninfo = "",
-                                           std::chrono::milliseconds watchdog_margin = std::chrono::seconds(30),
-                                           std::chrono::milliseconds statement_timeout = std::chrono::seconds(60)) {
+  std::unique_ptr<sink::PostgresSink> Sink(
+      const std::string& conninfo = "", std::chrono::milliseconds watchdog_margin = std::chrono::seconds(30),
+      std::chrono::milliseconds statement_timeout = std::chrono::seconds(60)) {
     sink::PostgresSinkConfig config{conninfo, table_};
     config.watchdog_margin = watchdog_margin;
     config.statement_timeout = statement_timeout;
-    config.seal_body = [](std::string_view s) -> Result<std::string> { return "sealed:" + std::to_string(s.size()); };
+    config.seal_body = [](std::string_view s) -> Result<std::string> {
+      return "sealed:" + std::to_string(s.size());
+    };
     auto sink = sink::PostgresSink::Connect(config);
     EXPECT_TRUE(sink.ok()) << sink.status().message();
     if (!sink.ok()) return nullptr;
@@ -106,8 +112,9 @@ TEST_F(CornersTest, AWarningDuringCommitInAnyLanguageIsAnUnknownOutcome) {
     bool cancelled = false;
     for (int i = 0; i < 200 && !cancelled; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      cancelled = db_.Scalar("SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE wait_event = "
-                             "'SyncRep' AND application_name = 'sqs2pg'") != "0";
+      cancelled = db_.Scalar(
+                      "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE wait_event = "
+                      "'SyncRep' AND application_name = 'sqs2pg'") != "0";
     }
     ASSERT_TRUE(cancelled) << "no COMMIT waited for the standby";
     auto result = load.get();
@@ -147,13 +154,15 @@ TEST_F(CornersTest, TheOldLedgerIsConsultedWhileItsExpiryIsUnknown) {
   // What a previous version migrated: no time recorded on the old ledger.
   db_.Exec(fmt::format("COMMENT ON TABLE \"{}_ledger1\" IS NULL", table_));
   // The reject the old version stored before the migration.
-  db_.Exec(fmt::format("INSERT INTO \"{}_rejects\" (message_id, received_at, reason, body, body_encrypted) VALUES "
-                       "('old-reject', now(), 'user_id missing', 'sealed', true)",
-                       table_));
+  db_.Exec(
+      fmt::format("INSERT INTO \"{}_rejects\" (message_id, received_at, reason, body, body_encrypted) VALUES "
+                  "('old-reject', now(), 'user_id missing', 'sealed', true)",
+                  table_));
   auto sink = Sink(slow);
   ASSERT_NE(sink, nullptr);
   std::vector<ProcessedMessage> batch = {Row("old-row"), Row("new")};
-  ProcessedMessage reject{"old-reject", kSentMs + 1000, Rejection{"user_id missing", "sealed", true, 2, "{}"}};
+  ProcessedMessage reject{"old-reject", kSentMs + 1000,
+                          Rejection{"user_id missing", "sealed", true, 2, "{}"}};
   reject.sent_timestamp_ms = kSentMs;
   batch.push_back(reject);
   auto loaded = sink->Load(batch);
@@ -170,7 +179,8 @@ TEST_F(CornersTest, TheOldLedgerIsConsultedWhileItsExpiryIsUnknown) {
 TEST_F(CornersTest, ASystemicRefusalLeavesGoodMessagesInTheQueue) {
   db_.Exec(fmt::format(
       "CREATE TABLE \"{0}\" (user_id varchar(128), device_type varchar(32), masked_ip varchar(256), "
-      "masked_device_id varchar(256), locale varchar(32), app_version varchar(15), create_date date) PARTITION "
+      "masked_device_id varchar(256), locale varchar(32), app_version varchar(15), create_date date) "
+      "PARTITION "
       "BY RANGE (create_date);"
       "CREATE TABLE \"{0}_p2000\" PARTITION OF \"{0}\" FOR VALUES FROM ('2000-01-01') TO ('2000-01-02')",
       table_));
@@ -199,7 +209,8 @@ TEST_F(CornersTest, RefusedRowsAmongGoodOnesAreStillRejects) {
   ASSERT_NE(sink, nullptr);
   db_.Exec(fmt::format("ALTER TABLE \"{}\" ADD CONSTRAINT no_bad CHECK (user_id NOT LIKE 'u_bad%')", table_));
   std::vector<ProcessedMessage> batch;
-  for (int i = 0; i < 60; ++i) batch.push_back(Row(i % 10 == 3 ? fmt::format("bad{}", i) : fmt::format("m{}", i), i));
+  for (int i = 0; i < 60; ++i)
+    batch.push_back(Row(i % 10 == 3 ? fmt::format("bad{}", i) : fmt::format("m{}", i), i));
   auto loaded = sink->Load(batch);
   ASSERT_TRUE(loaded.ok()) << loaded.status().message();
   EXPECT_EQ(loaded->rows_loaded, 54u);
@@ -224,14 +235,16 @@ TEST_F(CornersTest, IsolatingManyRefusedRowsOutlastsTheWatchdogDeadline) {
   auto sink = Sink("", std::chrono::milliseconds(700), std::chrono::milliseconds(300));
   ASSERT_NE(sink, nullptr);
   std::vector<ProcessedMessage> batch;
-  for (int i = 0; i < 200; ++i) batch.push_back(Row(i % 8 == 5 ? fmt::format("bad{}", i) : fmt::format("m{}", i), i));
+  for (int i = 0; i < 200; ++i)
+    batch.push_back(Row(i % 8 == 5 ? fmt::format("bad{}", i) : fmt::format("m{}", i), i));
   auto started = std::chrono::steady_clock::now();
   auto loaded = sink->Load(batch);
   auto took = std::chrono::steady_clock::now() - started;
   ASSERT_TRUE(loaded.ok()) << loaded.status().message();
   EXPECT_EQ(loaded->rows_loaded, 175u);
   EXPECT_EQ(loaded->rejects_stored, 25u);
-  EXPECT_GT(took, std::chrono::seconds(1)) << "the load was not longer than one deadline: the test proves nothing";
+  EXPECT_GT(took, std::chrono::seconds(1))
+      << "the load was not longer than one deadline: the test proves nothing";
 }
 
 }  // namespace

@@ -1428,9 +1428,8 @@ Status PostgresSink::Impl::MigrateLedger() {
   // Many processes may start at once: one migrates, the others find it done.
   RETURN_IF_ERROR(BeginLocked(kSchemaLockId));
   auto fail = [this](Status st) { return Abort(std::move(st)); };
-  if (Status st =
-          ExecAs(RenameUnpartitionedLedgerSql(names, std::to_string(NowMs())),
-                 fmt::format("rename {} to {}", ledger, LegacyLedger()));
+  if (Status st = ExecAs(RenameUnpartitionedLedgerSql(names, std::to_string(NowMs())),
+                         fmt::format("rename {} to {}", ledger, LegacyLedger()));
       !st.ok()) {
     return fail(st);
   }
