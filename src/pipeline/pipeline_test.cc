@@ -358,6 +358,25 @@ class PipelineTest : public ::testing::Test {
     options_.retry_max_delay = std::chrono::milliseconds(2);
   }
 
+  // Run(), stopped after `limit` if it has not ended by itself, which is then a test failure.
+  Status RunOrStopAfter(std::chrono::seconds limit) {
+    std::atomic<bool> done{false}, had_to_stop{false};
+    std::thread guard([&] {
+      auto until = std::chrono::steady_clock::now() + limit;
+      while (!done && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!done) {
+        had_to_stop = true;
+        stop_ = true;
+      }
+    });
+    Status st = Run();
+    done = true;
+    guard.join();
+    EXPECT_FALSE(had_to_stop) << "the run did not end by itself within " << limit.count() << " s";
+    return st;
+  }
+
   Status Run(int sinks = 1) {
     std::vector<std::unique_ptr<MessageSink>> s;
     for (int i = 0; i < sinks; ++i) s.push_back(std::make_unique<FakeSink>(ledger_));
@@ -375,7 +394,6 @@ class PipelineTest : public ::testing::Test {
   PipelineOptions options_;
   RunStats stats_;
   std::atomic<bool> stop_{false};
-  std::atomic<bool> done_{false};  // the run ended (for the guards that stop a hung run)
 };
 
 TEST_F(PipelineTest, MetricsCountWhatTheRunStatsCount) {
@@ -718,19 +736,8 @@ TEST_F(PipelineTest, ADrainEndsThoughALeftMessageComesBackWithinEveryLongPoll) {
   options_.visibility_timeout = std::chrono::seconds(1);
   options_.max_receives = 0;
   ledger_.poison = {"m7"};
-  // A hang is the failure: stop the run after 60 s and say so.
-  std::atomic<bool> had_to_stop{false};
-  std::thread guard([this, &had_to_stop] {
-    for (int i = 0; i < 600 && !done_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (!done_) {
-      had_to_stop = true;
-      stop_ = true;
-    }
-  });
-  Status st = Run();
-  done_ = true;
-  guard.join();
-  EXPECT_FALSE(had_to_stop) << "the drain did not end by itself";
+  // A hang is the failure: the run is stopped after 60 s, and that fails the test.
+  Status st = RunOrStopAfter(std::chrono::seconds(60));
   EXPECT_TRUE(st.ok()) << st.message();
   EXPECT_EQ(ledger_.rows.size(), 19u);
   EXPECT_EQ(source_.Remaining(), 1u);
@@ -794,18 +801,8 @@ TEST_F(PipelineTest, AFollowRunRidesOutASystemicRefusal) {
     std::lock_guard lock(ledger_.mu);
     if (ledger_.rows.size() == 30) stop_ = true;
   };
-  std::atomic<bool> had_to_stop{false};
-  std::thread guard([this, &had_to_stop] {
-    for (int i = 0; i < 300 && !done_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (!done_) {
-      had_to_stop = true;
-      stop_ = true;
-    }
-  });
-  Status st = Run();
-  done_ = true;
-  guard.join();
-  EXPECT_FALSE(had_to_stop);
+  // A hang is the failure: the run is stopped after 30 s, and that fails the test.
+  Status st = RunOrStopAfter(std::chrono::seconds(30));
   EXPECT_TRUE(st.ok()) << st.message();
   EXPECT_EQ(ledger_.rows.size(), 30u);
   EXPECT_EQ(stats_.rejected, 0u);
