@@ -62,7 +62,17 @@ bool Pipeline::NothingInHand() const {
 }
 
 void Pipeline::StartReceives() {
-  if (stopping_ || !fatal_.ok() || drained_ || Clock::now() < receive_not_before_) return;
+  if (stopping_ || !fatal_.ok() || drained_) return;
+  if (!options_.follow && !options_.fifo && idle_ && empty_seen_ && NothingInHand() &&
+      receives_in_flight_ == 0 && !checking_depth_) {
+    // The evidence answers a confirmation round already (see empty_seen_): check SQS's counts,
+    // without waiting out the pause that follows an empty short poll (that pause is for receives).
+    empty_seen_ = false;
+    confirm_needed_ = 0;
+    CheckDepthBeforeDraining();
+    return;
+  }
+  if (Clock::now() < receive_not_before_) return;
   // With a visibility timeout of 0 every receive hands out the messages in hand again, each time
   // with a new receipt handle, and SQS deletes only with the newest one. Receiving while a batch
   // is loaded or deleted would keep replacing the handles its delete needs, so receive one at a
@@ -104,12 +114,13 @@ void Pipeline::StartOneReceive(int round, bool unlock) {
   ++receives_in_flight_;
   if (round > 0) ++confirming_in_flight_;
   source_.StartReceive(kMaxPerCall, unlock ? std::chrono::seconds(0) : options_.poll_wait,
-                       [this, round, unlock](Result<std::vector<ReceivedMessage>> r) {
-                         OnReceived(round, unlock, std::move(r));
+                       [this, round, unlock, started = Clock::now()](Result<std::vector<ReceivedMessage>> r) {
+                         OnReceived(round, unlock, started, std::move(r));
                        });
 }
 
-void Pipeline::OnReceived(int round, bool unlock, Result<std::vector<ReceivedMessage>> received) {
+void Pipeline::OnReceived(int round, bool unlock, Clock::time_point started,
+                          Result<std::vector<ReceivedMessage>> received) {
   --receives_in_flight_;
   if (unlock) unlock_receive_in_flight_ = false;
   if (round > 0) --confirming_in_flight_;
@@ -152,6 +163,7 @@ void Pipeline::OnReceived(int round, bool unlock, Result<std::vector<ReceivedMes
   }
   if (received->empty() || only_left) {
     idle_ = true;
+    if (started >= last_message_at_) empty_seen_ = true;
     // Messages in hand may be what keeps the queue empty (a FIFO group waits for them to be
     // deleted), and nothing else is coming to fill their batch: load them now.
     flush_now_ = true;
@@ -161,6 +173,8 @@ void Pipeline::OnReceived(int round, bool unlock, Result<std::vector<ReceivedMes
     return;
   }
   idle_ = false;
+  last_message_at_ = now;
+  empty_seen_ = false;
   // FIFO: these messages lock their groups until deleted, so nothing is coming to fill their
   // batch that is worth waiting for.
   if (options_.fifo) flush_now_ = true;

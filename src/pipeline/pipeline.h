@@ -175,7 +175,10 @@ class Pipeline {
   // round: the confirmation round the receive belongs to (see StartReceives), 0 for none.
   // unlock: the short poll that follows a delete from a FIFO queue.
   void StartOneReceive(int round, bool unlock = false);
-  void OnReceived(int round, bool unlock, Result<std::vector<ReceivedMessage>> received);
+  // started: when the receive was sent (evidence of emptiness counts only from receives sent
+  // after the latest message arrived).
+  void OnReceived(int round, bool unlock, Clock::time_point started,
+                  Result<std::vector<ReceivedMessage>> received);
   // A visibility timeout of 0 (tests of redelivery) needs receives and deletes kept apart.
   bool ZeroVisibility() const;
   // After a round of empty receives: SQS's counts as a cross-check before calling it drained.
@@ -235,6 +238,13 @@ class Pipeline {
   // (see StartReceives): the current round, its receives in flight, and how many more empty
   // answers it needs.
   int confirm_round_ = 0;
+  // A standard queue: an empty answer to a receive sent after the latest non-empty answer arrived
+  // is evidence enough that the queue was empty (messages in hand hide nothing there, unlike a
+  // FIFO queue's groups), so no confirmation round is needed: the drain goes straight to the
+  // cross-check of SQS's counts once everything is deleted. The drain's end then costs one long
+  // poll and one GetQueueAttributes.
+  Clock::time_point last_message_at_{};
+  bool empty_seen_ = false;
   int confirming_in_flight_ = 0;
   int confirm_needed_ = 0;
   bool drained_ = false;

@@ -809,5 +809,19 @@ TEST_F(PipelineTest, AFollowRunRidesOutASystemicRefusal) {
   EXPECT_GE(stats_.systemic_refusals, 1u);
 }
 
+// Issue 20: a standard queue's drain ends one long poll after its last message. An empty answer
+// to a receive sent after the last message arrived is the evidence; no second round of long
+// polls is sent once everything is deleted (that round cost a whole --wait-seconds per drain).
+TEST_F(PipelineTest, AStandardQueueDrainEndsWithoutASecondRoundOfLongPolls) {
+  source_.Add(200);
+  source_.long_polls = true;
+  options_.poll_wait = std::chrono::seconds(1);
+  ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(ledger_.rows.size(), 200u);
+  EXPECT_EQ(source_.Remaining(), 0u);
+  // Each receiver's last long poll comes back empty, once: no confirmation round after it.
+  EXPECT_LE(source_.long_polls_expired, options_.receivers);
+}
+
 }  // namespace
 }  // namespace sqs2pg::pipeline
