@@ -1,5 +1,6 @@
 # sqs2pg: the two commands that matter are `make demo` and `make test`; both set up a bare machine.
-.PHONY: all deps deps-faults build test test-unit test-asan fuzz fuzz-ci faults soak demo stack-up stack-down bench bench-micro format clean install deb
+# (hooks: see DEVELOPERS.md)
+.PHONY: hooks all deps deps-faults build test test-unit test-asan fuzz fuzz-ci faults soak demo stack-up stack-down bench bench-micro format clean install deb
 
 BUILD_DIR ?= build
 ASAN_BUILD_DIR ?= build-asan
@@ -79,6 +80,11 @@ stack-up: deps
 
 stack-down:
 	@scripts/stack down
+
+# The pre-commit reminder to compare a data-path change against main (DEVELOPERS.md).
+hooks:
+	git config core.hooksPath tools/githooks
+	@echo "hooks: tools/githooks (pre-commit reminds you to run bench/compare)"
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -529,23 +529,23 @@ Status PostgresSink::Impl::EnsureConnected() {
 // tables are dropped when the connection ends, in a transaction of their own whose commit waits
 // for a synchronous standby: during a failover that wait never ends, and the old primary cannot
 // finish shutting down (seen with pg_auto_failover).
+//
+// Each message's SentTimestamp (the partitioned ledger's key) is the last column of both staging
+// tables. It had a third staging table of its own, but every temporary table a batch creates and
+// drops is catalog work for the server, CPU that a busy machine takes from fauxqs or SQS clients:
+// one table fewer per batch was part of issue 20's per-message regression.
 Status PostgresSink::Impl::CreateStaging(bool ordered) {
-  if (ledger_partitioned) {
-    RETURN_IF_ERROR(Exec(
-        "CREATE TEMP TABLE sqs2pg_stage_sent (message_id text NOT NULL, sent_ms bigint NOT NULL) ON COMMIT "
-        "DROP"));
-  }
   std::string rows = "CREATE TEMP TABLE sqs2pg_stage (message_id text NOT NULL";
   for (size_t i = 0; i < kRowColumns.size(); ++i) {
     rows += fmt::format(", {} {}", QuoteIdentifier(kRowColumns[i]), column_types[i]);
   }
-  rows += ") ON COMMIT DROP";
+  rows += ", sent_ms bigint NOT NULL) ON COMMIT DROP";
   RETURN_IF_ERROR(Exec(rows));
   RETURN_IF_ERROR(
       Exec("CREATE TEMP TABLE sqs2pg_stage_rejects (message_id text NOT NULL, received_at "
            "timestamptz, "
-           "reason text, body text, body_encrypted boolean, body_bytes bigint, body_shape text) "
-           "ON COMMIT DROP"));
+           "reason text, body text, body_encrypted boolean, body_bytes bigint, body_shape text, sent_ms bigint "
+           "NOT NULL) ON COMMIT DROP"));
   if (ordered) {
     RETURN_IF_ERROR(
         Exec("CREATE TEMP TABLE sqs2pg_stage_order (message_id text NOT NULL, message_group_id text, "
@@ -560,7 +560,7 @@ void PostgresSink::Impl::BuildStatements() {
     columns += (columns.empty() ? "" : ", ") + QuoteIdentifier(c);
     selected += (selected.empty() ? "s." : ", s.") + QuoteIdentifier(c);
   }
-  copy_rows_sql = fmt::format("COPY pg_temp.sqs2pg_stage (message_id, {}) FROM STDIN", columns);
+  copy_rows_sql = fmt::format("COPY pg_temp.sqs2pg_stage (message_id, {}, sent_ms) FROM STDIN", columns);
   // The same for every row of this process, so it is a constant of the INSERT, not a COPY column.
   if (!lacks_masked_ip_key_id && !config.masked_ip_key_id.empty()) {
     columns += ", masked_ip_key_id";
@@ -568,7 +568,7 @@ void PostgresSink::Impl::BuildStatements() {
   }
   copy_rejects_sql =
       "COPY pg_temp.sqs2pg_stage_rejects (message_id, received_at, reason, body, body_encrypted, body_bytes, "
-      "body_shape) FROM STDIN";
+      "body_shape, sent_ms) FROM STDIN";
   // A rejects table from before body_bytes/body_shape that this role may not alter: the two go
   // into the reason, so they are still kept (see TableShape::rejects_lack_shape_columns).
   std::string reject_columns =
@@ -611,8 +611,7 @@ void PostgresSink::Impl::BuildStatements() {
     std::string columns = "message_id, outcome", values = "s.message_id, s.outcome", from;
     if (ledger_partitioned) {
       columns += ", sent_at";
-      values += ", timestamptz 'epoch' + t.sent_ms * interval '1 millisecond'";
-      from += " JOIN pg_temp.sqs2pg_stage_sent t ON t.message_id = s.message_id";
+      values += ", timestamptz 'epoch' + s.sent_ms * interval '1 millisecond'";
     }
     if (ordered) {
       columns += ", message_group_id, sequence_number";
@@ -625,8 +624,8 @@ void PostgresSink::Impl::BuildStatements() {
     }
     return fmt::format(
         "WITH staged AS ("
-        " SELECT message_id, 'loaded' AS outcome FROM pg_temp.sqs2pg_stage"
-        " UNION ALL SELECT message_id, 'rejected' FROM pg_temp.sqs2pg_stage_rejects),"
+        " SELECT message_id, 'loaded' AS outcome, sent_ms FROM pg_temp.sqs2pg_stage"
+        " UNION ALL SELECT message_id, 'rejected', sent_ms FROM pg_temp.sqs2pg_stage_rejects),"
         " fresh AS ("
         " INSERT INTO {ledger} ({columns}) SELECT {values} FROM staged s{from}"
         " ON CONFLICT ({key}) DO NOTHING RETURNING message_id, outcome),",
@@ -666,7 +665,7 @@ Status PostgresSink::Impl::Copy(const std::string& sql, const std::string& data,
 }
 
 Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessage> batch) {
-  std::string rows, rejects, order, sent;
+  std::string rows, rejects, order;
   size_t row_count = 0, reject_count = 0, order_count = 0;
   for (const ProcessedMessage& m : batch) {
     if (!m.fifo.message_group_id.empty() && !ledger_lacks_order_columns) {
@@ -688,16 +687,21 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
           "is not kept; a DBA can apply the output of `sqs2pg schema --table {}`",
           names.Quoted("_ledger"), config.table);
     }
-    if (ledger_partitioned) {
-      AppendCopyText(sent, m.message_id);
-      sent += fmt::format("\t{}\n", m.sent_timestamp_ms);
-    }
+    // sent_ms, the staging tables' last column (see CreateStaging): the line's newline becomes
+    // a tab before it.
+    auto append_sent = [&m](std::string& out) {
+      out.back() = '\t';
+      out += fmt::format_int(m.sent_timestamp_ms).str();
+      out.push_back('\n');
+    };
     if (const auto* row = std::get_if<LoginRow>(&m.record)) {
       ++row_count;
       AppendCopyRow(rows, m.message_id, *row);
+      append_sent(rows);
     } else {
       ++reject_count;
       AppendCopyReject(rejects, m.message_id, m.received_at_ms, std::get<Rejection>(m.record));
+      append_sent(rejects);
     }
   }
 
@@ -709,13 +713,6 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
   if (Status st = CreateStaging(order_count > 0); !st.ok()) return fail(st);
   if (order_count > 0) {
     if (Status st = Copy(copy_order_sql, order, order_count); !st.ok()) return fail(st);
-  }
-  if (ledger_partitioned) {
-    if (Status st =
-            Copy("COPY pg_temp.sqs2pg_stage_sent (message_id, sent_ms) FROM STDIN", sent, batch.size());
-        !st.ok()) {
-      return fail(st);
-    }
   }
   if (row_count > 0) {
     if (Status st = Copy(copy_rows_sql, rows, row_count); !st.ok()) return fail(st);
