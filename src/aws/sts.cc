@@ -1,4 +1,4 @@
-#include "source/sqs/sts.h"
+#include "aws/sts.h"
 
 #include <pugixml.hpp>
 
@@ -6,12 +6,12 @@
 #include <sstream>
 #include <thread>
 
+#include "aws/aws_error.h"
+#include "aws/http_fetch.h"
+#include "aws/sigv4.h"
 #include "common/encoding.h"
-#include "source/sqs/aws_error.h"
-#include "source/sqs/http_fetch.h"
-#include "source/sqs/sigv4.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 namespace {
 
 constexpr char kStsVersion[] = "2011-06-15";
@@ -303,4 +303,4 @@ std::unique_ptr<CredentialProvider> WebIdentityProvider(const Environment& env,
                                       "web identity", settings.sts_timeout);
 }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

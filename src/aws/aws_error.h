@@ -1,13 +1,13 @@
 #pragma once
 // What AWS error answers mean for the credentials, and the XML error bodies of the Query
 // protocol (STS, and any endpoint that rejects a request before it reaches SQS, such as IAM
-// authentication in front of it). Internal to src/source/sqs.
+// authentication in front of it).
 
 #include <optional>
 #include <string>
 #include <string_view>
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 struct XmlError {
   std::string code;     // "SignatureDoesNotMatch"
@@ -32,4 +32,4 @@ bool IsCredentialErrorCode(std::string_view code);
 std::string CredentialErrorHint(std::string_view code, std::string_view credential_source,
                                 std::string_view action);
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

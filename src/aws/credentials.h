@@ -4,7 +4,7 @@
 
 #include <string>
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 struct Credentials {
   std::string access_key_id;
@@ -13,4 +13,4 @@ struct Credentials {
   std::string session_token;
 };
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

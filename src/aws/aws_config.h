@@ -10,7 +10,7 @@
 
 #include "common/result.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 // Variable name -> value.
 using Environment = std::map<std::string, std::string>;
@@ -64,4 +64,4 @@ Result<AwsConfig> ResolveAwsConfig(const Environment& env, const AwsOverrides& o
 // The environment's value of `name`, or "".
 std::string EnvValue(const Environment& env, const std::string& name);
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

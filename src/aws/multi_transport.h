@@ -6,11 +6,11 @@
 #include <functional>
 #include <memory>
 
+#include "aws/http.h"
+#include "aws/transport_options.h"
 #include "common/result.h"
-#include "source/sqs/sqs_protocol.h"
-#include "source/sqs/transport_options.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 class MultiTransport {
  public:
@@ -39,4 +39,4 @@ class MultiTransport {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

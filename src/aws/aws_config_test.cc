@@ -1,6 +1,6 @@
-#include "source/sqs/aws_config.h"
+#include "aws/aws_config.h"
 
-#include "source/sqs/credential_provider.h"
+#include "aws/credential_provider.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 namespace {
 
 namespace fs = std::filesystem;
@@ -248,4 +248,4 @@ TEST(ProcessEnvironmentTest, KeepsOnlyAwsVariablesAndHome) {
 }
 
 }  // namespace
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

@@ -1,18 +1,19 @@
-#include "source/sqs/http_fetch.h"
+#include "aws/http_fetch.h"
 
 #include <curl/curl.h>
 
 #include <string>
 
-#include "source/sqs/curl_util.h"
+#include "aws/curl_util.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 Result<HttpResponse> Fetch(const HttpRequest& request, const FetchOptions& options) {
   HttpResponse response;
   char error[CURL_ERROR_SIZE] = {};
   // The shared set-up keeps whatever TLS and timeout policy the SQS transports use.
-  ASSIGN_OR_RETURN(CurlEasy easy, NewPostHandle(TransportOptions{options.connect_timeout, {}}, error, &response));
+  ASSIGN_OR_RETURN(CurlEasy easy,
+                   NewPostHandle(TransportOptions{options.connect_timeout, {}}, error, &response));
   CURL* h = easy.get();
   CurlSlist headers = SetRequest(h, request);
   const std::string method(options.method);
@@ -27,4 +28,4 @@ Result<HttpResponse> Fetch(const HttpRequest& request, const FetchOptions& optio
   return FinishResponse(h, rc, error, response);
 }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

@@ -1,7 +1,7 @@
 #pragma once
 // AWS STS over the Query protocol: AssumeRole (SigV4-signed, service "sts") and
 // AssumeRoleWithWebIdentity (unsigned: the web identity token is the proof), and the providers
-// built on them. Internal to src/source/sqs.
+// built on them.
 
 #include <chrono>
 #include <memory>
@@ -9,10 +9,11 @@
 #include <string>
 #include <string_view>
 
+#include "aws/aws_config.h"
+#include "aws/provider.h"
 #include "common/result.h"
-#include "source/sqs/credential_provider.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 // AWS_ENDPOINT_URL_STS > AWS_ENDPOINT_URL > the regional https://sts.<region>.amazonaws.com.
 std::string StsEndpointUrl(const Environment& env, const std::string& region);
@@ -48,10 +49,14 @@ std::unique_ptr<CredentialProvider> AssumeRoleProvider(std::unique_ptr<Credentia
                                                        AssumeRoleParams params, std::string endpoint_url,
                                                        std::string region, std::string origin,
                                                        std::chrono::milliseconds timeout);
+// AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE (EKS IRSA), the chain's second provider: nullopt
+// when either is unset.
+std::unique_ptr<CredentialProvider> WebIdentityProvider(const Environment& env,
+                                                        const ProviderSettings& settings);
 // Each Load() reads the token file again: EKS rotates it.
 std::unique_ptr<CredentialProvider> WebIdentityTokenFileProvider(AssumeRoleParams params,
                                                                  std::string token_file,
                                                                  std::string endpoint_url, std::string origin,
                                                                  std::chrono::milliseconds timeout);
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

@@ -13,11 +13,11 @@
 #include <cerrno>
 #include <cstring>
 
-#include "source/sqs/credential_provider.h"
+#include "aws/credential_provider.h"
 
 extern char** environ;
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 namespace {
 
 // Credentials are a few KiB at most; a command that prints more is not a credential process.
@@ -168,4 +168,4 @@ std::unique_ptr<CredentialProvider> ProcessProvider(std::string command, std::st
   return std::make_unique<ProcessProviderImpl>(std::move(command), std::move(name), timeout);
 }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

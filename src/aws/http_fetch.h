@@ -6,10 +6,10 @@
 #include <chrono>
 #include <string_view>
 
+#include "aws/http.h"
 #include "common/result.h"
-#include "source/sqs/sqs_protocol.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 struct FetchOptions {
   std::string_view method = "GET";  // "GET", "PUT" or "POST"
@@ -23,4 +23,4 @@ struct FetchOptions {
 // HttpTransport::Post (Transient when another attempt may help).
 Result<HttpResponse> Fetch(const HttpRequest& request, const FetchOptions& options);
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

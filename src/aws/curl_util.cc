@@ -1,8 +1,8 @@
-#include "source/sqs/curl_util.h"
+#include "aws/curl_util.h"
 
 #include <new>
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 namespace {
 
 // curl_global_init is not safe to race with other threads' curl use; a function-local static
@@ -141,4 +141,4 @@ Result<HttpResponse> FinishResponse(CURL* h, CURLcode rc, const char* error, Htt
   return std::move(response);
 }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

@@ -1,4 +1,4 @@
-#include "source/sqs/aws_config.h"
+#include "aws/aws_config.h"
 
 #include <algorithm>
 #include <array>
@@ -9,7 +9,7 @@
 
 extern char** environ;
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 namespace {
 
 // section -> key -> value, keys lower-cased.
@@ -204,4 +204,4 @@ Result<AwsConfig> ResolveAwsConfig(const Environment& env, const AwsOverrides& o
   return config;
 }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

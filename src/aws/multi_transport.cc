@@ -1,13 +1,13 @@
-#include "source/sqs/multi_transport.h"
+#include "aws/multi_transport.h"
 
 #include <curl/curl.h>
 
 #include <unordered_map>
 #include <vector>
 
-#include "source/sqs/curl_util.h"
+#include "aws/curl_util.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 namespace {
 
 struct CurlMultiCloser {
@@ -153,4 +153,4 @@ void MultiTransport::Wakeup() { curl_multi_wakeup(impl_->multi.get()); }
 
 size_t MultiTransport::in_flight() const { return impl_->active.size(); }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

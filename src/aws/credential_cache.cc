@@ -1,12 +1,13 @@
-#include "source/sqs/credential_cache.h"
+#include "aws/credential_cache.h"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "aws/credential_provider.h"
 #include "common/log.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 namespace {
 
 using Clock = std::chrono::system_clock;
@@ -145,4 +146,4 @@ void CredentialCache::Run() {
   }
 }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

@@ -1,10 +1,10 @@
 #pragma once
-// How the transports open connections. Internal to src/source/sqs; no curl types here.
+// How the transports open connections. Internal to src/aws; no curl types here.
 
 #include <chrono>
 #include <string>
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 struct TransportOptions {
   // TCP (and TLS) connection set-up, per attempt.
@@ -15,4 +15,4 @@ struct TransportOptions {
   std::string ca_file;
 };
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

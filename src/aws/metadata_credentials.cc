@@ -8,10 +8,10 @@
 #include <sstream>
 #include <thread>
 
-#include "source/sqs/credential_provider.h"
-#include "source/sqs/http_fetch.h"
+#include "aws/credential_provider.h"
+#include "aws/http_fetch.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 namespace {
 
 constexpr char kEcsHost[] = "http://169.254.170.2";
@@ -253,4 +253,4 @@ std::unique_ptr<CredentialProvider> InstanceMetadataProvider(const Environment& 
   return std::make_unique<InstanceMetadataProviderImpl>(env, settings);
 }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

@@ -1,4 +1,4 @@
-#include "source/sqs/sigv4.h"
+#include "aws/sigv4.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 namespace {
 
 namespace fs = std::filesystem;
@@ -260,4 +260,4 @@ TEST(SigV4Test, CombinesRepeatedHeadersAndFoldsWhitespace) {
 }
 
 }  // namespace
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

@@ -5,11 +5,11 @@
 #include <chrono>
 #include <memory>
 
+#include "aws/http.h"
+#include "aws/transport_options.h"
 #include "common/result.h"
-#include "source/sqs/sqs_protocol.h"
-#include "source/sqs/transport_options.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 class HttpTransport {
  public:
@@ -29,4 +29,4 @@ class HttpTransport {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

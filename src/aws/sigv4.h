@@ -9,15 +9,11 @@
 #include <string_view>
 #include <vector>
 
+#include "aws/credentials.h"
+#include "aws/http.h"
 #include "common/result.h"
-#include "source/sqs/credentials.h"
 
-namespace sqs2pg::sqs {
-
-struct HttpHeader {
-  std::string name;
-  std::string value;
-};
+namespace sqs2pg::aws {
 
 // A request as it will go on the wire.
 struct SigningRequest {
@@ -65,4 +61,4 @@ std::string StringToSign(std::string_view amz_date, std::string_view credential_
 // "YYYYMMDDTHHMMSSZ" in UTC.
 std::string FormatAmzDate(std::chrono::system_clock::time_point time);
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

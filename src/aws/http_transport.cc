@@ -1,10 +1,10 @@
-#include "source/sqs/http_transport.h"
+#include "aws/http_transport.h"
 
 #include <curl/curl.h>
 
-#include "source/sqs/curl_util.h"
+#include "aws/curl_util.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 struct HttpTransport::Impl {
   CurlEasy easy;
@@ -34,4 +34,4 @@ Result<HttpResponse> HttpTransport::Post(const HttpRequest& request) {
   return FinishResponse(h, rc, impl_->error, impl_->response);
 }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

@@ -1,11 +1,11 @@
-#include "source/sqs/aws_error.h"
+#include "aws/aws_error.h"
 
 #include <pugixml.hpp>
 
 #include <algorithm>
 #include <array>
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 namespace {
 
 template <size_t N>
@@ -81,4 +81,4 @@ std::string CredentialErrorHint(std::string_view code, std::string_view credenti
   return "";
 }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

@@ -16,46 +16,17 @@
 #include <string>
 #include <vector>
 
+#include "aws/aws_config.h"
+#include "aws/credentials.h"
+#include "aws/provider.h"
 #include "common/result.h"
-#include "source/sqs/aws_config.h"
-#include "source/sqs/credentials.h"
 
-namespace sqs2pg::sqs {
-
-// Credentials as a provider hands them out.
-struct LoadedCredentials {
-  Credentials credentials;
-  // When they stop working; nullopt for long-term keys.
-  std::optional<std::chrono::system_clock::time_point> expiration;
-};
-
-class CredentialProvider {
- public:
-  virtual ~CredentialProvider() = default;
-  // nullopt: not configured here, try the next provider (why_not() says why). An error: configured,
-  // but broken; Transient when another attempt may succeed (network, throttling).
-  virtual Result<std::optional<LoadedCredentials>> Load() = 0;
-  // Where credentials come from, safe to log: "environment", "profile dev (assume role ...)".
-  virtual std::string Name() const = 0;
-  // After Load() returned nullopt: why, e.g. "AWS_ACCESS_KEY_ID is not set".
-  virtual std::string why_not() const { return "not configured"; }
-};
-
-// Endpoints and timing the providers use; the defaults are AWS's.
-struct ProviderSettings {
-  std::string region;  // for the regional STS endpoint and for signing AssumeRole
-  // Link-local endpoints fail fast off EC2/ECS: an unroutable address would otherwise hang.
-  std::chrono::milliseconds metadata_connect_timeout{1000};
-  std::chrono::milliseconds metadata_timeout{3000};
-  std::chrono::milliseconds sts_timeout{10000};
-  std::chrono::seconds process_timeout{60};
-};
+namespace sqs2pg::aws {
 
 // The providers, each on its own; the chain below uses them. `env` as from ProcessEnvironment().
+// The web identity provider is STS's: WebIdentityProvider() in sts.h.
 std::unique_ptr<CredentialProvider> EnvironmentProvider(const Environment& env);
 std::unique_ptr<CredentialProvider> StaticProvider(Credentials credentials, std::string name);
-std::unique_ptr<CredentialProvider> WebIdentityProvider(const Environment& env,
-                                                        const ProviderSettings& settings);
 std::unique_ptr<CredentialProvider> ProfileProvider(const Environment& env, const AwsConfig& config,
                                                     const ProviderSettings& settings);
 std::unique_ptr<CredentialProvider> ContainerProvider(const Environment& env,
@@ -68,7 +39,7 @@ std::unique_ptr<CredentialProvider> InstanceMetadataProvider(const Environment& 
 std::unique_ptr<CredentialProvider> ProcessProvider(std::string command, std::string name,
                                                     std::chrono::seconds timeout);
 
-// The five providers above, in order.
+// The five providers in order: environment, web identity (sts.h), profile, container, EC2 metadata.
 std::vector<std::unique_ptr<CredentialProvider>> DefaultProviderChain(const Environment& env,
                                                                       const AwsConfig& config,
                                                                       const ProviderSettings& settings);
@@ -82,7 +53,4 @@ struct ResolvedCredentials {
 // tried and why each was skipped. A broken provider's error stops the walk, named.
 Result<ResolvedCredentials> ResolveCredentials(std::vector<std::unique_ptr<CredentialProvider>> chain);
 
-// "2024-05-01T12:00:00Z", with optional fractional seconds and a Z or ±hh:mm offset.
-std::optional<std::chrono::system_clock::time_point> ParseIso8601(std::string_view text);
-
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

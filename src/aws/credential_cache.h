@@ -16,10 +16,10 @@
 #include <string>
 #include <thread>
 
+#include "aws/provider.h"
 #include "common/result.h"
-#include "source/sqs/credential_provider.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 struct RefreshOptions {
   // Replace temporary credentials this long before they expire, or at half their lifetime when
@@ -85,4 +85,4 @@ class CredentialCache {
   std::thread thread_;  // started when there is something to refresh
 };
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

@@ -1,4 +1,4 @@
-#include "source/sqs/sigv4.h"
+#include "aws/sigv4.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -7,7 +7,7 @@
 #include "common/digest.h"
 #include "common/encoding.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 namespace {
 
 constexpr std::string_view kAlgorithm = "AWS4-HMAC-SHA256";
@@ -20,12 +20,6 @@ std::string ToLower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(), ToLowerAscii);
   return out;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return ToLowerAscii(x) == ToLowerAscii(y);
-         });
 }
 
 bool IsUnreserved(unsigned char c) {
@@ -319,4 +313,4 @@ Result<std::vector<HttpHeader>> SignRequest(const SigningRequest& request, const
   return added;
 }
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws

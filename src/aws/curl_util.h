@@ -1,17 +1,17 @@
 #pragma once
 // libcurl pieces shared by the blocking transport (one request at a time) and the multi
-// transport (many requests in flight on one event loop). Internal to src/source/sqs.
+// transport (many requests in flight on one event loop). Internal to src/aws.
 
 #include <curl/curl.h>
 
 #include <chrono>
 #include <memory>
 
+#include "aws/http.h"
+#include "aws/transport_options.h"
 #include "common/result.h"
-#include "source/sqs/sqs_protocol.h"
-#include "source/sqs/transport_options.h"
 
-namespace sqs2pg::sqs {
+namespace sqs2pg::aws {
 
 struct CurlEasyCloser {
   void operator()(CURL* h) const noexcept { curl_easy_cleanup(h); }
@@ -35,4 +35,4 @@ CurlSlist SetRequest(CURL* h, const HttpRequest& request);
 // The response of a finished transfer, or a Status saying whether trying again may help.
 Result<HttpResponse> FinishResponse(CURL* h, CURLcode rc, const char* error, HttpResponse& response);
 
-}  // namespace sqs2pg::sqs
+}  // namespace sqs2pg::aws
