@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "sink/postgres/sql_text.h"
 
 namespace sqs2pg::sink {
 namespace {
@@ -105,6 +106,18 @@ Status PgConnection::SetUpSession() {
   Watched watched(*this);
   PgResult res(PQexec(conn.get(), sql.c_str()));
   if (PQresultStatus(res.get()) != PGRES_TUPLES_OK) return Fail(res.get(), "set statement_timeout");
+  // The session commits locally (its own cleanup of temporary tables at disconnect must never
+  // wait for a standby: see CreateStaging); each load transaction restores the user's level.
+  staging_ready = false;
+  PgResult level(PQexec(conn.get(), "SELECT current_setting('synchronous_commit')"));
+  if (PQresultStatus(level.get()) != PGRES_TUPLES_OK) return Fail(level.get(), "read synchronous_commit");
+  std::string user_level = PQgetvalue(level.get(), 0, 0);
+  begin_sql = "BEGIN";
+  if (user_level != "off" && user_level != "local") {
+    PgResult local(PQexec(conn.get(), "SET synchronous_commit = local"));
+    if (PQresultStatus(local.get()) != PGRES_COMMAND_OK) return Fail(local.get(), "set synchronous_commit");
+    begin_sql = fmt::format("BEGIN; SET LOCAL synchronous_commit = {}", QuoteLiteral(user_level));
+  }
   return Status::Ok();
 }
 

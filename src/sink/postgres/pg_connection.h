@@ -33,9 +33,13 @@ struct PgConnection {
   PgConn conn;
   Failure last_failure = Failure::kRetry;  // of the newest error from Fail()
   std::string last_sqlstate;               // of the newest error from Fail() ("" if none)
-  bool in_commit = false;                  // a COMMIT is under way: its notices are watched
-  bool commit_warned = false;              // the notice receiver saw a WARNING during COMMIT (see IsWarning)
-  bool reconnect = false;                  // drop the connection before the next batch
+  bool staging_ready = false;              // this connection has its staging tables (see CreateStaging)
+  // "BEGIN", then the user's synchronous_commit for a load (the session's own is local: see
+  // SetUpSession and PostgresSink's CreateStaging).
+  std::string begin_sql = "BEGIN";
+  bool in_commit = false;      // a COMMIT is under way: its notices are watched
+  bool commit_warned = false;  // the notice receiver saw a WARNING during COMMIT (see IsWarning)
+  bool reconnect = false;      // drop the connection before the next batch
   std::atomic<bool> interrupted{false};
   // Guards `cancel` and `socket_fd` while the loader replaces them: Interrupt() and the watchdog
   // run on other threads. Never held across a connect (PQreset) or a cancel request (PQcancel):

@@ -80,32 +80,36 @@ std::string QuoteConninfoValue(std::string_view value) {
 
 }  // namespace
 
-// The staging tables live only inside each load's transaction (ON COMMIT DROP). Session-long temp
-// tables are dropped when the connection ends, in a transaction of their own whose commit waits
-// for a synchronous standby: during a failover that wait never ends, and the old primary cannot
-// finish shutting down (seen with pg_auto_failover).
+// The staging tables are made once per connection, outside any load (ON COMMIT DELETE ROWS: each
+// commit or rollback empties them). Creating and dropping them in every batch (ON COMMIT DROP,
+// as an earlier version did) is catalog work for the server, CPU a busy machine takes from
+// fauxqs or the SQS clients: it was most of issue 20's per-message regression.
+//
+// Why that version dropped them per batch: session-long temporary tables are dropped when the
+// connection ends, in a transaction of its own whose commit waits for a synchronous standby;
+// during a failover that wait never ends and the old primary cannot finish shutting down (seen
+// with pg_auto_failover). The session therefore runs with synchronous_commit = local (see
+// SetUpSession), so that end-of-session cleanup never waits, and each load transaction sets the
+// user's own level back (SET LOCAL), so a batch is as durable as the user asked.
 //
 // Each message's SentTimestamp (the partitioned ledger's key) is the last column of both staging
-// tables. It had a third staging table of its own, but every temporary table a batch creates and
-// drops is catalog work for the server, CPU that a busy machine takes from fauxqs or SQS clients:
-// one table fewer per batch was part of issue 20's per-message regression.
-Status PostgresSink::Impl::CreateStaging(bool ordered) {
-  std::string rows = "CREATE TEMP TABLE sqs2pg_stage (message_id text NOT NULL";
+// tables rather than a table of its own.
+Status PostgresSink::Impl::CreateStaging() {
+  if (staging_ready) return Status::Ok();
+  std::string rows = "CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage (message_id text NOT NULL";
   for (size_t i = 0; i < kRowColumns.size(); ++i) {
     rows += fmt::format(", {} {}", QuoteIdentifier(kRowColumns[i]), column_types[i]);
   }
-  rows += ", sent_ms bigint NOT NULL) ON COMMIT DROP";
+  rows += ", sent_ms bigint NOT NULL) ON COMMIT DELETE ROWS";
   RETURN_IF_ERROR(Exec(rows));
   RETURN_IF_ERROR(
-      Exec("CREATE TEMP TABLE sqs2pg_stage_rejects (message_id text NOT NULL, received_at "
-           "timestamptz, "
-           "reason text, body text, body_encrypted boolean, body_bytes bigint, body_shape text, sent_ms bigint "
-           "NOT NULL) ON COMMIT DROP"));
-  if (ordered) {
-    RETURN_IF_ERROR(
-        Exec("CREATE TEMP TABLE sqs2pg_stage_order (message_id text NOT NULL, message_group_id text, "
-             "sequence_number numeric) ON COMMIT DROP"));
-  }
+      Exec("CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage_rejects (message_id text NOT NULL, received_at "
+           "timestamptz, reason text, body text, body_encrypted boolean, body_bytes bigint, body_shape text, "
+           "sent_ms bigint NOT NULL) ON COMMIT DELETE ROWS"));
+  RETURN_IF_ERROR(
+      Exec("CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage_order (message_id text NOT NULL, message_group_id "
+           "text, sequence_number numeric) ON COMMIT DELETE ROWS"));
+  staging_ready = true;
   return Status::Ok();
 }
 
@@ -260,12 +264,13 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
     }
   }
 
-  RETURN_IF_ERROR(Exec("BEGIN"));
+  // Made outside the transaction, once per connection (see CreateStaging).
+  RETURN_IF_ERROR(CreateStaging());
+  RETURN_IF_ERROR(Exec(begin_sql));
   auto fail = [this](Status st) {
     if (PQstatus(conn.get()) == CONNECTION_OK) Exec("ROLLBACK").ok();
     return st;
   };
-  if (Status st = CreateStaging(order_count > 0); !st.ok()) return fail(st);
   if (order_count > 0) {
     if (Status st = Copy(copy_order_sql, order, order_count); !st.ok()) return fail(st);
   }
@@ -545,7 +550,7 @@ Result<TableShape> PostgresSink::Prepare() {
   shape->lacks_masked_ip_key_id = d.lacks_masked_ip_key_id = *lacking;
   RETURN_IF_ERROR(d.CheckPrivileges());
   d.BuildStatements();
-  if (Status st = d.CreateStaging(false); !st.ok()) return d.PrivilegeHint(std::move(st));
+  if (Status st = d.CreateStaging(); !st.ok()) return d.PrivilegeHint(std::move(st));
   return shape;
 }
 
