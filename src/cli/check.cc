@@ -14,14 +14,14 @@
 
 #include <iostream>
 
+#include "aws/aws_config.h"
+#include "aws/credential_cache.h"
+#include "aws/sts.h"
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "cli/run_options.h"
 #include "sink/postgres/postgres_sink.h"
-#include "source/sqs/aws_config.h"
-#include "source/sqs/credential_cache.h"
 #include "source/sqs/sqs_client.h"
-#include "source/sqs/sts.h"
 #include "transform/keyring.h"
 
 namespace sqs2pg::cli {
@@ -205,8 +205,8 @@ int Check(const RunOptions& o) {
     report.Fail("AWS credentials", config.status().message());
   } else {
     report.Pass("AWS credentials from " + config->credential_cache->source());
-    std::string sts = sqs::StsEndpointUrl(sqs::ProcessEnvironment(), config->region);
-    auto identity = sqs::GetCallerIdentity(
+    std::string sts = aws::StsEndpointUrl(aws::ProcessEnvironment(), config->region);
+    auto identity = aws::GetCallerIdentity(
         sts, config->region, *config->credential_cache->Current().credentials, std::chrono::seconds(10));
     if (identity.ok()) {
       report.Pass(fmt::format("STS GetCallerIdentity: {} (account {})", identity->arn, identity->account));

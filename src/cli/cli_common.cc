@@ -11,11 +11,11 @@
 #include <cstring>
 #include <iostream>
 
+#include "aws/aws_config.h"
+#include "aws/credential_cache.h"
+#include "aws/credential_provider.h"
 #include "cli/options.h"
 #include "common/log.h"
-#include "source/sqs/aws_config.h"
-#include "source/sqs/credential_cache.h"
-#include "source/sqs/credential_provider.h"
 #include "source/sqs/sqs_client.h"
 #include "source/sqs/sqs_wire.h"
 
@@ -53,8 +53,8 @@ namespace {
 
 // SQS2PG_CREDENTIAL_REFRESH_MARGIN_SECONDS (undocumented, for tests): refresh temporary
 // credentials this long before they expire instead of five minutes.
-sqs::RefreshOptions RefreshOptionsFromEnvironment() {
-  sqs::RefreshOptions options;
+aws::RefreshOptions RefreshOptionsFromEnvironment() {
+  aws::RefreshOptions options;
   if (const char* margin = std::getenv("SQS2PG_CREDENTIAL_REFRESH_MARGIN_SECONDS"); margin && *margin) {
     options.margin = std::chrono::seconds(std::atoi(margin));
   }
@@ -64,22 +64,22 @@ sqs::RefreshOptions RefreshOptionsFromEnvironment() {
 }  // namespace
 
 Result<sqs::ClientConfig> MakeClientConfig(const QueueOptions& options) {
-  sqs::AwsOverrides overrides;
+  aws::AwsOverrides overrides;
   if (!options.region.empty()) overrides.region = options.region;
   if (!options.endpoint_url.empty()) overrides.endpoint_url = options.endpoint_url;
   if (!options.ca_file.empty()) overrides.ca_file = options.ca_file;
-  sqs::Environment env = sqs::ProcessEnvironment();
-  ASSIGN_OR_RETURN(sqs::AwsConfig aws, sqs::ResolveAwsConfig(env, overrides));
-  sqs::ProviderSettings settings;
-  settings.region = aws.region;
-  ASSIGN_OR_RETURN(sqs::ResolvedCredentials resolved,
-                   sqs::ResolveCredentials(sqs::DefaultProviderChain(env, aws, settings)));
+  aws::Environment env = aws::ProcessEnvironment();
+  ASSIGN_OR_RETURN(aws::AwsConfig aws_config, aws::ResolveAwsConfig(env, overrides));
+  aws::ProviderSettings settings;
+  settings.region = aws_config.region;
+  ASSIGN_OR_RETURN(aws::ResolvedCredentials resolved,
+                   aws::ResolveCredentials(aws::DefaultProviderChain(env, aws_config, settings)));
   sqs::ClientConfig config;
-  config.endpoint_url = aws.endpoint_url;
-  config.region = aws.region;
-  config.ca_file = aws.ca_file;
+  config.endpoint_url = aws_config.endpoint_url;
+  config.region = aws_config.region;
+  config.ca_file = aws_config.ca_file;
   ASSIGN_OR_RETURN(config.protocol, sqs::ParseSqsProtocol(options.sqs_protocol));
-  config.credential_cache = sqs::CredentialCache::Create(
+  config.credential_cache = aws::CredentialCache::Create(
       std::move(resolved.provider), std::move(resolved.first), RefreshOptionsFromEnvironment());
   // Once, at start: which source, never the secret. Temporary credentials also say until when.
   std::string until;

@@ -12,7 +12,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "source/sqs/aws_config.h"
+#include "aws/aws_config.h"
 
 namespace sqs2pg::integration {
 namespace {

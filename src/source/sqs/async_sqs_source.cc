@@ -4,10 +4,10 @@
 
 #include <charconv>
 
+#include "aws/aws_error.h"
+#include "aws/credential_cache.h"
+#include "aws/multi_transport.h"
 #include "common/log.h"
-#include "source/sqs/aws_error.h"
-#include "source/sqs/credential_cache.h"
-#include "source/sqs/multi_transport.h"
 #include "source/sqs/sqs_protocol.h"
 #include "source/sqs/sqs_wire.h"
 
@@ -30,8 +30,8 @@ struct AsyncSqsSource::Impl {
   std::string queue_url;
   std::optional<int> visibility_timeout_seconds;
   WireChoice wire;
-  std::unique_ptr<MultiTransport> transport;
-  std::shared_ptr<CredentialCache> cache;
+  std::unique_ptr<aws::MultiTransport> transport;
+  std::shared_ptr<aws::CredentialCache> cache;
   metrics::Metrics* metrics = nullptr;  // nullptr: metrics are off
 
   // Counts one answered (or failed) call: its operation, outcome and time.
@@ -60,7 +60,7 @@ struct AsyncSqsSource::Impl {
   // Signing reads the cache's current credentials: a mutex and a shared_ptr copy, never I/O.
   void Call(std::string_view operation, BodyFn build, std::chrono::milliseconds extra_timeout, Done done,
             bool cancellable = false, bool after_refresh = false) {
-    CredentialCache::Snapshot credentials = cache->Current();
+    aws::CredentialCache::Snapshot credentials = cache->Current();
     const Wire& used = wire.Current();
     Result<std::string> body = build(used);
     if (!body.ok()) {
@@ -108,7 +108,7 @@ struct AsyncSqsSource::Impl {
                 start);
           error.message = RedactSecrets(std::move(error.message), *credentials.credentials);
           Status st = ErrorStatus(error, op, queue_url, endpoint.url, cache->source());
-          if (IsExpiredTokenCode(error.code) && !after_refresh) {
+          if (aws::IsExpiredTokenCode(error.code) && !after_refresh) {
             std::uint64_t ticket = cache->RequestRefresh(credentials.generation);
             if (metrics != nullptr) metrics->CountSqsRetries(metrics::SqsOpFromName(op));
             if (ticket == 0) {  // newer credentials are already there
@@ -190,13 +190,13 @@ Result<std::unique_ptr<AsyncSqsSource>> AsyncSqsSource::Create(
   impl->wire = WireChoice(config.protocol, impl->endpoint.url);
   impl->queue_url = std::move(queue_url);
   impl->visibility_timeout_seconds = visibility_timeout_seconds;
-  ASSIGN_OR_RETURN(impl->transport, MultiTransport::Create({config.connect_timeout, config.ca_file}));
+  ASSIGN_OR_RETURN(impl->transport, aws::MultiTransport::Create({config.connect_timeout, config.ca_file}));
   if (config.credential_cache) {
     impl->cache = config.credential_cache;
   } else if (config.credentials.access_key_id.empty() || config.credentials.secret_access_key.empty()) {
     return Status::InvalidInput("SQS source: no access key id or secret access key");
   } else {
-    impl->cache = CredentialCache::Fixed(config.credentials);
+    impl->cache = aws::CredentialCache::Fixed(config.credentials);
   }
   return std::unique_ptr<AsyncSqsSource>(new AsyncSqsSource(std::move(impl)));
 }

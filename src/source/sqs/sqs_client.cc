@@ -7,12 +7,12 @@
 #include <thread>
 #include <type_traits>
 
+#include "aws/aws_error.h"
+#include "aws/credential_cache.h"
+#include "aws/http_transport.h"
 #include "common/digest.h"
 #include "common/encoding.h"
 #include "common/log.h"
-#include "source/sqs/aws_error.h"
-#include "source/sqs/credential_cache.h"
-#include "source/sqs/http_transport.h"
 #include "source/sqs/sqs_protocol.h"
 #include "source/sqs/sqs_wire.h"
 
@@ -29,8 +29,8 @@ struct SqsClient::State {
   ClientConfig config;
   Endpoint endpoint;
   WireChoice wire;
-  std::unique_ptr<HttpTransport> transport;
-  std::shared_ptr<CredentialCache> cache;
+  std::unique_ptr<aws::HttpTransport> transport;
+  std::shared_ptr<aws::CredentialCache> cache;
   std::mt19937_64 rng{std::random_device{}()};
 
   void Backoff(int retry) { std::this_thread::sleep_for(BackoffDelay(config.retry, retry, rng)); }
@@ -45,7 +45,7 @@ struct SqsClient::State {
                          std::optional<std::uint64_t>& expired, bool repeatable) {
     retry = false;
     expired.reset();
-    CredentialCache::Snapshot credentials = cache->Current();
+    aws::CredentialCache::Snapshot credentials = cache->Current();
     const Wire& used = wire.Current();
     ASSIGN_OR_RETURN(std::string body, build(used));
     ASSIGN_OR_RETURN(HttpRequest request,
@@ -78,7 +78,7 @@ struct SqsClient::State {
     AwsError error = ParseError(*response);
     error.message = RedactSecrets(std::move(error.message), *credentials.credentials);
     retry = IsRetryable(error);
-    if (IsExpiredTokenCode(error.code)) expired = credentials.generation;
+    if (aws::IsExpiredTokenCode(error.code)) expired = credentials.generation;
     return ErrorStatus(error, operation, queue, endpoint.url, cache->source());
   }
 
@@ -196,9 +196,9 @@ Result<std::unique_ptr<SqsClient>> SqsClient::Create(ClientConfig config) {
   auto state = std::make_unique<State>();
   ASSIGN_OR_RETURN(state->endpoint, ParseEndpoint(config.endpoint_url));
   state->wire = WireChoice(config.protocol, state->endpoint.url);
-  ASSIGN_OR_RETURN(state->transport, HttpTransport::Create({config.connect_timeout, config.ca_file}));
+  ASSIGN_OR_RETURN(state->transport, aws::HttpTransport::Create({config.connect_timeout, config.ca_file}));
   state->cache =
-      config.credential_cache ? config.credential_cache : CredentialCache::Fixed(config.credentials);
+      config.credential_cache ? config.credential_cache : aws::CredentialCache::Fixed(config.credentials);
   state->config = std::move(config);
   return std::unique_ptr<SqsClient>(new SqsClient(std::move(state)));
 }

@@ -19,14 +19,16 @@
 #include <string_view>
 #include <vector>
 
+#include "aws/credentials.h"
 #include "common/result.h"
 #include "common/retry.h"
-#include "source/sqs/credentials.h"
 #include "source/sqs/sqs_types.h"
 
-namespace sqs2pg::sqs {
-
+namespace sqs2pg::aws {
 class CredentialCache;
+}  // namespace sqs2pg::aws
+
+namespace sqs2pg::sqs {
 
 struct ClientConfig {
   // scheme://host[:port][/path]. Every request goes here, whatever host a queue URL names
@@ -34,10 +36,10 @@ struct ClientConfig {
   std::string endpoint_url;
   std::string region;  // signing region, e.g. "us-east-1"
   // Fixed credentials, used when credential_cache is not set.
-  Credentials credentials;
+  aws::Credentials credentials;
   // Where each request's credentials come from (kept fresh in the background). An ExpiredToken
   // answer makes the client ask it for new credentials and try that request once more.
-  std::shared_ptr<CredentialCache> credential_cache;
+  std::shared_ptr<aws::CredentialCache> credential_cache;
   // For each HTTP request, and for each batch's entries that failed by a server fault.
   RetryPolicy retry;
   // TCP (and TLS) connection set-up, per attempt.

@@ -7,9 +7,9 @@
 #include <mutex>
 #include <thread>
 
+#include "aws/sigv4.h"
 #include "common/digest.h"
 #include "common/encoding.h"
-#include "source/sqs/sigv4.h"
 
 namespace sqs2pg::sqs {
 namespace {
@@ -46,7 +46,7 @@ bool SignatureMatches(const httplib::Request& req) {
   const std::string authorization = req.get_header_value("Authorization");
   size_t begin = authorization.find("SignedHeaders=") + 14;
   std::string names = authorization.substr(begin, authorization.find(',', begin) - begin);
-  std::vector<HttpHeader> headers;
+  std::vector<aws::HttpHeader> headers;
   for (size_t pos = 0; pos <= names.size();) {
     size_t end = std::min(names.find(';', pos), names.size());
     std::string name = names.substr(pos, end - pos);
@@ -54,8 +54,8 @@ bool SignatureMatches(const httplib::Request& req) {
     pos = end + 1;
   }
   // The X-Amz-Date and token headers are present, so the signer only computes Authorization.
-  auto added = SignRequest({req.method, req.path, "", headers, req.body}, {"AKIDTEST", kSecret, kToken},
-                           {kRegion, "sqs"}, std::chrono::system_clock::now());
+  auto added = aws::SignRequest({req.method, req.path, "", headers, req.body}, {"AKIDTEST", kSecret, kToken},
+                                {kRegion, "sqs"}, std::chrono::system_clock::now());
   return added.ok() && added->size() == 1 && (*added)[0].value == authorization;
 }
 

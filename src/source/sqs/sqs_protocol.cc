@@ -6,10 +6,11 @@
 #include <array>
 #include <charconv>
 
+#include "aws/aws_error.h"
+#include "aws/sigv4.h"
 #include "common/digest.h"
 #include "common/encoding.h"
 #include "common/json_writer.h"
-#include "source/sqs/aws_error.h"
 
 namespace sqs2pg::sqs {
 namespace {
@@ -22,13 +23,6 @@ constexpr std::array<std::string_view, 5> kReceiveAttributes = {
     "SentTimestamp", "ApproximateReceiveCount", "MessageGroupId", "SequenceNumber", "MessageDeduplicationId"};
 // AWS messages are one sentence; anything longer is a proxy's HTML page or a diagnostic dump.
 constexpr size_t kMaxErrorMessage = 300;
-
-char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return Lower(x) == Lower(y); });
-}
 
 // Small helpers so the body builders read like the JSON they write.
 void Key(std::string& out, std::string_view key) {
@@ -137,7 +131,7 @@ Result<SqsMessage> ParseMessage(dom::element element) {
   std::string md5;
   RETURN_IF_ERROR(OptionalString(object, "MD5OfBody", md5, "Message"));
   // One damaged entry must not cost the other nine of the receive: flag it, keep parsing.
-  message.body_corrupt = !md5.empty() && !EqualsIgnoreCase(md5, HexEncode(Md5(message.body)));
+  message.body_corrupt = !md5.empty() && !aws::EqualsIgnoreCase(md5, HexEncode(Md5(message.body)));
   ASSIGN_OR_RETURN(auto attributes, StringMap(object, "Attributes", "Message"));
   ApplyMessageAttributes(attributes, message);
   return message;
@@ -219,40 +213,6 @@ void ApplyMessageAttributes(const std::map<std::string, std::string>& attributes
   }
 }
 
-const std::string* HttpResponse::Header(std::string_view name) const {
-  for (const HttpHeader& h : headers) {
-    if (EqualsIgnoreCase(h.name, name)) return &h.value;
-  }
-  return nullptr;
-}
-
-Result<Endpoint> ParseEndpoint(std::string_view url) {
-  Endpoint endpoint;
-  size_t sep = url.find("://");
-  std::string scheme(url.substr(0, sep == std::string_view::npos ? 0 : sep));
-  std::transform(scheme.begin(), scheme.end(), scheme.begin(), Lower);
-  if (scheme != "http" && scheme != "https") {
-    return Status::InvalidInput("SQS endpoint '" + std::string(url) +
-                                "' must start with http:// or https://");
-  }
-  std::string_view rest = url.substr(sep + 3);
-  size_t authority_end = rest.find_first_of("/?#");
-  std::string_view authority = rest.substr(0, authority_end);
-  std::string_view path = authority_end == std::string_view::npos ? "/" : rest.substr(authority_end);
-  bool printable = std::all_of(url.begin(), url.end(), [](char c) { return c > ' ' && c != 0x7f; });
-  if (authority.empty() || authority.find('@') != std::string_view::npos || !printable ||
-      path.find_first_of("?#") != std::string_view::npos) {
-    return Status::InvalidInput("SQS endpoint '" + std::string(url) +
-                                "' must be scheme://host[:port][/path] without user, query or fragment");
-  }
-  endpoint.url = std::string(url);
-  while (endpoint.url.ends_with('/')) endpoint.url.pop_back();
-  endpoint.host = std::string(authority);
-  endpoint.path = std::string(path);
-  endpoint.request_url = scheme + "://" + endpoint.host + endpoint.path;
-  return endpoint;
-}
-
 Result<HttpRequest> BuildSignedRequest(const Endpoint& endpoint, std::string_view operation, std::string body,
                                        const Credentials& credentials, const std::string& region,
                                        std::chrono::system_clock::time_point now) {
@@ -262,8 +222,9 @@ Result<HttpRequest> BuildSignedRequest(const Endpoint& endpoint, std::string_vie
   request.headers = {{"Host", endpoint.host},
                      {"Content-Type", "application/x-amz-json-1.0"},
                      {"X-Amz-Target", "AmazonSQS." + std::string(operation)}};
-  SigningRequest to_sign{"POST", endpoint.path, "", request.headers, request.body};
-  ASSIGN_OR_RETURN(std::vector<HttpHeader> added, SignRequest(to_sign, credentials, {region, "sqs"}, now));
+  aws::SigningRequest to_sign{"POST", endpoint.path, "", request.headers, request.body};
+  ASSIGN_OR_RETURN(std::vector<HttpHeader> added,
+                   aws::SignRequest(to_sign, credentials, {region, "sqs"}, now));
   for (HttpHeader& h : added) request.headers.push_back(std::move(h));
   return request;
 }
@@ -421,7 +382,7 @@ AwsError ParseError(const HttpResponse& response) {
     std::string_view text;
     if (!object["__type"].get(text)) error.code = CodeFromType(text);
     if (!object["message"].get(text) || !object["Message"].get(text)) error.message = ShortMessage(text);
-  } else if (std::optional<XmlError> xml = ParseXmlError(response.body)) {
+  } else if (std::optional<aws::XmlError> xml = aws::ParseXmlError(response.body)) {
     // The Query protocol's answer, and what sits in front of SQS (IAM authentication) sends.
     error.code = std::move(xml->code);
     error.message = ShortMessage(xml->message);
@@ -479,9 +440,10 @@ Status ErrorStatus(const AwsError& error, std::string_view operation, std::strin
   if (!queue_name.empty()) message += " on queue " + std::string(queue_name);
   message += ": " + (error.code.empty() ? std::string("error") : error.code);
   message += " (HTTP " + std::to_string(error.http_status) + ")";
-  if (IsCredentialErrorCode(error.code)) {
+  if (aws::IsCredentialErrorCode(error.code)) {
     // Wrong credentials or permissions are a configuration error: exit 2, and say what to fix.
-    message += ": " + CredentialErrorHint(error.code, credential_source, "sqs:" + std::string(operation));
+    message +=
+        ": " + aws::CredentialErrorHint(error.code, credential_source, "sqs:" + std::string(operation));
     if (!error.message.empty()) message += " (AWS says: " + error.message + ")";
     return Status::InvalidInput(std::move(message));
   }

@@ -11,39 +11,20 @@
 #include <string_view>
 #include <vector>
 
+#include "aws/credentials.h"
+#include "aws/http.h"
 #include "common/result.h"
-#include "source/sqs/credentials.h"
-#include "source/sqs/sigv4.h"
 #include "source/sqs/sqs_types.h"
 
 namespace sqs2pg::sqs {
 
-struct HttpRequest {
-  std::string url;
-  std::vector<HttpHeader> headers;  // includes Host; the transport must not send another
-  std::string body;
-  std::chrono::milliseconds timeout{0};  // whole exchange; 0: none
-};
-
-struct HttpResponse {
-  long status = 0;
-  std::vector<HttpHeader> headers;
-  std::string body;
-  bool too_large = false;  // the transport stopped reading a body past its size limit
-
-  // Case-insensitive; the first header of that name, or nullptr.
-  const std::string* Header(std::string_view name) const;
-};
-
-struct Endpoint {
-  std::string url;          // as configured, without a trailing '/': used in messages
-  std::string host;         // host[:port] exactly as in the URL: the Host header that gets signed
-  std::string path;         // "/" unless the URL has one
-  std::string request_url;  // scheme://host[:port]/path: where every request goes
-};
-
-// "http(s)://host[:port][/path]"; no user info, query or fragment.
-Result<Endpoint> ParseEndpoint(std::string_view url);
+// The AWS pieces this protocol is built on (src/aws/).
+using aws::Credentials;
+using aws::Endpoint;
+using aws::HttpHeader;
+using aws::HttpRequest;
+using aws::HttpResponse;
+using aws::ParseEndpoint;
 
 // A POST of `body` to the endpoint for AmazonSQS.<operation>, signed for service "sqs".
 Result<HttpRequest> BuildSignedRequest(const Endpoint& endpoint, std::string_view operation, std::string body,

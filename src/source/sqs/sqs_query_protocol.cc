@@ -9,6 +9,7 @@
 #include <memory>
 #include <pugixml.hpp>
 
+#include "aws/sigv4.h"
 #include "common/digest.h"
 #include "common/encoding.h"
 
@@ -107,8 +108,9 @@ Result<HttpRequest> BuildSignedRequest(const Endpoint& endpoint, std::string bod
   request.body = std::move(body);
   request.headers = {{"Host", endpoint.host},
                      {"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"}};
-  SigningRequest to_sign{"POST", endpoint.path, "", request.headers, request.body};
-  ASSIGN_OR_RETURN(std::vector<HttpHeader> added, SignRequest(to_sign, credentials, {region, "sqs"}, now));
+  aws::SigningRequest to_sign{"POST", endpoint.path, "", request.headers, request.body};
+  ASSIGN_OR_RETURN(std::vector<HttpHeader> added,
+                   aws::SignRequest(to_sign, credentials, {region, "sqs"}, now));
   for (HttpHeader& h : added) request.headers.push_back(std::move(h));
   return request;
 }

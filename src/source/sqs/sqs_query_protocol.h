@@ -13,8 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "aws/credentials.h"
 #include "common/result.h"
-#include "source/sqs/credentials.h"
 #include "source/sqs/sqs_protocol.h"
 #include "source/sqs/sqs_types.h"
 

@@ -5,7 +5,7 @@
 #include <mutex>
 #include <pugixml.hpp>
 
-#include "source/sqs/aws_error.h"
+#include "aws/aws_error.h"
 #include "source/sqs/sqs_query_protocol.h"
 
 namespace sqs2pg::sqs {
@@ -164,7 +164,7 @@ bool ShowsJsonNotUnderstood(const HttpResponse& response) {
   if (response.status >= 200 && response.status < 300) return true;
   if (response.status >= 502 && response.status <= 504) return false;
   AwsError error = ParseError(response);
-  return !IsCredentialErrorCode(error.code) && !IsThrottlingCode(error.code) &&
+  return !aws::IsCredentialErrorCode(error.code) && !IsThrottlingCode(error.code) &&
          !IsQueueDoesNotExist(error.code);
 }
 
