@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""docker-compose.yml, rewritten for deploy_test.sh's host network.
+
+No container network may carry traffic here (only loopback), so every service shares the host's
+network: each service name the file uses as a host (postgres, sqs) resolves to 127.0.0.1 through
+extra_hosts, published ports are dropped (nothing to publish on the host network), and the three
+fixed ports move to free ones, each where the image itself takes it (Postgres: PGPORT; fauxqs:
+FAUXQS_PORT; sqs2pg: --metrics-addr) and where the file names it (the healthchecks, the endpoint
+URL, the DB connection). Everything else is the file as it is.
+
+Usage: compose_host_network.py IN OUT PG_PORT SQS_PORT METRICS_PORT
+"""
+import sys
+
+import yaml
+
+src, out, pg_port, sqs_port, metrics_port = sys.argv[1:6]
+with open(src) as f:
+    compose = yaml.safe_load(f)
+
+
+def swap(value):
+    if isinstance(value, str):
+        return (value.replace("sqs:4566", f"sqs:{sqs_port}").replace("127.0.0.1:4566", f"127.0.0.1:{sqs_port}")
+                .replace("host=postgres ", f"host=postgres port={pg_port} ").replace(":9800", f":{metrics_port}"))
+    if isinstance(value, list):
+        return [swap(v) for v in value]
+    if isinstance(value, dict):
+        return {k: swap(v) for k, v in value.items()}
+    return value
+
+
+services = compose["services"]
+for name, service in services.items():
+    services[name] = service = swap(service)
+    service.pop("ports", None)
+    service["network_mode"] = "host"
+    service["extra_hosts"] = ["postgres:127.0.0.1", "sqs:127.0.0.1"]
+services["postgres"].setdefault("environment", {})["PGPORT"] = pg_port
+services["sqs"]["environment"]["FAUXQS_PORT"] = sqs_port
+with open(out, "w") as f:
+    yaml.safe_dump(compose, f, sort_keys=False)
