@@ -80,9 +80,12 @@ trap 'exit 130' INT TERM
 
 # --- what the machine needs (a bare machine has none of it) ---
 need=()
-for p in podman runc debootstrap docker-compose uidmap curl python3-yaml nodejs npm; do
+for p in podman runc debootstrap docker-compose uidmap curl python3-yaml; do
   [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || need+=("$p")
 done
+# node and npm (tools/k8s-validate) may come from elsewhere: NodeSource's nodejs bundles npm.
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if ((${#need[@]})); then
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -116,7 +119,7 @@ rootfs_tar() {  # NAME [debootstrap args...] -> path of a cached tarball
   echo "$tar"
 }
 image_from() {  # IMAGE-NAME TARBALL
-  podman image exists "$1" || podman import "$2" "$1" >/dev/null
+  podman image exists "$1" || podman import -q "$2" "$1" >/dev/null
 }
 base_images() {
   local minbase slim systemd
@@ -284,13 +287,22 @@ step3() {  # the .deb on a bare bookworm
   podman exec "$c" sqs2pg run --queue deploy-deb --table deb_logins --key-file /root/k/keyring ||
     bad "the installed sqs2pg could not drain"
   loaded deb_logins 99 1 || bad "drain: rows and rejects are $(counts deb_logins), want 99 1"
-  podman exec "$c" sh -c 'dpkg -L sqs2pg >/tmp/files; DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq sqs2pg && dpkg -s sqs2pg 2>/dev/null | grep -q "^Status: deinstall ok config-files" || ! dpkg -s sqs2pg >/dev/null 2>&1' ||
-    bad "apt-get remove failed"
-  podman exec "$c" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq sqs2pg && ! dpkg -s sqs2pg >/dev/null 2>&1' || bad "apt-get purge failed"
-  # Left behind: only directories other packages own or that are shared (/usr/share/doc etc).
-  out=$(podman exec "$c" sh -c 'while read -r f; do [ -e "$f" ] && [ ! -d "$f" ] && echo "$f"; done </tmp/files; ls -d /etc/sqs2pg /var/lib/sqs2pg /usr/share/doc/sqs2pg 2>/dev/null') || true
-  [[ -z "$out" ]] || bad "left behind after purge: $out"
-  ok "apt-get install ./$(basename "$deb") on a bare bookworm pulled its Depends from the mirror; '$version' answers; man sqs2pg shows the page; drain 99 rows + 1 reject; remove and purge left none of its files"
+  # remove: the package's files go (conffiles may stay, as policy allows); then purge. The
+  # package is not in any repository, so once removed apt no longer knows it: dpkg --purge
+  # finishes the removed one, and apt-get purge is tried on a second install.
+  leftovers='while read -r f; do [ -e "$f" ] && [ ! -d "$f" ] && echo "$f"; done </tmp/files; ls -d /etc/sqs2pg /var/lib/sqs2pg /usr/share/doc/sqs2pg 2>/dev/null; true'
+  podman exec "$c" sh -c 'dpkg-query -L sqs2pg >/tmp/files; dpkg-query -W -f="\${Conffiles}\n" sqs2pg >/tmp/conffiles' || bad "dpkg -L sqs2pg failed"
+  podman exec "$c" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq sqs2pg >/dev/null' || bad "apt-get remove sqs2pg failed"
+  out=$(podman exec "$c" sh -c "$leftovers" | grep -vxFf <(podman exec "$c" awk '{print $1}' /tmp/conffiles) || true)
+  [[ -z "$out" ]] || bad "left behind after apt-get remove: $(xargs <<<"$out")"
+  podman exec "$c" sh -c 'dpkg --purge sqs2pg >/dev/null && ! dpkg-query -W sqs2pg >/dev/null 2>&1' || bad "dpkg --purge after remove failed"
+  out=$(podman exec "$c" sh -c "$leftovers")
+  [[ -z "$out" ]] || bad "left behind after remove and purge: $(xargs <<<"$out")"
+  podman exec "$c" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ./tmp/sqs2pg_*.deb >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq sqs2pg >/dev/null && ! dpkg-query -W sqs2pg >/dev/null 2>&1' ||
+    bad "apt-get purge of an installed sqs2pg failed"
+  out=$(podman exec "$c" sh -c "$leftovers")
+  [[ -z "$out" ]] || bad "left behind after apt-get purge: $(xargs <<<"$out")"
+  ok "apt-get install ./$(basename "$deb") on a bare bookworm pulled its Depends from the mirror; '$version' answers; man sqs2pg shows the page; drain 99 rows + 1 reject; apt-get remove, dpkg --purge, and apt-get purge of a second install left none of its files"
 }
 
 systemd_container() {  # NAME: a container with systemd as PID 1, running, the .deb installed
@@ -314,7 +326,8 @@ step4() {  # systemd for real
   systemd_container "$c" || bad "the systemd container did not boot or the .deb did not install"
   # A keyring where LoadCredential reads it (root's, 0600), the configuration in /etc, and the
   # emulator's placeholder credentials in the optional environment file (0600).
-  podman exec -i "$c" sh -c 'umask 077; mkdir -p /etc/sqs2pg; cat >/etc/sqs2pg/keyring' <"$work/keyring"
+  # /etc/sqs2pg itself stays 0755: the service's dynamic user reads sqs2pg.toml there.
+  podman exec -i "$c" sh -c 'install -d -m 0755 /etc/sqs2pg; umask 077; cat >/etc/sqs2pg/keyring' <"$work/keyring"
   podman exec -i "$c" sh -c 'umask 022; cat >/etc/sqs2pg/sqs2pg.toml' <<EOF
 log-format = "json"
 [run]
