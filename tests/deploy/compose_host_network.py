@@ -37,6 +37,6 @@ for name, service in services.items():
     service["network_mode"] = "host"
     service["extra_hosts"] = ["postgres:127.0.0.1", "sqs:127.0.0.1"]
 services["postgres"].setdefault("environment", {})["PGPORT"] = pg_port
-services["sqs"]["environment"]["FAUXQS_PORT"] = sqs_port
+services["sqs"]["environment"].update(FAUXQS_PORT=sqs_port, FAUXQS_HOST="127.0.0.1")  # loopback only
 with open(out, "w") as f:
     yaml.safe_dump(compose, f, sort_keys=False)
