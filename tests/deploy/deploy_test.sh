@@ -69,8 +69,12 @@ cleanup() {
   [[ -n "$service_pid" ]] && kill "$service_pid" 2>/dev/null
   podman volume ls -q --filter "label=$label" 2>/dev/null | xargs -r podman volume rm -f >/dev/null 2>&1
   if [[ -f "$work/compose-project" ]]; then
-    podman volume ls -q | grep "^$(cat "$work/compose-project")_" | xargs -r podman volume rm -f >/dev/null 2>&1
+    local project
+    project=$(cat "$work/compose-project")
+    podman ps -aq --filter "label=com.docker.compose.project=$project" | xargs -r podman rm -f -t 0 >/dev/null 2>&1
+    podman volume ls -q | grep "^${project}_" | xargs -r podman volume rm -f >/dev/null 2>&1
   fi
+  podman rmi docker.io/library/sqs2pg:local >/dev/null 2>&1
   podman rmi -f "$tag" >/dev/null 2>&1
   "$src/scripts/stack" down --dir "$stack_dir" >/dev/null 2>&1
   rm -rf "$work"
@@ -103,7 +107,6 @@ rootfs_tar() {  # NAME [debootstrap args...] -> path of a cached tarball
   local tar=$cache/$day/$name.tar
   if [[ ! -s "$tar" ]]; then
     mkdir -p "$cache/$day"
-    find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$day" -exec rm -rf {} + 2>/dev/null
     local dir=$cache/$day/$name.root
     rm -rf "$dir"
     debootstrap --variant=minbase "$@" bookworm "$dir" http://deb.debian.org/debian >"$cache/$day/$name.log" 2>&1 ||
@@ -122,7 +125,17 @@ image_from() {  # IMAGE-NAME TARBALL
   podman image exists "$1" || podman import -q "$2" "$1" >/dev/null
 }
 base_images() {
+  # Yesterday's tarballs and stand-in images go: the cache is keyed by the UTC date.
+  mkdir -p "$cache"
+  find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$day" -exec rm -rf {} + 2>/dev/null
+  podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/sqs2pg-deploy/' | grep -v ":$day\$" |
+    xargs -r podman rmi -f >/dev/null 2>&1
   local minbase slim systemd
+  # The three debootstraps wait on the mirror more than on the CPU: run them side by side.
+  rootfs_tar minbase >/dev/null & local a=$!
+  rootfs_tar slim >/dev/null & local b=$!
+  rootfs_tar systemd --include=systemd,systemd-sysv,dbus >/dev/null & local c=$!
+  wait $a && wait $b && wait $c || return 1
   minbase=$(rootfs_tar minbase) && slim=$(rootfs_tar slim) &&
     systemd=$(rootfs_tar systemd --include=systemd,systemd-sysv,dbus) || return 1
   image_from "localhost/sqs2pg-deploy/bookworm:$day" "$minbase" &&
@@ -166,11 +179,16 @@ http_ok() { curl -fsS -o /dev/null --max-time 2 "$1"; }
 ok() { echo "$*" >"$reason_file"; exit 0; }
 bad() { echo "$*" >"$reason_file"; exit 1; }
 
+image() {  # the Dockerfile as it is, built once per run (steps 1 and 2 use it)
+  podman image exists "$tag" && return 0
+  podman build --pull=never --network=host --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+    -f "$src/deploy/docker/Dockerfile" -t "$tag" "$src"
+}
+
 step1() {  # the image
   local t0 size port c rc elapsed out
   t0=$(date +%s)
-  podman build --pull=never --network=host --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
-    -f "$src/deploy/docker/Dockerfile" -t "$tag" "$src" || bad "podman build failed (log above)"
+  image || bad "podman build failed (log above)"
   echo "built in $(($(date +%s) - t0)) s"
   size=$(podman image inspect --format '{{.Size}}' "$tag")
   echo "$size" >"$work/image-size"
@@ -238,7 +256,9 @@ EOF
   fi
   podman tag "localhost/sqs2pg-deploy/postgres-15:$day" docker.io/library/postgres:15-bookworm
   podman tag "localhost/sqs2pg-deploy/node:$day" docker.io/library/node:20-bookworm-slim
-  podman tag "$tag" localhost/sqs2pg:local
+  image || bad "podman build failed (log above)"
+  # compose names it sqs2pg:local; Docker's API reads a short name as docker.io/library/...
+  podman tag "$tag" docker.io/library/sqs2pg:local
 
   podman system service --time=0 "unix://$sock" >"$work/podman-service.log" 2>&1 &
   service_pid=$!
