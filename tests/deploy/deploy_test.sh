@@ -39,7 +39,7 @@ day=$(date -u +%Y%m%d)
 work=$(mktemp -d /tmp/sqs2pg-deploy-test.XXXXXX)
 chmod 0711 "$work"
 label=sqs2pg-deploy-test=$$
-export DEPLOY_TEST_LABEL=$label
+export DEPLOY_TEST_LABEL=$label DEPLOY_TEST_ID=$$
 tag=localhost/sqs2pg:deploy-test-$$
 t_start=$(date +%s)
 
@@ -67,7 +67,7 @@ cleanup() {
   ids=$(podman ps -aq --filter "label=$label" 2>/dev/null)
   [[ -n "$ids" ]] && podman rm -f -t 0 $ids >/dev/null 2>&1
   [[ -n "$service_pid" ]] && kill "$service_pid" 2>/dev/null
-  podman volume ls -q --filter "label=$label" 2>/dev/null | xargs -r podman volume rm -f >/dev/null 2>&1
+  podman volume ls -q 2>/dev/null | grep "^sqs2pg-dt-$$-" | xargs -r podman volume rm -f >/dev/null 2>&1
   if [[ -f "$work/compose-project" ]]; then
     local project
     project=$(cat "$work/compose-project")

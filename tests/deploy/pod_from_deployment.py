@@ -36,7 +36,8 @@ os.chmod(f"{out}/config/sqs2pg.toml", 0o644)
 
 sc = pod["securityContext"]
 assert sc["runAsNonRoot"] and sc["seccompProfile"]["type"] == "RuntimeDefault"
-volume_name = f"sqs2pg-dt-{os.getppid()}-keyring"
+run_id = os.environ.get("DEPLOY_TEST_ID", str(os.getppid()))
+volume_name = f"sqs2pg-dt-{run_id}-keyring"
 volumes = {}
 for v in pod["volumes"]:
     if "configMap" in v:
@@ -91,9 +92,9 @@ def podman(container, name, detach):
 
 init = pod["initContainers"][0]
 main = pod["containers"][0]
-main_name = f"sqs2pg-dt-{os.getppid()}-pod"
+main_name = f"sqs2pg-dt-{run_id}-pod"
 with open(f"{out}/init.sh", "w") as f:
-    f.write("\n".join(setup) + "\n" + podman(init, f"sqs2pg-dt-{os.getppid()}-init", False) + "\n")
+    f.write("\n".join(setup) + "\n" + podman(init, f"sqs2pg-dt-{run_id}-init", False) + "\n")
 with open(f"{out}/main.sh", "w") as f:
     f.write(podman(main, main_name, True) + " >/dev/null\n")
 with open(f"{out}/main.name", "w") as f:
