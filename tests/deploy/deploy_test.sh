@@ -286,9 +286,14 @@ EOF
   wait_for 30 http_ok "http://127.0.0.1:$metrics_port/readyz" || { kill $pump; bad "compose sqs2pg: /readyz not 200"; }
   out=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep -c '^sqs2pg_')
   kill $pump
+  local oneshots
+  oneshots=$(podman ps -a --filter "label=com.docker.compose.project=$project" --format '{{.Names}} {{.Status}}' |
+    awk '/_(keygen|sender)_/ {print}')
+  echo "$oneshots"
+  [[ $(grep -c 'Exited (0)' <<<"$oneshots") == 2 ]] || bad "compose keygen and sender did not both exit 0: $(xargs <<<"$oneshots")"
   timeout 120 "${dc[@]}" down -v -t 30 || bad "docker-compose down failed"
   rc=$(podman ps -a --filter "label=com.docker.compose.project=$project" -q | wc -l)
-  ok "docker-compose up: postgres, fauxqs, keygen and sender ran, sqs2pg loaded 99 rows + 1 reject and served /readyz and $out sqs2pg_ metrics; down -v removed it ($rc containers left)"
+  ok "docker-compose up: postgres and fauxqs healthy, keygen and sender exited 0, sqs2pg loaded 99 rows + 1 reject and served /readyz and $out sqs2pg_ metrics; down -v removed it ($rc containers left)"
 }
 
 step3() {  # the .deb on a bare bookworm
@@ -398,7 +403,8 @@ EOF
   awk -v e="${exposure%% *}" 'BEGIN {exit !(e != "" && e <= 1.5)}' || bad "systemd-analyze security sqs2pg: $exposure (documented: 1.5 OK)"
   # The maintain timer: enabled, and its service triggered now, as the tables' owner ([maintain] db).
   podman exec "$c" systemctl enable --now sqs2pg-maintain.timer || bad "could not enable sqs2pg-maintain.timer"
-  podman exec "$c" systemctl list-timers --all --no-pager | grep -q sqs2pg-maintain.timer || bad "the maintain timer is not scheduled"
+  out=$(podman exec "$c" systemctl list-timers --all --no-pager)  # not piped into grep -q: pipefail
+  grep -q 'sqs2pg-maintain.timer' <<<"$out" || bad "the maintain timer is not scheduled"
   podman exec "$c" systemctl start sqs2pg-maintain.service || {
     podman exec "$c" journalctl -u sqs2pg-maintain --no-pager | tail -n 20; bad "sqs2pg-maintain.service failed"; }
   state=$(podman exec "$c" systemctl show sqs2pg-maintain -p Result -p ExecMainStatus --value | xargs)
