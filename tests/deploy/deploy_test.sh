@@ -128,8 +128,11 @@ base_images() {
   # Yesterday's tarballs and stand-in images go: the cache is keyed by the UTC date.
   mkdir -p "$cache"
   find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$day" -exec rm -rf {} + 2>/dev/null
-  podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/sqs2pg-deploy/' | grep -v ":$day\$" |
-    xargs -r podman rmi -f >/dev/null 2>&1
+  if ! podman image exists "localhost/sqs2pg-deploy/bookworm:$day"; then
+    podman images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/sqs2pg-deploy/' |
+      xargs -r podman rmi -f >/dev/null 2>&1
+    podman image prune -f >/dev/null 2>&1  # the build stages left by older bases
+  fi
   local minbase slim systemd
   # The three debootstraps wait on the mirror more than on the CPU: run them side by side.
   rootfs_tar minbase >/dev/null & local a=$!
@@ -398,7 +401,7 @@ EOF
     bad "after the stop: $rows rows, $rejects rejects, $waiting waiting, $inflight in flight (want 0 in flight, $((2 * sample_count)) in all)"
   local stopped
   stopped=$(podman exec "$c" journalctl -u sqs2pg -o cat --no-pager | grep '"event":"stop"' | tail -n 1 |
-    python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"received {d[\"received\"]}, deleted {d[\"deleted\"]}")' 2>/dev/null)
+    python3 -c "import json,sys; d=json.load(sys.stdin); print(f'received {d[\"received\"]}, deleted {d[\"deleted\"]}')" 2>/dev/null)
   exposure=$(podman exec "$c" systemd-analyze security sqs2pg --no-pager | sed -n 's/.*Overall exposure level for sqs2pg.service: \([0-9.]*\) \(.*\)/\1 \2/p')
   awk -v e="${exposure%% *}" 'BEGIN {exit !(e != "" && e <= 1.5)}' || bad "systemd-analyze security sqs2pg: $exposure (documented: 1.5 OK)"
   # The maintain timer: enabled, and its service triggered now, as the tables' owner ([maintain] db).
