@@ -1,6 +1,6 @@
 # sqs2pg: the two commands that matter are `make demo` and `make test`; both set up a bare machine.
 # (hooks: see DEVELOPERS.md)
-.PHONY: hooks all deps deps-faults build test test-unit test-asan fuzz fuzz-ci faults soak demo stack-up stack-down bench bench-micro format clean install deb
+.PHONY: hooks all deps deps-faults build test deploy-test test-unit test-asan fuzz fuzz-ci faults soak demo stack-up stack-down bench bench-micro format clean install deb
 
 BUILD_DIR ?= build
 ASAN_BUILD_DIR ?= build-asan
@@ -97,6 +97,13 @@ clean:
 PREFIX ?= /usr/local
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+# The deploy files run for real in podman (issue 19): the image, docker-compose.yml, the .deb on a
+# bare Debian, the units under systemd, the Kubernetes manifests rendered, validated and their pod
+# run. One PASS/FAIL line per step. Needs root; installs podman, debootstrap and docker-compose.
+# Not part of `make test`: it needs no less than a container engine. See docs/operations.md.
+deploy-test: deb
+	tests/deploy/deploy_test.sh $(BUILD_DIR)
 
 # A .deb of the same (build/sqs2pg_VERSION_ARCH.deb); Depends comes from dpkg-shlibdeps.
 deb: build
