@@ -467,6 +467,7 @@ struct MappedTransform::Impl {
   std::vector<IpAddress> ips;                 // per step: an inet input, for masking
   std::vector<MessageAttribute> sns_attributes;
   std::string extra;
+  std::string plain_;  // a masked column's plaintext, between conversion and masking
   std::string reason;
 
   explicit Impl(Masker& m) : masker(m) {}
@@ -731,7 +732,9 @@ Status MappedTransform::Impl::Evaluate(const MessageMetadata& metadata, MappedRo
     const Step& s = steps[index];
     std::optional<std::string>& out = row.values[s.out];
     if (!out || defaulted[index]) continue;  // NULL, or a default (masked when compiled)
-    std::string plain = std::move(*out);
+    // The plaintext moves to a scratch buffer whose old capacity takes the masked form: no allocation.
+    plain_.swap(*out);
+    const std::string& plain = plain_;
     if (s.kind == TypeKind::kInet) {
       if (Status st = masker.MaskColumnIpInto(*s.key, s.mask_field, ips[index], *out); !st.ok()) {
         return std::move(st).Annotate(s.label);
