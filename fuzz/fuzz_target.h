@@ -21,6 +21,8 @@ void FuzzSqsResponse(std::string_view data);
 void FuzzCopyFormat(std::string_view data);
 void FuzzKeyring(std::string_view data);
 void FuzzUnmask(std::string_view data);
+void FuzzMappingFile(std::string_view data);
+void FuzzMappedTransform(std::string_view data);
 
 [[noreturn]] inline void CheckFailed(const char* file, int line, const char* what) {
   // The invariant only: never the input, which may hold plaintext ip or device_id (libFuzzer keeps

@@ -30,7 +30,9 @@ const Case kTargets[] = {{"transform", FuzzTransform},
                          {"sqs_response", FuzzSqsResponse},
                          {"copy_format", FuzzCopyFormat},
                          {"keyring", FuzzKeyring},
-                         {"unmask", FuzzUnmask}};
+                         {"unmask", FuzzUnmask},
+                         {"mapping_file", FuzzMappingFile},
+                         {"mapped_transform", FuzzMappedTransform}};
 
 size_t ReplayDir(const fs::path& dir, Target target) {
   if (!fs::is_directory(dir)) return 0;

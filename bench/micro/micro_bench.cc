@@ -18,6 +18,8 @@
 #include "transform/ip_ciphers.h"
 #include "transform/keyring.h"
 #include "transform/login_transform.h"
+#include "transform/mapping/builtin_login.h"
+#include "transform/mapping/mapped_transform.h"
 #include "transform/masker.h"
 
 namespace sqs2pg {
@@ -123,6 +125,115 @@ void BM_WholeTransform(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_WholeTransform);
+
+// Issue 18: the same bodies through the built-in login mapping (the generic compiled plan). Target:
+// within +10% of BM_WholeTransform.
+void BM_MappedLoginTransform(benchmark::State& state) {
+  Fixture& f = Shared();
+  auto t = transform::mapping::MappedTransform::Create(transform::mapping::LoginMapping(), f.masker,
+                                                       transform::mapping::LoginCompileOptions({}));
+  if (!t.ok()) {
+    state.SkipWithError(t.status().message().c_str());
+    return;
+  }
+  transform::mapping::MessageMetadata md;
+  md.sent_timestamp_ms = kSentMs;
+  size_t i = 0;
+  for (auto _ : state) {
+    auto outcome = (*t)->Apply(f.bodies[i++ & 1023], md);
+    benchmark::DoNotOptimize(outcome);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_MappedLoginTransform);
+
+// An orders-shaped message, 12 columns, 2 masked (siv e-mail, hmac customer id), nested objects,
+// jsonb, timestamps. Target: <= 3 us.
+void BM_MappedOrdersTransform(benchmark::State& state) {
+  Fixture& f = Shared();
+  auto m = transform::mapping::ParseMapping(R"toml(envelope = "auto"
+[[column]]
+name = "order_id"
+from = "/id"
+type = "uuid"
+required = true
+[[column]]
+name = "status"
+from = "/status"
+type = "varchar(16)"
+[[column]]
+name = "customer_id"
+from = "/customer/id"
+type = "text"
+mask = "hmac"
+[[column]]
+name = "customer_email"
+from = "/customer/email"
+type = "text"
+max_length = 254
+mask = "siv"
+[[column]]
+name = "client_ip"
+from = "/client/ip"
+type = "inet"
+[[column]]
+name = "total_cents"
+from = "/total_cents"
+type = "bigint"
+[[column]]
+name = "currency"
+from = "/currency"
+type = "varchar(3)"
+default = "EUR"
+[[column]]
+name = "item_count"
+from = "/item_count"
+type = "integer"
+[[column]]
+name = "items"
+from = "/items"
+type = "jsonb"
+[[column]]
+name = "placed_at"
+from = "/placed_at"
+type = "timestamptz"
+[[column]]
+name = "gift"
+from = "/gift"
+type = "boolean"
+[[column]]
+name = "sent_at"
+from = "$sent_timestamp"
+type = "timestamptz"
+)toml",
+                                            "bench");
+  auto hmac_ring = transform::Keyring::FromKeys(
+      {f.keyring.active(), *transform::Keyring::GenerateKey(transform::MaskMode::kHmac)});
+  transform::Masker masker = std::move(transform::Masker::Create(*hmac_ring)).value();
+  auto t = transform::mapping::MappedTransform::Create(*m, masker);
+  if (!t.ok()) {
+    state.SkipWithError(t.status().message().c_str());
+    return;
+  }
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 1024; ++i) {
+    bodies.push_back(fmt::format(
+        R"({{"id":"5f0c2f9e-8a8e-4d7b-9c1a-3e2d1c{:06x}","status":"paid","customer":{{"id":"c-{}",)"
+        R"("email":"user{}@example.com"}},"client":{{"ip":"198.51.{}.{}"}},"total_cents":{},"currency":"EUR",)"
+        R"("item_count":2,"items":[{{"sku":"A-1","qty":2}},{{"sku":"B-{}","qty":1}}],)"
+        R"("placed_at":"2026-12-05T01:02:03.456Z","gift":false}})",
+        i, i, i, i % 256, (i * 7) % 256, 1000 + i * 13, i));
+  }
+  transform::mapping::MessageMetadata md;
+  md.sent_timestamp_ms = kSentMs;
+  size_t i = 0;
+  for (auto _ : state) {
+    auto outcome = (*t)->Apply(bodies[i++ & 1023], md);
+    benchmark::DoNotOptimize(outcome);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_MappedOrdersTransform);
 
 // What the metrics cost per message, pessimistically: for every 10 messages (one ReceiveMessage
 // answer) the pipeline's loop turns once (7 counter catch-ups, 3 gauges, the heartbeat clock

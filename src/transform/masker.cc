@@ -301,6 +301,73 @@ Result<std::string> Masker::Unmask(std::string_view masked, std::string_view add
   return std::move(last).Annotate("unmask with key " + key.id);
 }
 
+const std::string& Masker::ColumnKey::id() const { return key_->id; }
+MaskMode Masker::ColumnKey::mode() const { return key_->mode; }
+
+Result<Masker::ColumnKey> Masker::KeyForColumn(std::string_view field, std::optional<MaskMode> mode) const {
+  if (std::optional<MaskField> login = ParseField(field)) {
+    Keyed* key = fields_[static_cast<size_t>(*login)];
+    if (!mode || key->mode == *mode) return ColumnKey(key);
+  }
+  if (!mode) return ColumnKey(body_);
+  // keys_ is in keyring order, newest first.
+  for (const auto& k : keys_) {
+    if (k->mode == *mode) return ColumnKey(k.get());
+  }
+  return Status::InvalidInput(fmt::format(
+      "the keyring has no {} key (for {}); add one with sqs2pg keygen --rotate", ModeName(*mode), field));
+}
+
+Status Masker::MaskColumnInto(ColumnKey key, std::string_view field, std::string_view value,
+                              std::string& out) {
+  Keyed& k = *key.key_;
+  if (k.mode == MaskMode::kSiv) return SealV2(k, field, value, out);
+  if (k.mode == MaskMode::kHmac) return Hash(k, field, value, out);
+  std::optional<IpAddress> ip = ParseIp(value);
+  if (!ip) return Status::InvalidInput("mask: not an IPv4 or IPv6 address");
+  return MaskColumnIpInto(key, field, *ip, out);
+}
+
+Status Masker::MaskColumnIpInto(ColumnKey key, std::string_view field, const IpAddress& ip,
+                                std::string& out) {
+  Keyed& k = *key.key_;
+  if (k.mode == MaskMode::kSiv) return SealV2(k, field, ip.Binary(), out);
+  if (k.mode == MaskMode::kHmac) return Hash(k, field, ip.Binary(), out);
+  ASSIGN_OR_RETURN(IpAddress masked, k.ip->Encrypt(ip));
+  out.clear();
+  AppendIp(out, masked);
+  return Status::Ok();
+}
+
+size_t Masker::MaxColumnBytes(ColumnKey key, size_t max_masked_chars) const {
+  auto fits = [&](size_t chars) { return chars <= max_masked_chars ? SIZE_MAX : 0; };
+  switch (key.key_->mode) {
+    case MaskMode::kSiv:
+      return MaxPlaintextBytes(max_masked_chars);
+    case MaskMode::kHmac:
+      return fits(kHmacChars);
+    default:
+      return fits(kMaxAddressChars);
+  }
+}
+
+Result<std::string> Masker::UnmaskColumn(std::string_view masked, std::string_view field) {
+  if (masked.size() <= kPrefixChars || masked[Keyring::kKeyIdChars] != kSeparator) return Malformed();
+  std::string_view id = masked.substr(0, Keyring::kKeyIdChars);
+  if (!IsLowerHex(id)) return Malformed();
+  Keyed* key = FindKey(id);
+  if (key == nullptr)
+    return Status::NotFound("unmask: no key with id " + std::string(id) + " in the keyring");
+  std::string_view rest = masked.substr(kPrefixChars);
+  if (key->mode != MaskMode::kSiv || !rest.starts_with(kV2Tag)) return Malformed();
+  std::optional<std::string> sealed = Base64UrlDecode(rest.substr(kV2Tag.size()));
+  if (!sealed) return Malformed();
+  const std::string_view associated_data[] = {key->id, field};
+  Result<std::string> plaintext = key->siv->Decrypt(*sealed, associated_data);
+  if (!plaintext.ok()) return plaintext.status().Annotate("unmask with key " + key->id);
+  return plaintext;
+}
+
 size_t Masker::MaskedLength(size_t plaintext_bytes) {
   return kPrefixChars + kV2Tag.size() + Base64UrlChars(AesSiv::kTagBytes + plaintext_bytes);
 }

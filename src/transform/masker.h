@@ -44,6 +44,8 @@ struct MaskerOptions {
 // Not thread-safe: every key reuses its keyed OpenSSL contexts and scratch buffers.
 // Build one Masker per thread.
 class Masker {
+  struct Keyed;  // one key with its keyed OpenSSL state (masker.cc)
+
  public:
   static Result<Masker> Create(const Keyring& keyring, const MaskerOptions& options = {});
 
@@ -76,6 +78,34 @@ class Masker {
   // instead of the keyring's field line. A value with a key id in front always uses that key.
   Result<std::string> Unmask(std::string_view masked, std::string_view address_key_id = {});
 
+  // A mapping's masked column (issue 18): its key is chosen once, when the mapping is compiled, and
+  // every value is masked with it. Valid as long as this Masker.
+  class ColumnKey {
+   public:
+    const std::string& id() const;
+    MaskMode mode() const;
+
+   private:
+    friend class Masker;
+    explicit ColumnKey(Keyed* key) : key_(key) {}
+    Keyed* key_;
+  };
+  // The key for the column whose values bind `field` (siv's associated data, hmac's prefix). For the
+  // login fields "ip" and "device_id": the key MaskValue uses, when `mode` is unset or is its mode.
+  // Otherwise the newest key of `mode` in the keyring (unset: the active siv key). kInvalidInput
+  // when the keyring has no key of that mode.
+  Result<ColumnKey> KeyForColumn(std::string_view field, std::optional<MaskMode> mode) const;
+  // siv v2 or hmac of `value`, bound to `field` exactly as MaskValue binds "ip" or "device_id", so
+  // the login mapping's values equal LoginTransform's. Address-valued keys mask only addresses.
+  Status MaskColumnInto(ColumnKey key, std::string_view field, std::string_view value, std::string& out);
+  // An address in any mode: siv and hmac over its binary form, as MaskIpInto.
+  Status MaskColumnIpInto(ColumnKey key, std::string_view field, const IpAddress& ip, std::string& out);
+  // The longest text value whose masked form fits max_masked_chars (SIZE_MAX: any; 0: none).
+  size_t MaxColumnBytes(ColumnKey key, size_t max_masked_chars) const;
+  // A siv v2 value of a mapping column: Unmask tries the login fields only, and the column name is
+  // not in the value.
+  Result<std::string> UnmaskColumn(std::string_view masked, std::string_view field);
+
   MaskMode mode(MaskField field) const;
   const std::string& key_id(MaskField field) const;
   // The ip field's address-valued keys (the keyring's field line), the one in use first.
@@ -92,7 +122,6 @@ class Masker {
   size_t MaxFieldBytes(MaskField field, size_t max_masked_chars) const;
 
  private:
-  struct Keyed;
   Masker(std::vector<std::unique_ptr<Keyed>> keys, std::array<Keyed*, 2> fields, Keyed* body,
          std::vector<Keyed*> address_keys);
 
