@@ -27,7 +27,22 @@ struct App {
 };
 
 // Parses argv, applies the configuration layers, sets up logging and runs the subcommand given;
-// returns the exit code.
+// returns the exit code. A command-line error is printed with every argument that may hold a
+// secret (a conninfo's password, a key's hex) left out: CLI11 would echo it.
 int Main(App& app, int argc, const char* const* argv);
+
+// A CLI11 error message with the arguments of argv that may hold a secret replaced, and for
+// "arguments were not expected" only plain flag names shown.
+std::string SanitizedParseError(const CLI::ParseError& e, int argc, const char* const* argv);
+
+// Makes this process's memory stay out of core dumps (and out of reach of ptrace by other
+// processes of its user): keys and plaintext ip/device_id live in it. Call first thing in main.
+void HardenProcess();
+
+// Runs body; an exception that escapes it ends the process with kExitSoftware (70) and a generic
+// message. Its text is not printed: it may quote data (a value, a conninfo), and an uncaught
+// exception would abort() with the keys and plaintext in memory.
+inline constexpr int kExitSoftware = 70;
+int GuardedMain(int (*body)(int, const char* const*), int argc, const char* const* argv) noexcept;
 
 }  // namespace sqs2pg::cli

@@ -1,9 +1,11 @@
 #include "cli/config.h"
 
 #include <fmt/format.h>
+#include <openssl/crypto.h>
 #include <toml++/toml.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <set>
 
@@ -169,7 +171,14 @@ struct Layering {
         const char* value = EnvValue(var);
         if (value == nullptr) continue;
         origin = {Origin::Layer::kEnv, var};
-        return SetValue(*option, value).Annotate("environment variable " + var);
+        Status set = SetValue(*option, value).Annotate("environment variable " + var);
+        // Key material: taken out of the environment once read, as SQS2PG_KEYS is, so no child
+        // process inherits it and /proc/<pid>/environ no longer shows it.
+        if (var == "SQS2PG_IMPORT_HEX") {
+          OPENSSL_cleanse(const_cast<char*>(value), std::strlen(value));
+          unsetenv(var.c_str());
+        }
+        return set;
       }
     }
     if (file == nullptr) return Status::Ok();

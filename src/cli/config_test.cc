@@ -7,9 +7,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
+#include <utility>
 
 #include "cli/app.h"
 #include "cli/options.h"
+#include "sink/postgres/postgres_sink.h"
 
 namespace sqs2pg::cli {
 namespace {
@@ -249,6 +252,64 @@ TEST_F(ConfigTest, AUriPasswordIsRedactedToo) {
   EXPECT_THAT(
       out, AllOf(HasSubstr("password=[redacted]"), HasSubstr("host=db.internal"), Not(HasSubstr("hunter2"))));
   EXPECT_THAT(out, AllOf(HasSubstr("[run]"), HasSubstr("[send]"), HasSubstr("[schema]")));
+}
+
+// Issue 17 item 13: a command line CLI11 cannot place is not repeated back with its secrets.
+class SecretsTest : public ConfigTest {
+ protected:
+  // Main's exit code and what it wrote to stderr.
+  std::pair<int, std::string> RunMain(std::vector<std::string> args) {
+    std::vector<const char*> argv = {"sqs2pg"};
+    for (const std::string& a : args) argv.push_back(a.c_str());
+    App app;
+    ::testing::internal::CaptureStderr();
+    int code = Main(app, static_cast<int>(argv.size()), argv.data());
+    return {code, ::testing::internal::GetCapturedStderr()};
+  }
+};
+
+TEST_F(SecretsTest, AMistypedCommandLineNeverEchoesAPassword) {
+  // `config` takes no --db itself (its subcommands do): CLI11 calls both arguments unexpected.
+  auto [code, err] = RunMain({"config", "--db", "host=db.internal password=hunter2 sslpassword=tiger7"});
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(err, HasSubstr("not expected"));
+  EXPECT_THAT(err, AllOf(Not(HasSubstr("hunter2")), Not(HasSubstr("tiger7"))));
+  auto [code2, err2] = RunMain({"run", "extra", "postgresql://etl:hunter2@db/x"});
+  EXPECT_EQ(code2, 2);
+  EXPECT_THAT(err2, Not(HasSubstr("hunter2")));
+  // A value CLI11 quotes in a conversion error is left out too.
+  auto [code3, err3] = RunMain({"run", "--batch-size", "password=hunter2"});
+  EXPECT_EQ(code3, 2);
+  EXPECT_THAT(err3, Not(HasSubstr("hunter2")));
+}
+
+TEST_F(SecretsTest, EveryConninfoOptionLibpqHidesIsRedacted) {
+  std::string shown = sink::RedactedConninfo("host=db.internal password=hunter2 sslpassword=tiger7 user=etl");
+  EXPECT_THAT(shown, AllOf(HasSubstr("host=db.internal"), HasSubstr("user=etl"),
+                           HasSubstr("password=[redacted]"), HasSubstr("sslpassword=[redacted]")));
+  EXPECT_THAT(shown, AllOf(Not(HasSubstr("hunter2")), Not(HasSubstr("tiger7"))));
+}
+
+TEST_F(SecretsTest, ImportHexLeavesTheEnvironmentOnceRead) {
+  std::filesystem::create_directories(dir_);
+  SetEnv("SQS2PG_IMPORT_HEX", std::string(128, 'a'));
+  auto [code, err] = RunMain({"keygen", "--out", dir_ + "/keys"});
+  EXPECT_EQ(code, 0) << err;
+  EXPECT_EQ(std::getenv("SQS2PG_IMPORT_HEX"), nullptr);
+  EXPECT_THAT(err, Not(HasSubstr(std::string(32, 'a'))));
+}
+
+// Issue 17 item 14: an exception that escapes a command does not abort (a core file of the keys)
+// and its text, which may quote data, is not printed.
+TEST(MainTest, AnEscapingExceptionExits70WithoutItsText) {
+  const char* argv[] = {"sqs2pg"};
+  ::testing::internal::CaptureStderr();
+  int code = GuardedMain([](int, const char* const*) -> int { throw std::runtime_error("ip 203.0.113.7"); },
+                         1, argv);
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 70);
+  EXPECT_THAT(err, HasSubstr("internal error"));
+  EXPECT_THAT(err, Not(HasSubstr("203.0.113.7")));
 }
 
 }  // namespace

@@ -37,8 +37,23 @@ struct KeygenOptions {
   std::string out;
   bool rotate = false;
   std::string import_hex;
+  CLI::Option* import_hex_option = nullptr;  // CLI11 keeps its own copy of the hex: wiped too
   MaskModeOptions modes;
 };
+
+// Wipes every copy of --import-hex's text this process holds: ours, CLI11's, and the environment's
+// (config.cc already unset SQS2PG_IMPORT_HEX when it read it).
+void WipeImportHex(KeygenOptions& o) {
+  if (!o.import_hex.empty()) OPENSSL_cleanse(o.import_hex.data(), o.import_hex.size());
+  if (o.import_hex_option != nullptr) {
+    // results() is const only to keep callers from changing what was parsed; the strings are
+    // ours to wipe once the key is decoded.
+    for (const std::string& r : o.import_hex_option->results()) {
+      auto& text = const_cast<std::string&>(r);
+      if (!text.empty()) OPENSSL_cleanse(text.data(), text.size());
+    }
+  }
+}
 
 // Wipes the imported material however keygen ends.
 struct Material {
@@ -78,17 +93,24 @@ std::string Describe(const Keyring& keyring) {
   return text + fmt::format("reject bodies siv key {}", keyring.active().id);
 }
 
-int Keygen(const KeygenOptions& o) {
+int Keygen(KeygenOptions& o) {
   const transform::MaskerOptions modes = ToMaskerOptions(o.modes);
   Material material;
   std::optional<Key> imported;
+  struct WipeOnExit {
+    KeygenOptions& o;
+    ~WipeOnExit() { WipeImportHex(o); }
+  } wipe_hex{o};
   if (!o.import_hex.empty()) {
     auto mode = ImportMode(modes.ip_mode, modes.device_id_mode);
     if (!mode.ok()) return Fail(mode.status());
     // Never echoed: it is key material.
     std::optional<std::string> bytes = HexDecode(o.import_hex);
+    WipeImportHex(o);
     if (!bytes) return Fail(Status::InvalidInput("--import-hex: not a hex string"));
     material.bytes = std::move(*bytes);
+    // A moved-from string may keep a short value in its own buffer.
+    OPENSSL_cleanse(bytes->data(), bytes->size());
     auto key = Keyring::KeyFromMaterial(material.bytes, *mode);
     if (!key.ok()) return Fail(key.status().Annotate("--import-hex"));
     imported = std::move(key).value();
@@ -222,7 +244,7 @@ Command AddKeygenCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("keygen", "Write a new random masking key to a file (mode 0600)");
   AddOption(*cmd, "out", o->out);
   AddOption(*cmd, "rotate", o->rotate);
-  AddOption(*cmd, "import-hex", o->import_hex);
+  o->import_hex_option = AddOption(*cmd, "import-hex", o->import_hex);
   AddMaskModeOptions(*cmd, o->modes);
   return {cmd, [o]() { return Keygen(*o); }};
 }

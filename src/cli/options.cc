@@ -112,7 +112,8 @@ constexpr OptionSpec kOptions[] = {
      "content-based deduplication unless --dedup-id-field is given"},
     {"group-id", "VALUE", kString, kNone, "send", "SQS2PG_GROUP_ID", "",
      "none: a FIFO queue needs this or --group-id-field",
-     "FIFO queues: the MessageGroupId of every message (one group: one strict order)"},
+     "FIFO queues: the MessageGroupId of every message (one group: one strict order); with --group-id-field, "
+     "the group of the messages that lack that field"},
     {"group-id-field", "FIELD", kString, kNone, "send", "SQS2PG_GROUP_ID_FIELD", "", "none",
      "FIFO queues: take each message's MessageGroupId from this top-level field, e.g. user_id"},
     {"dedup-id-field", "FIELD", kString, kNone, "send", "SQS2PG_DEDUP_ID_FIELD", "",

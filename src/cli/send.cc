@@ -70,10 +70,15 @@ Status SetFifoIds(const SendOptions& o, simdjson::dom::parser& parser, const std
   auto fail = [&](std::string_view what) {
     return Status::InvalidInput(fmt::format("{}: message {}: {}", path, index + 1, what));
   };
-  if (!o.group_id.empty()) {
+  if (o.group_id_field.empty()) {
     entry.message_group_id = o.group_id;
   } else {
     Result<std::string> group = FieldText(parser, entry.body, o.group_id_field);
+    // With both options, --group-id is the group of a message that lacks the field (README's own
+    // sample data has one with no user_id), so one odd message does not stop the whole send.
+    if (!group.ok() && !o.group_id.empty() && group.status().message().starts_with("it has no field")) {
+      group = o.group_id;
+    }
     if (!group.ok()) return fail(group.status().message() + ", which --group-id-field names");
     if (!IsValidFifoId(*group)) {
       return fail(fmt::format("field {} is not a valid MessageGroupId (1-128 letters, digits or punctuation)",
@@ -229,8 +234,8 @@ Command AddSendCommand(CLI::App& app) {
   AddQueueOptions(*cmd, o->queue);
   cmd->add_option("files", o->files, "Files to send")->required()->check(CLI::ExistingFile);
   AddOption(*cmd, "create-queue", o->create_queue);
-  CLI::Option* group = AddOption(*cmd, "group-id", o->group_id);
-  AddOption(*cmd, "group-id-field", o->group_id_field)->excludes(group);
+  AddOption(*cmd, "group-id", o->group_id);
+  AddOption(*cmd, "group-id-field", o->group_id_field);
   AddOption(*cmd, "dedup-id-field", o->dedup_id_field);
   return {cmd, [o]() { return Send(*o); }};
 }

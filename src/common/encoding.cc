@@ -1,5 +1,6 @@
 #include "common/encoding.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 
@@ -43,7 +44,12 @@ std::optional<std::string> HexDecode(std::string_view hex) {
   for (size_t i = 0; i < hex.size(); i += 2) {
     int hi = HexValue(hex[i]);
     int lo = HexValue(hex[i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
+    if (hi < 0 || lo < 0) {
+      // What was decoded so far may be part of a key: not left behind in freed memory.
+      std::fill(out.begin(), out.end(), '\0');
+      asm volatile("" : : "r"(out.data()) : "memory");
+      return std::nullopt;
+    }
     out.push_back(static_cast<char>((hi << 4) | lo));
   }
   return out;

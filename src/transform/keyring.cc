@@ -377,7 +377,13 @@ Result<Keyring> Keyring::ParseFrom(std::string_view text, std::string_view origi
 }
 
 std::string Keyring::Serialize() const {
-  std::string out(kHeader);
+  // Reserved up front: a reallocation would leave copies of the hex key material in freed memory.
+  size_t size = kHeader.size() + 256;
+  for (const Key& key : keys_) size += 64 + 2 * key.material.size();
+  for (const auto& ids : field_keys_) size += 32 + ids.size() * (Keyring::kKeyIdChars + 1);
+  std::string out;
+  out.reserve(size);
+  out.append(kHeader);
   const bool v2 =
       std::any_of(keys_.begin(), keys_.end(), [](const Key& k) { return k.mode != MaskMode::kSiv; }) ||
       HasFieldLine(MaskField::kIp) || HasFieldLine(MaskField::kDeviceId);
@@ -388,7 +394,9 @@ std::string Keyring::Serialize() const {
     } else {
       out.append(kLineTagV2).append(" ").append(key.id).append(" ").append(ModeName(key.mode));
     }
-    out.append(" ").append(HexEncode(key.material)).append("\n");
+    std::string hex = HexEncode(key.material);
+    out.append(" ").append(hex).append("\n");
+    OPENSSL_cleanse(hex.data(), hex.size());
   }
   for (MaskField field : kMaskFields) {
     if (!HasFieldLine(field)) continue;

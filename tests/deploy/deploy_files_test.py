@@ -213,7 +213,9 @@ for line in re.findall(r"^Environment=(.*)$", unit, re.M):
 env_accepted(unit_env, "unit Environment")
 stop = int(re.search(r"^TimeoutStopSec=(\d+)$", unit, re.M).group(1))
 check(stop > shutdown_default, f"TimeoutStopSec {stop} > shutdown-timeout {shutdown_default}")
-for directive in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "LoadCredential=keyring:"):
+# Issue 17 item 14: no core file of the keys (sqs2pg also makes itself not dumpable at start).
+for directive in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "LoadCredential=keyring:",
+                  "LimitCORE=0"):
     check(directive in unit, f"the unit has {directive}")
 test_unit = os.path.join(tmp, "sqs2pg.service")
 with open(test_unit, "w") as f:
@@ -229,6 +231,11 @@ check(maintain_start[:2] == ["/usr/bin/sqs2pg", "maintain"] and r.returncode == 
       f"maintain unit: sqs2pg config {' '.join(maintain_start[1:])} ({r.stderr.strip()[:200]})")
 for line in re.findall(r"^Environment=(.*)$", maintain_unit, re.M):
     env_accepted(dict(w.split("=", 1) for w in shlex.split(line)), "maintain unit Environment")
+check(re.search(r"^LimitCORE=0$", maintain_unit, re.M) is not None, "the maintain unit has LimitCORE=0")
+for manifest in ("deployment.yaml", "maintain-cronjob.yaml"):
+    text = open(f"{SRC}/deploy/kubernetes/base/{manifest}").read()
+    check("core dump" in text.lower() and "PR_SET_DUMPABLE" in text,
+          f"{manifest} says how core dumps of the keys are prevented")
 maintain_dir = os.path.join(tmp, "maintain-units")
 os.makedirs(maintain_dir)
 for name in ("sqs2pg-maintain.service", "sqs2pg-maintain.timer"):

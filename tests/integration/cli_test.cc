@@ -66,6 +66,19 @@ TEST(CliTest, SigtermWhileWaitingForPostgresExitsPromptly) {
   EXPECT_LT(took, std::chrono::seconds(10)) << r.err;
 }
 
+// Issue 17 item 14: sqs2pg holds the keyring and plaintext in memory, so it must never leave them
+// in a core file, however the host's ulimit -c is set. unmask, waiting on stdin with the keys loaded,
+// is killed with SIGSEGV in a directory where a core file would land (core_pattern "core").
+TEST(CliTest, ACrashLeavesNoCoreFileWithTheKeys) {
+  std::string key = MakeKeyFile();
+  std::string dir = TestDir();
+  CommandResult r = RunShell(
+      fmt::format("cd {} && ulimit -c unlimited && ( sleep 3 | {} unmask --key-file {} & pid=$!; sleep 1; "
+                  "kill -SEGV $pid; wait ); ls",
+                  dir, SQS2PG_BINARY, key));
+  EXPECT_THAT(r.out, Not(HasSubstr("core"))) << "a core file was written in " << dir;
+}
+
 TEST(CliTest, UsageErrorsExitWith2) {
   EXPECT_EQ(RunSqs2pg({}).exit_code, 2);
   EXPECT_EQ(RunSqs2pg({"run", "--batch-size", "0"}).exit_code, 2);

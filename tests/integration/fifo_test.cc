@@ -204,6 +204,29 @@ TEST_P(FifoTest, AGroupFieldAMessageLacksNamesTheMessageNotItsContent) {
   EXPECT_THAT(r.err, Not(HasSubstr("203.0.113")));
 }
 
+// Issue 17, "Also": README's own FIFO example, on the sample data whose message 13 has no user_id.
+// --group-id is the group of the messages without the field; the rest are grouped per user.
+TEST_P(FifoTest, TheReadmesFifoExampleSendsEverySampleMessage) {
+  std::string queue = UniqueName("q") + ".fifo";
+  CommandResult r = Send(
+      queue, {"--create-queue", "--group-id-field", "user_id", "--group-id", "no-user-id", SampleDataPath()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::stoi(Depth(queue)["ApproximateNumberOfMessages"]) +
+                std::stoi(Depth(queue)["ApproximateNumberOfMessagesNotVisible"]),
+            100);
+  std::string table = UniqueName("t");
+  std::vector<std::string> run = {"run",         "--table",        table, "--key-file",
+                                  MakeKeyFile(), "--wait-seconds", "1"};
+  for (auto& a : Queue(queue)) run.push_back(a);
+  CommandResult loaded = RunSqs2pg(run);
+  ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
+  Db db;
+  EXPECT_EQ(
+      db.Scalar(fmt::format("SELECT count(*) FROM {}_ledger WHERE message_group_id = 'no-user-id'", table)),
+      "1");
+  EXPECT_EQ(db.Scalar(fmt::format("SELECT count(*) FROM {}_ledger", table)), "100");
+}
+
 TEST_P(FifoTest, GroupOptionsOnAStandardQueueAreAnError) {
   std::string queue = UniqueName("q");
   CommandResult r = Send(queue, {"--create-queue", "--group-id", "g", WriteLogins(1, 1, 0)});

@@ -523,8 +523,11 @@ std::string RedactedConninfo(const std::string& conninfo) {
   for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
     if (o->val == nullptr) continue;
     if (!out.empty()) out += ' ';
-    std::string_view keyword = o->keyword;
-    out += fmt::format("{}={}", keyword, keyword == "password" ? "[redacted]" : QuoteConninfoValue(o->val));
+    // libpq marks every option it would not display with dispchar "*": password, sslpassword, and
+    // whatever a later libpq adds. Going by that mark, not by a list of names, hides them all.
+    const bool secret =
+        o->dispchar != nullptr && std::string_view(o->dispchar).find('*') != std::string_view::npos;
+    out += fmt::format("{}={}", o->keyword, secret ? "[redacted]" : QuoteConninfoValue(o->val));
   }
   PQconninfoFree(options);
   return out;
