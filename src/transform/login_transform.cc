@@ -12,6 +12,7 @@
 #include "common/result.h"
 #include "transform/app_version.h"
 #include "transform/ip_address.h"
+#include "transform/json_shape.h"
 #include "transform/masker.h"
 
 namespace sqs2pg::transform {
@@ -31,83 +32,6 @@ size_t CountCharacters(std::string_view s) {
   size_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;
   return n;
-}
-
-const char* TypeName(element_type type) {
-  switch (type) {
-    case element_type::ARRAY:
-      return "an array";
-    case element_type::OBJECT:
-      return "an object";
-    case element_type::INT64:
-    case element_type::UINT64:
-    case element_type::DOUBLE:
-      return "a number";
-    case element_type::STRING:
-      return "a string";
-    case element_type::BOOL:
-      return "a boolean";
-    case element_type::NULL_VALUE:
-      return "null";
-  }
-  return "an unknown type";
-}
-
-// The JSON type names a reject's body_shape uses.
-std::string_view ShapeTypeName(element_type type) {
-  switch (type) {
-    case element_type::ARRAY:
-      return "array";
-    case element_type::OBJECT:
-      return "object";
-    case element_type::INT64:
-    case element_type::UINT64:
-    case element_type::DOUBLE:
-      return "number";
-    case element_type::STRING:
-      return "string";
-    case element_type::BOOL:
-      return "boolean";
-    case element_type::NULL_VALUE:
-      return "null";
-  }
-  return "unknown";
-}
-
-// [A-Za-z_][A-Za-z0-9_.-]{0,63}: a name a program chose. Anything else (an address, an e-mail,
-// free text) may be a value someone used as a key, so it is not kept.
-bool LooksLikeIdentifier(std::string_view key) {
-  if (key.empty() || key.size() > 64) return false;
-  auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
-  if (!alpha(key[0])) return false;
-  return std::all_of(key.begin() + 1, key.end(),
-                     [&](char c) { return alpha(c) || (c >= '0' && c <= '9') || c == '.' || c == '-'; });
-}
-
-// A reject's shape is for diagnosis; a body with thousands of keys needs no more than this many.
-constexpr size_t kMaxShapeKeys = 64;
-
-// {"user_id":"string","IP":"string","#3":"number"}: the top-level keys in order (duplicates
-// too, since a duplicate is itself a reason), identifier-like names kept, others "#<position>".
-std::string ObjectShape(simdjson::dom::object object) {
-  std::string out = "{";
-  size_t position = 0;
-  for (auto [key, value] : object) {
-    ++position;
-    if (position > kMaxShapeKeys) continue;  // counted below
-    if (position > 1) out.push_back(',');
-    AppendJsonString(out, LooksLikeIdentifier(key) ? std::string(key) : fmt::format("#{}", position));
-    out.push_back(':');
-    AppendJsonString(out, ShapeTypeName(value.type()));
-  }
-  if (position > kMaxShapeKeys) {
-    out.push_back(',');
-    AppendJsonString(out, "...");
-    out.push_back(':');
-    AppendJsonString(out, fmt::format("{} more keys", position - kMaxShapeKeys));
-  }
-  out.push_back('}');
-  return out;
 }
 
 // The fields we read. Anything else in the body is ignored.
@@ -177,7 +101,7 @@ TransformOutcome LoginTransform::Impl::Apply(std::string_view body, std::int64_t
   }
   simdjson::dom::object object;
   if (doc.get_object().get(object)) {
-    return Reject(fmt::format("body is {}, expected a JSON object", TypeName(doc.type())), body,
+    return Reject(fmt::format("body is {}, expected a JSON object", JsonTypeName(doc.type())), body,
                   std::string(ShapeTypeName(doc.type())));
   }
   auto row = Validate(object, sent_timestamp_ms, true);
@@ -229,7 +153,7 @@ Result<std::string> LoginTransform::Impl::RequiredString(
   std::string_view value;
   if (fields[f]->get_string().get(value)) {
     return Status::InvalidInput(
-        fmt::format("field {} must be a string, got {}", name, TypeName(fields[f]->type())));
+        fmt::format("field {} must be a string, got {}", name, JsonTypeName(fields[f]->type())));
   }
   if (value.empty()) return Status::InvalidInput(fmt::format("field {} is empty", name));
   return std::string(value);
@@ -242,7 +166,7 @@ Result<std::optional<std::string>> LoginTransform::Impl::OptionalString(
   std::string_view value;
   if (fields[f]->get_string().get(value)) {
     return Status::InvalidInput(
-        fmt::format("field {} must be a string or null, got {}", name, TypeName(fields[f]->type())));
+        fmt::format("field {} must be a string or null, got {}", name, JsonTypeName(fields[f]->type())));
   }
   RETURN_IF_ERROR(CheckText(name, value, max_chars));
   return std::optional<std::string>(std::string(value));
@@ -309,7 +233,7 @@ Status LoginTransform::Impl::Check(std::string_view body, std::int64_t sent_time
   }
   simdjson::dom::object object;
   if (doc.get_object().get(object)) {
-    return Status::InvalidInput(fmt::format("body is {}, expected a JSON object", TypeName(doc.type())));
+    return Status::InvalidInput(fmt::format("body is {}, expected a JSON object", JsonTypeName(doc.type())));
   }
   auto row = Validate(object, sent_timestamp_ms, false);
   return row.ok() ? Status::Ok() : row.status();

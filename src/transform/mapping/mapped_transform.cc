@@ -11,6 +11,7 @@
 #include "common/json_writer.h"
 #include "transform/app_version.h"
 #include "transform/ip_address.h"
+#include "transform/json_shape.h"
 #include "transform/mapping/value_rules.h"
 #include "transform/masker.h"
 
@@ -19,79 +20,6 @@ namespace {
 
 using simdjson::dom::element;
 using simdjson::dom::element_type;
-
-// The type names and the reject shape below are LoginTransform's, word for word: the login
-// mapping's rejects must be the ones today's transform stores.
-const char* JsonTypeName(element_type type) {
-  switch (type) {
-    case element_type::ARRAY:
-      return "an array";
-    case element_type::OBJECT:
-      return "an object";
-    case element_type::INT64:
-    case element_type::UINT64:
-    case element_type::DOUBLE:
-      return "a number";
-    case element_type::STRING:
-      return "a string";
-    case element_type::BOOL:
-      return "a boolean";
-    case element_type::NULL_VALUE:
-      return "null";
-  }
-  return "an unknown type";
-}
-
-std::string_view ShapeTypeName(element_type type) {
-  switch (type) {
-    case element_type::ARRAY:
-      return "array";
-    case element_type::OBJECT:
-      return "object";
-    case element_type::INT64:
-    case element_type::UINT64:
-    case element_type::DOUBLE:
-      return "number";
-    case element_type::STRING:
-      return "string";
-    case element_type::BOOL:
-      return "boolean";
-    case element_type::NULL_VALUE:
-      return "null";
-  }
-  return "unknown";
-}
-
-bool LooksLikeIdentifier(std::string_view key) {
-  if (key.empty() || key.size() > 64) return false;
-  auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
-  if (!alpha(key[0])) return false;
-  return std::all_of(key.begin() + 1, key.end(),
-                     [&](char c) { return alpha(c) || (c >= '0' && c <= '9') || c == '.' || c == '-'; });
-}
-
-constexpr size_t kMaxShapeKeys = 64;
-
-std::string ObjectShape(simdjson::dom::object object) {
-  std::string out = "{";
-  size_t position = 0;
-  for (auto [key, value] : object) {
-    ++position;
-    if (position > kMaxShapeKeys) continue;
-    if (position > 1) out.push_back(',');
-    AppendJsonString(out, LooksLikeIdentifier(key) ? std::string(key) : fmt::format("#{}", position));
-    out.push_back(':');
-    AppendJsonString(out, ShapeTypeName(value.type()));
-  }
-  if (position > kMaxShapeKeys) {
-    out.push_back(',');
-    AppendJsonString(out, "...");
-    out.push_back(':');
-    AppendJsonString(out, fmt::format("{} more keys", position - kMaxShapeKeys));
-  }
-  out.push_back('}');
-  return out;
-}
 
 // Any string or key holding U+0000 anywhere in a JSON value: Postgres's jsonb cannot store it.
 bool HoldsNul(element e) {

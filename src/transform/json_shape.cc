@@ -1,0 +1,90 @@
+#include "transform/json_shape.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/json_writer.h"
+
+namespace sqs2pg::transform {
+
+using simdjson::dom::element_type;
+
+const char* JsonTypeName(element_type type) {
+  switch (type) {
+    case element_type::ARRAY:
+      return "an array";
+    case element_type::OBJECT:
+      return "an object";
+    case element_type::INT64:
+    case element_type::UINT64:
+    case element_type::DOUBLE:
+      return "a number";
+    case element_type::STRING:
+      return "a string";
+    case element_type::BOOL:
+      return "a boolean";
+    case element_type::NULL_VALUE:
+      return "null";
+  }
+  return "an unknown type";
+}
+
+// The JSON type names a reject's body_shape uses.
+std::string_view ShapeTypeName(element_type type) {
+  switch (type) {
+    case element_type::ARRAY:
+      return "array";
+    case element_type::OBJECT:
+      return "object";
+    case element_type::INT64:
+    case element_type::UINT64:
+    case element_type::DOUBLE:
+      return "number";
+    case element_type::STRING:
+      return "string";
+    case element_type::BOOL:
+      return "boolean";
+    case element_type::NULL_VALUE:
+      return "null";
+  }
+  return "unknown";
+}
+
+// [A-Za-z_][A-Za-z0-9_.-]{0,63}: a name a program chose. Anything else (an address, an e-mail,
+// free text) may be a value someone used as a key, so it is not kept.
+bool LooksLikeIdentifier(std::string_view key) {
+  if (key.empty() || key.size() > 64) return false;
+  auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
+  if (!alpha(key[0])) return false;
+  return std::all_of(key.begin() + 1, key.end(),
+                     [&](char c) { return alpha(c) || (c >= '0' && c <= '9') || c == '.' || c == '-'; });
+}
+
+// A reject's shape is for diagnosis; a body with thousands of keys needs no more than this many.
+constexpr size_t kMaxShapeKeys = 64;
+
+// {"user_id":"string","IP":"string","#3":"number"}: the top-level keys in order (duplicates
+// too, since a duplicate is itself a reason), identifier-like names kept, others "#<position>".
+std::string ObjectShape(simdjson::dom::object object) {
+  std::string out = "{";
+  size_t position = 0;
+  for (auto [key, value] : object) {
+    ++position;
+    if (position > kMaxShapeKeys) continue;  // counted below
+    if (position > 1) out.push_back(',');
+    AppendJsonString(out, LooksLikeIdentifier(key) ? std::string(key) : fmt::format("#{}", position));
+    out.push_back(':');
+    AppendJsonString(out, ShapeTypeName(value.type()));
+  }
+  if (position > kMaxShapeKeys) {
+    out.push_back(',');
+    AppendJsonString(out, "...");
+    out.push_back(':');
+    AppendJsonString(out, fmt::format("{} more keys", position - kMaxShapeKeys));
+  }
+  out.push_back('}');
+  return out;
+}
+
+}  // namespace sqs2pg::transform
