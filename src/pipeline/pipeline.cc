@@ -226,9 +226,30 @@ void Pipeline::CheckDepthBeforeDraining() {
     checking_depth_ = false;
     auto now = Clock::now();
     if (!depth.ok()) {
-      drained_ = true;  // no cross-check to be had: the receives decide
+      // The cross-check crosses the same network as the receives: one that failed says nothing
+      // about messages a lost receive hid. Ask again after a pause (the next confirmation round
+      // asks), within the SQS retry budget; only a refusal or an exhausted budget leaves it to
+      // the receives.
+      bool again = depth.status().IsTransient() && !stopping_ &&
+                   !depth_failures_.Exhausted(now, options_.sqs_retry_timeout);
+      if (again) {
+        depth_failures_.Fail(now);
+        auto delay = Backoff(depth_failures_.failures);
+        if (options_.metrics) options_.metrics->CountSqsRetries(metrics::SqsOp::kGetQueueAttributes);
+        log::Warn({{"attempt", depth_failures_.failures},
+                   {"delay_ms", Millis(delay)},
+                   {"operation", "GetQueueAttributes"}},
+                  "checking the queue's counts before ending the drain failed, asking again in {} ms: {}",
+                  Millis(delay), depth.status().message());
+        receive_not_before_ = std::max(receive_not_before_, now + delay);
+        return;
+      }
+      spdlog::warn("ending the drain on the receives' word alone: SQS's counts cannot be had: {}",
+                   depth.status().message());
+      drained_ = true;
       return;
     }
+    depth_failures_.Reset();
     PublishQueueDepth(*depth);
     std::int64_t left = depth->visible + depth->not_visible + depth->delayed;
     if (left <= 0) {

@@ -232,6 +232,7 @@ class Pipeline {
   int loads_in_flight_ = 0;
   size_t messages_loading_ = 0;  // in the batches handed to the loaders
   FailureStreak receive_failures_;
+  FailureStreak depth_failures_;  // the cross-check before a drain ends (CheckDepthBeforeDraining)
   Clock::time_point receive_not_before_;
   bool idle_ = false;  // the latest receive came back empty
   // Drain mode decides "empty" only with a round of receives started once nothing was in hand
