@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <iostream>
 #include <optional>
 
@@ -12,6 +13,7 @@
 #include "common/encoding.h"
 #include "transform/ip_address.h"
 #include "transform/login_transform.h"
+#include "transform/mapping/mapping.h"
 #include "transform/masker.h"
 
 namespace sqs2pg::cli {
@@ -172,12 +174,65 @@ int Keygen(KeygenOptions& o) {
 struct MaskOptions {
   std::string key_file;
   std::string field;
+  std::string column;
+  std::string mapping;
   std::vector<std::string> values;
   MaskModeOptions modes;
   int prefix = -1;
 };
 
+// mask's value as an address; one that is not is skipped with a complaint and an empty line, which
+// keeps output lines aligned with input lines.
+std::optional<transform::IpAddress> AddressOrSkip(const std::string& value, int& exit_code) {
+  std::optional<transform::IpAddress> ip = transform::ParseIp(value);
+  if (!ip) {
+    Complain("not an IPv4 or IPv6 address (line skipped)");
+    exit_code = kExitFailure;
+    std::cout << "\n";
+  }
+  return ip;
+}
+
+// A mapping's column: the key and mode `run --mapping` masks it with, so the lookup matches.
+int MaskColumn(const MaskOptions& o) {
+  if (o.mapping.empty())
+    return Fail(Status::InvalidInput("mask --column needs --mapping: its mask says how"));
+  auto mapping = transform::mapping::LoadMappingFile(o.mapping);
+  if (!mapping.ok()) return Fail(mapping.status());
+  auto spec = std::find_if(mapping->columns.begin(), mapping->columns.end(),
+                           [&](const transform::mapping::ColumnSpec& c) { return c.name == o.column; });
+  if (spec == mapping->columns.end() || !spec->mask) {
+    return Fail(Status::InvalidInput(fmt::format("{} has no masked column {}", o.mapping, o.column)));
+  }
+  auto masker = LoadMasker(o.key_file, o.modes);
+  if (!masker.ok()) return Fail(masker.status());
+  const std::string& bound = spec->mask_field.empty() ? spec->name : spec->mask_field;
+  auto key = masker->KeyForColumn(bound, spec->mask->mode);
+  if (!key.ok()) return Fail(key.status());
+  int exit_code = kExitOk;
+  std::string masked;
+  for (const std::string& value : ValuesOrStdin(o.values)) {
+    masked.clear();
+    Status st;
+    if (spec->type.kind == transform::mapping::TypeKind::kInet ||
+        spec->input.value_or(spec->type).kind == transform::mapping::TypeKind::kInet) {
+      std::optional<transform::IpAddress> ip = AddressOrSkip(value, exit_code);
+      if (!ip) continue;
+      st = masker->MaskColumnIpInto(*key, bound, *ip, masked);
+    } else {
+      st = masker->MaskColumnInto(*key, bound, value, masked);
+    }
+    if (!st.ok()) return Fail(st);
+    std::cout << masked << "\n";
+  }
+  return exit_code;
+}
+
 int Mask(const MaskOptions& o) {
+  if (o.field.empty() == o.column.empty()) {
+    return Fail(Status::InvalidInput("mask needs --field ip|device_id (the login table) or --column NAME"));
+  }
+  if (!o.column.empty()) return MaskColumn(o);
   const MaskField field = *transform::ParseField(o.field);
   if (o.prefix >= 0 && field != MaskField::kIp)
     return Fail(Status::InvalidInput("--prefix is for --field ip"));
@@ -189,13 +244,8 @@ int Mask(const MaskOptions& o) {
     Status st;
     if (field == MaskField::kIp) {
       // The same canonical form the transform masks, or the lookup would miss.
-      std::optional<transform::IpAddress> ip = transform::ParseIp(value);
-      if (!ip) {
-        Complain("not an IPv4 or IPv6 address (line skipped)");
-        exit_code = kExitFailure;
-        std::cout << "\n";
-        continue;
-      }
+      std::optional<transform::IpAddress> ip = AddressOrSkip(value, exit_code);
+      if (!ip) continue;
       if (o.prefix >= 0) {
         auto network = masker->MaskNetwork(*ip, o.prefix);
         if (!network.ok()) return Fail(network.status());
@@ -214,6 +264,7 @@ int Mask(const MaskOptions& o) {
 
 struct UnmaskOptions {
   std::string key_file;
+  std::string column;
   std::string address_key_id;
   std::vector<std::string> values;
   MaskModeOptions modes;
@@ -224,7 +275,21 @@ int Unmask(const UnmaskOptions& o) {
   if (!masker.ok()) return Fail(masker.status());
   int exit_code = kExitOk;
   for (const std::string& value : ValuesOrStdin(o.values)) {
-    auto plain = masker->Unmask(value, o.address_key_id);
+    Result<std::string> plain = Status::Ok();
+    if (o.column.empty()) {
+      plain = masker->Unmask(value, o.address_key_id);
+    } else if (transform::ParseIp(value)) {
+      // A mapping column's bare address: only the row's <column>_key_id says which key made it, and
+      // a wrong key would answer with a plausible wrong address.
+      plain = o.address_key_id.empty()
+                  ? Result<std::string>(Status::InvalidInput(
+                        "unmask --column: a masked address carries no key id; pass --address-key-id with the "
+                        "row's " +
+                        o.column + "_key_id"))
+                  : masker->Unmask(value, o.address_key_id);
+    } else {
+      plain = masker->UnmaskColumn(value, o.column);
+    }
     if (!plain.ok()) {
       // An empty line keeps output lines aligned with input lines.
       Complain(plain.status().message());
@@ -254,6 +319,8 @@ Command AddMaskCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("mask", "Print the masked form of each value (to look up rows)");
   AddKeyFileOption(*cmd, o->key_file);
   AddOption(*cmd, "field", o->field)->check(CLI::IsMember({"ip", "device_id"}));
+  AddOption(*cmd, "column", o->column);
+  AddOption(*cmd, "mapping", o->mapping);
   AddOption(*cmd, "prefix", o->prefix)->check(CLI::Range(0, 128));
   AddMaskModeOptions(*cmd, o->modes);
   cmd->add_option("values", o->values, "Values (default: one a line on stdin)");
@@ -265,6 +332,7 @@ Command AddUnmaskCommand(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("unmask", "Print the original of each masked value (needs the key)");
   AddKeyFileOption(*cmd, o->key_file);
   AddMaskModeOptions(*cmd, o->modes);
+  AddOption(*cmd, "column", o->column);
   AddOption(*cmd, "address-key-id", o->address_key_id);
   cmd->add_option("values", o->values, "Masked values (default: one a line on stdin)");
   return {cmd, [o]() { return Unmask(*o); }};

@@ -52,6 +52,10 @@ constexpr OptionSpec kOptions[] = {
      Secret::kConninfoPassword},
     {"table", "NAME", kString, kNone, "run schema rekey maintain", "SQS2PG_TABLE", "user_logins", "",
      "Target table, optionally SCHEMA.TABLE; TABLE_ledger and TABLE_rejects are created beside it"},
+    {"mapping", "PATH", kString, kNone, "run schema mask", "SQS2PG_MAPPING", "", "the built-in login mapping",
+     "Mapping file (TOML, docs/mapping.md): which JSON field or SQS attribute fills each column of the "
+     "table, "
+     "its type, rules and mask. Its `table` is the default for --table. Without it: the login table"},
     {"partition-by", "PERIOD", kString, kNone, "run maintain", "SQS2PG_PARTITION_BY", "", "not partitioned",
      "When sqs2pg creates the target table: partition it by range on create_date, one partition a day or a "
      "month (pg_partman manages them where the extension is installed; else sqs2pg creates them ahead)"},
@@ -139,8 +143,11 @@ constexpr OptionSpec kOptions[] = {
      "Add a new key to an existing key file: it masks from now on, the old keys still unmask"},
 
     // mask
-    {"field", "FIELD", kString, kNone, "mask", "SQS2PG_FIELD", "", "required",
-     "Which field the values are: ip or device_id", Secret::kNo, true},
+    {"field", "FIELD", kString, kNone, "mask", "SQS2PG_FIELD", "", "--column instead",
+     "Which login field the values are: ip or device_id"},
+    {"column", "NAME", kString, kNone, "mask unmask", "SQS2PG_COLUMN", "", "the login fields",
+     "A masked column of a mapping (docs/mapping.md): mask takes its mode and key from --mapping as run "
+     "does; unmask needs it for the column's siv values (the column name is bound into them)"},
     {"address-key-id", "ID", kString, kNone, "unmask rekey", "SQS2PG_ADDRESS_KEY_ID", "",
      "unmask: the keyring's field line; rekey: the keyring's only address-valued ip key",
      "The key that made bare masked addresses whose key is not known otherwise: unmask's address values "

@@ -16,6 +16,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "cli/mapping_table.h"
 #include "cli/options.h"
 #include "cli/run_options.h"
 #include "metrics/http_server.h"
@@ -28,6 +29,8 @@
 #include "source/sqs/async_sqs_source.h"
 #include "source/sqs/sqs_client.h"
 #include "transform/login_transform.h"
+#include "transform/mapping/mapped_transform.h"
+#include "transform/mapping/mapping.h"
 #include "transform/masker.h"
 
 namespace sqs2pg::cli {
@@ -188,7 +191,20 @@ void PrintDryRunReport(const pipeline::RunStats& s, const sink::DryRunSink& sink
   std::cout << std::flush;
 }
 
-int Run(const RunOptions& o) {
+int Run(RunOptions o) {
+  // A mapping says what each message becomes (docs/mapping.md); without one, the login table.
+  std::optional<transform::mapping::Mapping> mapping;
+  if (!o.mapping.empty()) {
+    auto loaded = transform::mapping::LoadMappingFile(o.mapping);
+    if (!loaded.ok()) return Fail(loaded.status());
+    mapping = std::move(loaded).value();
+    if (!o.table_given && !mapping->table.empty()) o.table = mapping->table;
+    if (!o.partition_by.empty()) {
+      return Fail(Status::InvalidInput(
+          "--partition-by partitions the login table by create_date; with --mapping, create the table "
+          "partitioned as you need it (sqs2pg schema --mapping prints its DDL) and sqs2pg loads into it"));
+    }
+  }
   if (o.dry_run && o.discard_messages) {
     return Fail(Status::InvalidInput("--dry-run and --discard-messages exclude each other"));
   }
@@ -237,7 +253,9 @@ int Run(const RunOptions& o) {
   } else if (o.dry_run) {
     // Read-only: the live column sizes and the ledger, if the database answers; no DDL, no write.
     std::unique_ptr<sink::PostgresSink> ledger;
-    auto connected = sink::PostgresSink::Connect({o.db, o.table});
+    sink::PostgresSinkConfig inspect_config{o.db, o.table};
+    if (mapping) inspect_config.columns = TableColumnsOf(*mapping);
+    auto connected = sink::PostgresSink::Connect(inspect_config);
     if (connected.ok()) {
       auto inspected = (*connected)->Inspect();
       if (inspected.ok()) {
@@ -271,6 +289,7 @@ int Run(const RunOptions& o) {
       config.ledger_retention = ledger_retention;
       config.seal_body = [sealer](std::string_view plain) { return sealer->Mask(plain); };
       config.masked_ip_key_id = masker->key_id(transform::MaskField::kIp);
+      if (mapping) config.columns = TableColumnsOf(*mapping);
       auto connected = ConnectSink(o, config, shape);
       if (!connected.ok() && g_stop) {
         // Asked to stop while waiting for the database: nothing was received, so nothing is lost.
@@ -284,7 +303,7 @@ int Run(const RunOptions& o) {
             "reject's size and shape go into its reason; `sqs2pg schema --table {}` shows the migration",
             o.table, o.table);
       }
-      if (i == 0 && shape->lacks_masked_ip_key_id &&
+      if (i == 0 && !mapping && shape->lacks_masked_ip_key_id &&
           transform::AddressValued(masker->mode(transform::MaskField::kIp))) {
         spdlog::warn(
             "table {} has no masked_ip_key_id column and this role may not add it: its masked ips are bare "
@@ -306,7 +325,7 @@ int Run(const RunOptions& o) {
   std::optional<source::DryRunSource> dry_source;
   AsyncMessageSource* messages = sqs_source->get();
   if (o.dry_run) messages = &dry_source.emplace(**sqs_source, std::chrono::seconds(*visibility));
-  if (shape && shape->masked_ip_is_inet &&
+  if (!mapping && shape && shape->masked_ip_is_inet &&
       !transform::AddressValued(masker->mode(transform::MaskField::kIp))) {
     return Fail(Status::InvalidInput(fmt::format(
         "table {}: column masked_ip is inet, which holds only address-valued masks; the ip key is {}: pass "
@@ -316,7 +335,21 @@ int Run(const RunOptions& o) {
         o.table, transform::ModeName(masker->mode(transform::MaskField::kIp)))));
   }
   // Without a table to read, checks use the sizes of the table sqs2pg would create.
-  transform::LoginTransform transform(*masker, shape ? LimitsFor(*shape) : transform::ColumnLimits{});
+  std::unique_ptr<MessageTransform> transform;
+  if (mapping) {
+    transform::mapping::CompileOptions compile;
+    if (shape && !shape->live_columns.empty()) {
+      auto fits = CheckLiveTable(*mapping, *shape, o.table);
+      if (!fits.ok()) return Fail(fits.status());
+      compile = std::move(fits).value();
+    }
+    auto mapped = transform::mapping::MappedTransform::Create(*mapping, *masker, compile);
+    if (!mapped.ok()) return Fail(mapped.status());
+    transform = std::move(mapped).value();
+  } else {
+    transform = std::make_unique<transform::LoginTransform>(
+        *masker, shape ? LimitsFor(*shape) : transform::ColumnLimits{});
+  }
 
   pipeline::PipelineOptions options;
   options.follow = o.follow;
@@ -342,7 +375,7 @@ int Run(const RunOptions& o) {
   }
   if (g_stop) return kExitOk;  // stopped while waiting for Postgres: nothing was received
   auto pipeline_holder =
-      std::make_unique<pipeline::Pipeline>(*messages, transform, std::move(sinks), options);
+      std::make_unique<pipeline::Pipeline>(*messages, *transform, std::move(sinks), options);
   pipeline::Pipeline& pipeline = *pipeline_holder;
 
   int connections = (o.dry_run || o.discard_messages) ? 0 : o.db_connections;
@@ -403,6 +436,7 @@ void AddRunOptions(CLI::App& cmd, RunOptions& options) {
   AddQueueOptions(cmd, o->queue);
   AddOption(cmd, "db", o->db);
   AddOption(cmd, "table", o->table);
+  AddOption(cmd, "mapping", o->mapping);
   AddOption(cmd, "partition-by", o->partition_by)->check(CLI::IsMember({"day", "month"}));
   AddKeyFileOption(cmd, o->key_file);
   AddMaskModeOptions(cmd, o->modes);
@@ -431,7 +465,10 @@ Command AddRunCommand(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("run", "Consume the queue: validate, mask, load into Postgres, then delete");
   AddRunOptions(*cmd, *o);
-  return {cmd, [o]() { return Run(*o); }};
+  return {cmd, [o, cmd]() {
+            o->table_given = cmd->get_option("--table")->count() > 0;
+            return Run(*o);
+          }};
 }
 
 }  // namespace sqs2pg::cli

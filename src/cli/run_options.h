@@ -14,6 +14,8 @@ struct RunOptions {
   QueueOptions queue;
   std::string db;
   std::string table = "user_logins";
+  bool table_given = false;  // --table (or its variable or file key) was set: it beats the mapping's
+  std::string mapping;       // a mapping file; empty: the built-in login shape
   std::string partition_by;  // "", "day" or "month": how a table sqs2pg creates is partitioned
   std::string key_file;
   MaskModeOptions modes;

@@ -40,8 +40,21 @@ struct Rejection {
 }  // namespace sqs2pg
 
 #include <variant>
+#include <vector>
 
 namespace sqs2pg {
+
+// One row of a table that a mapping describes (`run --mapping`, docs/mapping.md): one value per
+// column of the mapping's table, in its order, each the column's text input form (the sink
+// COPY-escapes it); nullopt is NULL. Masked columns are already masked.
+struct MappedRow {
+  std::vector<std::optional<std::string>> values;
+};
+
+// What the transform makes of one message: a login row (the built-in shape), a mapped row, or
+// why it was refused.
+using Record = std::variant<LoginRow, Rejection, MappedRow>;
+inline bool IsRow(const Record& r) { return !std::holds_alternative<Rejection>(r); }
 
 // Where a message of a FIFO queue stands in its group; both empty for a standard queue. The
 // ledger keeps them, so the order SQS gave can be recovered even when two loader connections
@@ -55,9 +68,9 @@ struct FifoOrder {
 struct ProcessedMessage {
   std::string message_id;           // SQS MessageId: the key that makes loading idempotent
   std::int64_t received_at_ms = 0;  // when sqs2pg received it (Unix ms), kept with rejects
-  std::variant<LoginRow, Rejection> record;
-  int receive_count = 1;               // SQS's ApproximateReceiveCount: how often it has been delivered
-  size_t body_bytes = 0;               // size of the message body as received, for the bounds in bytes
+  Record record;
+  int receive_count = 1;  // SQS's ApproximateReceiveCount: how often it has been delivered
+  size_t body_bytes = 0;  // size of the message body as received, for the bounds in bytes
   // SQS's SentTimestamp (Unix ms; 0 if absent): the same at every delivery, so the ledger is
   // partitioned by its day and a redelivery meets its first delivery's ledger row; also the lag
   // metric's clock.

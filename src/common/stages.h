@@ -7,6 +7,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/login_record.h"
@@ -22,6 +23,9 @@ struct ReceivedMessage {
   int receive_count = 0;               // 1 on first delivery
   std::int64_t received_at_ms = 0;     // when sqs2pg received it (Unix ms)
   FifoOrder fifo{};                    // empty for a standard queue
+  // The sender's message attributes (name, String or Number value as sent), when the source was
+  // asked for them (a mapping that reads $attribute.NAME); Binary ones are not kept.
+  std::vector<std::pair<std::string, std::string>> attributes{};
 };
 
 // What became of the entries of one DeleteMessageBatch or ChangeMessageVisibilityBatch call,
@@ -66,6 +70,15 @@ class AsyncMessageSource {
   virtual void Poll(std::chrono::milliseconds max_wait) = 0;
   // Ends a Poll() wait early. Thread-safe: loader threads call it when a batch is committed.
   virtual void Wakeup() = 0;
+};
+
+// The transform stage as the pipeline sees it: one received message in, its record out (a row to
+// load, or a rejection saying why not). LoginTransform is the built-in login shape; a mapping file
+// (`run --mapping`) compiles into a MappedTransform. Called from the pipeline's one thread.
+class MessageTransform {
+ public:
+  virtual ~MessageTransform() = default;
+  virtual Record Apply(const ReceivedMessage& message) = 0;
 };
 
 struct LoadSummary {

@@ -30,7 +30,7 @@ std::int64_t Millis(std::chrono::steady_clock::duration d) {
 
 }  // namespace
 
-Pipeline::Pipeline(AsyncMessageSource& source, transform::LoginTransform& transform,
+Pipeline::Pipeline(AsyncMessageSource& source, MessageTransform& transform,
                    std::vector<std::unique_ptr<MessageSink>> sinks, PipelineOptions options)
     : source_(source), transform_(transform), sinks_(std::move(sinks)), options_(options) {
   if (options_.max_in_flight == 0) {
@@ -205,13 +205,10 @@ void Pipeline::OnReceived(int round, bool unlock, Clock::time_point started,
     if (building_.empty()) building_since_ = now;
     ProcessedMessage out{m.message_id,  m.received_at_ms,    {},    std::max(m.receive_count, 1),
                          m.body.size(), m.sent_timestamp_ms, m.fifo};
-    auto outcome = transform_.Apply(m.body, m.sent_timestamp_ms);
-    if (auto* rejection = std::get_if<Rejection>(&outcome)) {
+    out.record = transform_.Apply(m);
+    if (auto* rejection = std::get_if<Rejection>(&out.record)) {
       log::Info({{"message_id", m.message_id}, {"event", "reject"}}, "message {} rejected: {}", m.message_id,
                 rejection->reason);
-      out.record = std::move(*rejection);
-    } else {
-      out.record = std::move(std::get<LoginRow>(outcome));
     }
     building_bytes_ += out.body_bytes;
     building_.push_back(std::move(out));

@@ -26,7 +26,6 @@
 #include "common/retry.h"
 #include "common/stages.h"
 #include "metrics/sqs2pg_metrics.h"
-#include "transform/login_transform.h"
 
 namespace sqs2pg::pipeline {
 
@@ -119,7 +118,7 @@ class Pipeline {
   using ProgressFn = std::function<void(const RunStats&)>;
 
   // source and transform must outlive the pipeline; each sink gets a loading thread of its own.
-  Pipeline(AsyncMessageSource& source, transform::LoginTransform& transform,
+  Pipeline(AsyncMessageSource& source, MessageTransform& transform,
            std::vector<std::unique_ptr<MessageSink>> sinks, PipelineOptions options);
   // Joins the loading threads. REQUIRES: !loaders_busy().
   ~Pipeline();
@@ -207,7 +206,7 @@ class Pipeline {
   void PublishQueueDepth(const QueueDepth& depth);
 
   AsyncMessageSource& source_;
-  transform::LoginTransform& transform_;
+  MessageTransform& transform_;
   std::vector<std::unique_ptr<MessageSink>> sinks_;
   PipelineOptions options_;
   RetryPolicy backoff_;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "transform/keyring.h"
+#include "transform/login_transform.h"
 #include "transform/masker.h"
 
 namespace sqs2pg::pipeline {
@@ -336,7 +337,7 @@ class FakeSink : public MessageSink {
         }
         if (!ledger_.committed.insert(m.message_id).second) {
           ++s.duplicates;
-        } else if (std::holds_alternative<LoginRow>(m.record)) {
+        } else if (IsRow(m.record)) {
           ++s.rows_loaded;
           ledger_.rows.push_back(m.message_id);
         } else {

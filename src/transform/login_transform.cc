@@ -247,6 +247,12 @@ TransformOutcome LoginTransform::Apply(std::string_view body, std::int64_t sent_
   return impl_->Apply(body, sent_timestamp_ms);
 }
 
+Record LoginTransform::Apply(const ReceivedMessage& message) {
+  TransformOutcome outcome = impl_->Apply(message.body, message.sent_timestamp_ms);
+  if (auto* row = std::get_if<LoginRow>(&outcome)) return std::move(*row);
+  return std::move(std::get<Rejection>(outcome));
+}
+
 Status LoginTransform::Check(std::string_view body, std::int64_t sent_timestamp_ms) {
   return impl_->Check(body, sent_timestamp_ms);
 }

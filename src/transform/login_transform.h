@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "common/login_record.h"
+#include "common/stages.h"
 #include "common/status.h"
 
 namespace sqs2pg::transform {
@@ -30,16 +31,18 @@ struct ColumnLimits {
 using TransformOutcome = std::variant<LoginRow, Rejection>;
 
 // Not thread-safe (it reuses one parser and one Masker): use one per thread.
-class LoginTransform {
+class LoginTransform : public MessageTransform {
  public:
   // masker must outlive the transform.
   LoginTransform(Masker& masker, ColumnLimits limits);
-  ~LoginTransform();
+  ~LoginTransform() override;
   LoginTransform(const LoginTransform&) = delete;
   LoginTransform& operator=(const LoginTransform&) = delete;
 
   // sent_timestamp_ms: the message's SentTimestamp attribute (ms since the Unix epoch).
   TransformOutcome Apply(std::string_view body, std::int64_t sent_timestamp_ms);
+  // The same for the pipeline: the body and its SentTimestamp.
+  Record Apply(const ReceivedMessage& message) override;
   // Parses and validates only: the reason Apply would reject the body for, without masking
   // anything. For measuring and for checking input files.
   Status Check(std::string_view body, std::int64_t sent_timestamp_ms);

@@ -19,7 +19,7 @@ LoginRow Row(const std::string& user, std::optional<std::string> app_version = "
       19'675};
 }
 
-ProcessedMessage Message(const std::string& id, std::variant<LoginRow, Rejection> record) {
+ProcessedMessage Message(const std::string& id, Record record) {
   return ProcessedMessage{id, 1'700'000'000'123, std::move(record)};
 }
 

@@ -11,7 +11,7 @@ class NullSink : public MessageSink {
   Result<LoadSummary> Load(std::span<const ProcessedMessage> batch) override {
     LoadSummary summary;
     for (const ProcessedMessage& m : batch) {
-      if (std::holds_alternative<LoginRow>(m.record)) {
+      if (IsRow(m.record)) {
         ++summary.rows_loaded;
       } else {
         ++summary.rejects_stored;

@@ -86,6 +86,15 @@ void AppendCopyRow(std::string& out, std::string_view message_id, const LoginRow
   out += '\n';
 }
 
+void AppendCopyMappedRow(std::string& out, std::string_view message_id, const MappedRow& row) {
+  AppendCopyText(out, message_id);
+  for (const std::optional<std::string>& value : row.values) {
+    out += '\t';
+    AppendCopyNullable(out, value);
+  }
+  out += '\n';
+}
+
 void AppendCopyReject(std::string& out, std::string_view message_id, std::int64_t received_at_ms,
                       const Rejection& rejection) {
   AppendCopyText(out, message_id);

@@ -23,6 +23,8 @@ void AppendCopyTimestamp(std::string& out, std::int64_t unix_millis);
 // One line of the staging COPY: message_id, user_id, device_type, masked_ip, masked_device_id,
 // locale, app_version, create_date.
 void AppendCopyRow(std::string& out, std::string_view message_id, const LoginRow& row);
+// The same for a mapped row: message_id, then each value (NULL for nullopt).
+void AppendCopyMappedRow(std::string& out, std::string_view message_id, const MappedRow& row);
 // One line of the rejects COPY: message_id, received_at, reason, body, body_encrypted, body_bytes,
 // body_shape.
 void AppendCopyReject(std::string& out, std::string_view message_id, std::int64_t received_at_ms,

@@ -26,45 +26,55 @@
 namespace sqs2pg::sink {
 namespace {
 
-// The body_shape of a refused row's JSON (see RowAsJson).
-std::string RowShape(const LoginRow& row) {
-  auto type = [](const std::optional<std::string>& v) { return v ? "string" : "null"; };
-  return fmt::format(
-      R"({{"user_id":"string","device_type":"{}","masked_ip":"string","masked_device_id":"string",)"
-      R"("locale":"{}","app_version":"{}"}})",
-      type(row.device_type), type(row.locale), type(row.app_version));
+// A refused row as JSON, to be sealed into its reject (the row is already masked; only its
+// key holders can read it back), with its body_shape in clear: column names and JSON types.
+struct RowJson {
+  std::string json, shape;
+};
+RowJson RowAsJson(std::span<const std::string> names, std::span<const std::optional<std::string>> values) {
+  RowJson out{"{", "{"};
+  for (size_t i = 0; i < names.size() && i < values.size(); ++i) {
+    const char* comma = i + 1 < names.size() ? "," : "";
+    AppendJsonString(out.json, names[i]);
+    out.json.push_back(':');
+    if (values[i]) {
+      AppendJsonString(out.json, *values[i]);
+    } else {
+      out.json += "null";
+    }
+    out.json += comma;
+    AppendJsonString(out.shape, names[i]);
+    out.shape += values[i] ? ":\"string\"" : ":\"null\"";
+    out.shape += comma;
+  }
+  out.json.push_back('}');
+  out.shape.push_back('}');
+  return out;
+}
+
+RowJson RowAsJson(const LoginRow& row) {
+  static const std::string kNames[] = {"user_id",          "device_type", "masked_ip",
+                                       "masked_device_id", "locale",      "app_version"};
+  const std::optional<std::string> values[] = {row.user_id,          row.device_type, row.masked_ip,
+                                               row.masked_device_id, row.locale,      row.app_version};
+  return RowAsJson(kNames, values);
 }
 
 // What tells messages apart for the systemic-refusal check, without their values: which
 // fields are null and how long each value is. Two good messages of one producer usually differ
 // in some length; a bug that refuses one kind of message repeats one shape.
 std::string ShapeKey(const ProcessedMessage& m) {
-  const auto* row = std::get_if<LoginRow>(&m.record);
-  if (row == nullptr) return "reject";
   auto len = [](const std::optional<std::string>& v) { return v ? static_cast<long>(v->size()) : -1L; };
-  return fmt::format("{}/{}/{}/{}/{}/{}", row->user_id.size(), len(row->device_type), row->masked_ip.size(),
-                     row->masked_device_id.size(), len(row->locale), len(row->app_version));
-}
-
-std::string RowAsJson(const LoginRow& row) {
-  std::string out = "{";
-  auto field = [&out](const char* name, const std::optional<std::string>& v, bool last = false) {
-    AppendJsonString(out, name);
-    out.push_back(':');
-    if (v)
-      AppendJsonString(out, *v);
-    else
-      out += "null";
-    if (!last) out.push_back(',');
-  };
-  field("user_id", row.user_id);
-  field("device_type", row.device_type);
-  field("masked_ip", row.masked_ip);
-  field("masked_device_id", row.masked_device_id);
-  field("locale", row.locale);
-  field("app_version", row.app_version, true);
-  out.push_back('}');
-  return out;
+  if (const auto* row = std::get_if<LoginRow>(&m.record)) {
+    return fmt::format("{}/{}/{}/{}/{}/{}", row->user_id.size(), len(row->device_type), row->masked_ip.size(),
+                       row->masked_device_id.size(), len(row->locale), len(row->app_version));
+  }
+  if (const auto* row = std::get_if<MappedRow>(&m.record)) {
+    std::string key;
+    for (const auto& v : row->values) fmt::format_to(std::back_inserter(key), "{}/", len(v));
+    return key;
+  }
+  return "reject";
 }
 
 // A conninfo value, quoted when it holds a space, a quote or a backslash, or is empty.
@@ -93,14 +103,15 @@ std::string QuoteConninfoValue(std::string_view value) {
 // user's own level back (SET LOCAL), so a batch is as durable as the user asked.
 //
 // Each message's SentTimestamp (the partitioned ledger's key) is the last column of both staging
-// tables rather than a table of its own.
+// tables rather than a table of its own. In the rows' staging table the id and the timestamp are
+// sqs2pg_message_id and sqs2pg_sent_ms: a mapping's table may have a message_id column of its own.
 Status PostgresSink::Impl::CreateStaging() {
   if (staging_ready) return Status::Ok();
-  std::string rows = "CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage (message_id text NOT NULL";
-  for (size_t i = 0; i < kRowColumns.size(); ++i) {
-    rows += fmt::format(", {} {}", QuoteIdentifier(kRowColumns[i]), column_types[i]);
+  std::string rows = "CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage (sqs2pg_message_id text NOT NULL";
+  for (size_t i = 0; i < row_columns.size(); ++i) {
+    rows += fmt::format(", {} {}", QuoteIdentifier(row_columns[i]), column_types[i]);
   }
-  rows += ", sent_ms bigint NOT NULL) ON COMMIT DELETE ROWS";
+  rows += ", sqs2pg_sent_ms bigint NOT NULL) ON COMMIT DELETE ROWS";
   RETURN_IF_ERROR(Exec(rows));
   RETURN_IF_ERROR(
       Exec("CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage_rejects (message_id text NOT NULL, received_at "
@@ -115,13 +126,14 @@ Status PostgresSink::Impl::CreateStaging() {
 
 void PostgresSink::Impl::BuildStatements() {
   std::string columns, selected;
-  for (const char* c : kRowColumns) {
+  for (const std::string& c : row_columns) {
     columns += (columns.empty() ? "" : ", ") + QuoteIdentifier(c);
     selected += (selected.empty() ? "s." : ", s.") + QuoteIdentifier(c);
   }
-  copy_rows_sql = fmt::format("COPY pg_temp.sqs2pg_stage (message_id, {}, sent_ms) FROM STDIN", columns);
+  copy_rows_sql =
+      fmt::format("COPY pg_temp.sqs2pg_stage (sqs2pg_message_id, {}, sqs2pg_sent_ms) FROM STDIN", columns);
   // The same for every row of this process, so it is a constant of the INSERT, not a COPY column.
-  if (!lacks_masked_ip_key_id && !config.masked_ip_key_id.empty()) {
+  if (!Mapped() && !lacks_masked_ip_key_id && !config.masked_ip_key_id.empty()) {
     columns += ", masked_ip_key_id";
     selected += ", " + QuoteLiteral(config.masked_ip_key_id);
   }
@@ -146,9 +158,9 @@ void PostgresSink::Impl::BuildStatements() {
   std::string merge_rest = fmt::format(
       " loaded AS ("
       " INSERT INTO {table} ({columns})"
-      " SELECT DISTINCT ON (s.message_id) {selected} FROM pg_temp.sqs2pg_stage s"
-      " JOIN fresh f ON f.message_id = s.message_id AND f.outcome = 'loaded'"
-      " ORDER BY s.message_id RETURNING 1),"
+      " SELECT DISTINCT ON (s.sqs2pg_message_id) {selected} FROM pg_temp.sqs2pg_stage s"
+      " JOIN fresh f ON f.message_id = s.sqs2pg_message_id AND f.outcome = 'loaded'"
+      " ORDER BY s.sqs2pg_message_id RETURNING 1),"
       " rejected AS ("
       " INSERT INTO {rejects} ({reject_columns})"
       " SELECT DISTINCT ON (r.message_id) {reject_values}"
@@ -183,7 +195,8 @@ void PostgresSink::Impl::BuildStatements() {
     }
     return fmt::format(
         "WITH staged AS ("
-        " SELECT message_id, 'loaded' AS outcome, sent_ms FROM pg_temp.sqs2pg_stage"
+        " SELECT sqs2pg_message_id AS message_id, 'loaded' AS outcome, sqs2pg_sent_ms AS sent_ms FROM "
+        "pg_temp.sqs2pg_stage"
         " UNION ALL SELECT message_id, 'rejected', sent_ms FROM pg_temp.sqs2pg_stage_rejects),"
         " fresh AS ("
         " INSERT INTO {ledger} ({columns}) SELECT {values} FROM staged s{from}"
@@ -256,6 +269,10 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
     if (const auto* row = std::get_if<LoginRow>(&m.record)) {
       ++row_count;
       AppendCopyRow(rows, m.message_id, *row);
+      append_sent(rows);
+    } else if (const auto* mapped = std::get_if<MappedRow>(&m.record)) {
+      ++row_count;
+      AppendCopyMappedRow(rows, m.message_id, *mapped);
       append_sent(rows);
     } else {
       ++reject_count;
@@ -416,7 +433,7 @@ Result<LoadSummary> PostgresSink::Impl::LoadIsolating(std::span<const ProcessedM
         leave(*m);
         continue;
       }
-      if (!std::holds_alternative<LoginRow>(m->record)) {
+      if (!IsRow(m->record)) {
         // The rejects table itself refused a reject: a schema matter for an operator.
         return Status::Permanent("storing a reject failed: " + r.why.message());
       }
@@ -426,8 +443,7 @@ Result<LoadSummary> PostgresSink::Impl::LoadIsolating(std::span<const ProcessedM
     }
     // Not its data as such: maybe a passing condition of a trigger. SQS delivers it again, and
     // only after max_receives deliveries does it become a reject.
-    if (config.max_receives <= 0 || m->receive_count < config.max_receives ||
-        !std::holds_alternative<LoginRow>(m->record)) {
+    if (config.max_receives <= 0 || m->receive_count < config.max_receives || !IsRow(m->record)) {
       log::Warn({{"message_id", m->message_id},
                  {"table", config.table},
                  {"attempt", m->receive_count},
@@ -469,15 +485,16 @@ Result<LoadSummary> PostgresSink::Impl::LoadIsolating(std::span<const ProcessedM
 
 ProcessedMessage PostgresSink::Impl::RefusedRowReject(const ProcessedMessage& message, const Status& why,
                                                       std::string_view reason) {
-  const LoginRow& row = std::get<LoginRow>(message.record);
   // Kept like every other reject body: encrypted whole, with its size and shape in clear.
-  std::string json = RowAsJson(row);
+  const auto* mapped = std::get_if<MappedRow>(&message.record);
+  RowJson row = mapped != nullptr ? RowAsJson(row_columns, mapped->values)
+                                  : RowAsJson(std::get<LoginRow>(message.record));
   Rejection rejection;
   rejection.reason = fmt::format("{}: {}", reason, SafeDatabaseReason(why.message()));
-  rejection.body_bytes = json.size();
-  rejection.body_shape = RowShape(row);
+  rejection.body_bytes = row.json.size();
+  rejection.body_shape = std::move(row.shape);
   if (config.seal_body) {
-    auto sealed = config.seal_body(json);
+    auto sealed = config.seal_body(row.json);
     if (sealed.ok()) {
       rejection.safe_body = std::move(sealed).value();
       rejection.body_encrypted = true;
@@ -503,6 +520,11 @@ Result<std::unique_ptr<PostgresSink>> PostgresSink::Connect(const PostgresSinkCo
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   ASSIGN_OR_RETURN(impl->names, ParseTableName(config.table));
+  if (config.columns.empty()) {
+    impl->row_columns.assign(kRowColumns.begin(), kRowColumns.end());
+  } else {
+    for (const TableColumn& c : config.columns) impl->row_columns.push_back(c.name);
+  }
   RETURN_IF_ERROR(impl->Open());
   return std::unique_ptr<PostgresSink>(new PostgresSink(std::move(impl)));
 }
@@ -548,9 +570,11 @@ Result<TableShape> PostgresSink::Prepare() {
                            "message_group_id and sequence_number");
   if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
   d.ledger_lacks_order_columns = *lacking;
-  lacking = d.LacksColumns("", kKeyIdColumns, MigrateKeyIdSql(d.names), "masked_ip_key_id");
-  if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
-  shape->lacks_masked_ip_key_id = d.lacks_masked_ip_key_id = *lacking;
+  if (!d.Mapped()) {  // a mapping's table has its own key id columns, if it asks for them
+    lacking = d.LacksColumns("", kKeyIdColumns, MigrateKeyIdSql(d.names), "masked_ip_key_id");
+    if (!lacking.ok()) return d.PrivilegeHint(lacking.status());
+    shape->lacks_masked_ip_key_id = d.lacks_masked_ip_key_id = *lacking;
+  }
   RETURN_IF_ERROR(d.CheckPrivileges());
   d.BuildStatements();
   if (Status st = d.CreateStaging(); !st.ok()) return d.PrivilegeHint(std::move(st));

@@ -23,6 +23,13 @@
 
 namespace sqs2pg::sink {
 
+// A column of a table a mapping describes (`run --mapping`): what CREATE TABLE says of it.
+struct TableColumn {
+  std::string name;
+  std::string type;     // as CREATE TABLE spells it: "uuid", "varchar(254)", "timestamptz"
+  std::string comment;  // COMMENT ON COLUMN when sqs2pg creates the table; empty: none
+};
+
 struct PostgresSinkConfig {
   // libpq connection string: "key=value ..." or a postgresql:// URI. Empty: libpq's PG* variables.
   std::string conninfo;
@@ -64,6 +71,10 @@ struct PostgresSinkConfig {
   // address-valued masked ip (ipcrypt-*, cryptopan) is a bare address with no key id of its own,
   // and `sqs2pg rekey` needs to know which key made each row. Empty: the column is left NULL.
   std::string masked_ip_key_id{};
+  // The target table's columns when a mapping describes it, in table order; each batch's rows are
+  // MappedRows with a value per column. Empty: the login table (user_id ... create_date, and
+  // masked_ip_key_id), whose rows are LoginRows.
+  std::vector<TableColumn> columns{};
   // Unix time in ms; tests move it. Unset: the system clock.
   std::function<std::int64_t()> clock = nullptr;
 };
@@ -88,6 +99,15 @@ struct TableShape {
   // The table predates masked_ip_key_id and this role may not add it: rows carry no key id, so a
   // rotation between two address-valued ip keys cannot be re-masked by `sqs2pg rekey`.
   bool lacks_masked_ip_key_id = false;
+  // With a mapping (PostgresSinkConfig::columns): each of its columns as the live table has it, in
+  // the mapping's order, for the compatibility check and the transform's limits.
+  struct LiveColumn {
+    std::string name;
+    std::string typname;      // pg_type.typname: "varchar", "int4", "timestamptz" ...
+    int typmod = -1;          // pg_attribute.atttypmod: varchar(n) has n + 4
+    std::string format_type;  // "character varying(254)", for messages
+  };
+  std::vector<LiveColumn> live_columns{};
 };
 
 // What Maintain() changed.
@@ -101,7 +121,9 @@ struct MaintenanceSummary {
 // the rejects migration (ADD COLUMN IF NOT EXISTS), and, if `role` is not empty, the GRANTs sqs2pg
 // needs: USAGE on the schema, TEMPORARY on the database (batches are staged in temporary
 // tables), SELECT and INSERT on the three tables. Idempotent: safe to apply again.
-Result<std::string> SchemaScript(std::string_view table, std::string_view role);
+// `columns`: a mapping's table (see PostgresSinkConfig::columns); empty: the login table.
+Result<std::string> SchemaScript(std::string_view table, std::string_view role,
+                                 std::span<const TableColumn> columns = {});
 
 // The conninfo (key=value or postgresql:// URI) as key=value with its password replaced by
 // [redacted], for `sqs2pg config`. One libpq cannot parse comes back as a note, not the text.

@@ -27,7 +27,10 @@ namespace sqs2pg::sink {
 
 struct PostgresSink::Impl : PgConnection {
   TableNames names;
-  std::vector<std::string> column_types;  // format_type() of each kRowColumns entry, from Prepare()
+  // The target table's columns that COPY fills: kRowColumns, or a mapping's (config.columns).
+  std::vector<std::string> row_columns;
+  std::vector<std::string> column_types;  // format_type() of each row_columns entry, from Prepare()
+  bool Mapped() const { return !config.columns.empty(); }
   bool rejects_lack_shape_columns = false;
   // The ledger predates message_group_id and sequence_number and this role may not add them:
   // FIFO order is then not kept (one warning says what to run).
@@ -84,6 +87,7 @@ struct PostgresSink::Impl : PgConnection {
   Result<bool> Exists(std::string_view suffix);
   Status CreateMissingTables();
   Result<TableShape> ReadShape();
+  Result<TableShape> ReadMappedShape(const PGresult* columns);
   // Whether the table <suffix> lacks any of `columns`. The owner adds them with `migrate_sql`
   // (and then they are not lacking); any other role gets true.
   Result<bool> LacksColumns(std::string_view suffix, std::span<const std::string_view> columns,

@@ -33,18 +33,35 @@ std::string LedgerDdl(const TableNames& names) {
       fmt::arg("default_partition", QuoteIdentifier(DefaultPartitionName(base))));
 }
 
-std::vector<TableDdl> SchemaDdl(const TableNames& names, std::string_view partition_by) {
+std::vector<TableDdl> SchemaDdl(const TableNames& names, std::string_view partition_by,
+                                std::span<const TableColumn> columns) {
   std::string table = names.Quoted(), ledger = names.Quoted("_ledger"), rejects = names.Quoted("_rejects");
+  TableDdl target{
+      "",
+      fmt::format("CREATE TABLE IF NOT EXISTS {} (user_id varchar(128), device_type varchar(32), "
+                  "masked_ip varchar(256), masked_device_id varchar(256), locale varchar(32), "
+                  "app_version varchar(15), create_date date, masked_ip_key_id text){}",
+                  table, partition_by.empty() ? "" : " PARTITION BY RANGE (create_date)"),
+      fmt::format("COMMENT ON COLUMN {}.masked_ip_key_id IS 'The id of the key that masked masked_ip: an "
+                  "address-valued mask (ipcrypt-*, cryptopan) carries none of its own. sqs2pg rekey uses it'",
+                  table)};
+  if (!columns.empty()) {
+    // A mapping's table: its columns as the mapping types them, each commented with where its
+    // value comes from and how it is masked (the statements run together, as the table's owner).
+    target.create = fmt::format("CREATE TABLE IF NOT EXISTS {} (", table);
+    target.comment.clear();
+    for (size_t i = 0; i < columns.size(); ++i) {
+      target.create +=
+          fmt::format("{}{} {}", i ? ", " : "", QuoteIdentifier(columns[i].name), columns[i].type);
+      if (columns[i].comment.empty()) continue;
+      target.comment +=
+          fmt::format("{}COMMENT ON COLUMN {}.{} IS {}", target.comment.empty() ? "" : ";\n", table,
+                      QuoteIdentifier(columns[i].name), QuoteLiteral(columns[i].comment));
+    }
+    target.create += ")";
+  }
   return {
-      {"",
-       fmt::format("CREATE TABLE IF NOT EXISTS {} (user_id varchar(128), device_type varchar(32), "
-                   "masked_ip varchar(256), masked_device_id varchar(256), locale varchar(32), "
-                   "app_version varchar(15), create_date date, masked_ip_key_id text){}",
-                   table, partition_by.empty() ? "" : " PARTITION BY RANGE (create_date)"),
-       fmt::format(
-           "COMMENT ON COLUMN {}.masked_ip_key_id IS 'The id of the key that masked masked_ip: an "
-           "address-valued mask (ipcrypt-*, cryptopan) carries none of its own. sqs2pg rekey uses it'",
-           table)},
+      std::move(target),
       {"_ledger", LedgerDdl(names),
        fmt::format(
            "COMMENT ON TABLE {} IS 'SQS MessageIds sqs2pg has committed: a redelivered message is not "
@@ -102,7 +119,8 @@ std::string RenameUnpartitionedLedgerSql(const TableNames& names, std::string_vi
       QuoteLiteral(names.Quoted("_ledger")), QuoteLiteral(rename), comment);
 }
 
-Result<std::string> SchemaScript(std::string_view table, std::string_view role) {
+Result<std::string> SchemaScript(std::string_view table, std::string_view role,
+                                 std::span<const TableColumn> columns) {
   ASSIGN_OR_RETURN(TableNames names, ParseTableName(table));
   if (role.find('\0') != std::string_view::npos) return Status::InvalidInput("role name holds U+0000");
   std::string out = fmt::format(
@@ -112,14 +130,17 @@ Result<std::string> SchemaScript(std::string_view table, std::string_view role) 
       names.Quoted());
   out += "-- A ledger from before partitioning is renamed <table>_ledger1; sqs2pg drops it once expired:\n" +
          RenameUnpartitionedLedgerSql(names) + ";\n";
-  for (const TableDdl& t : SchemaDdl(names)) {
+  for (const TableDdl& t : SchemaDdl(names, "", columns)) {
     out += t.create + ";\n";
     if (!t.comment.empty()) out += t.comment + ";\n";
   }
   out += "-- Rejects tables from before sqs2pg kept body_bytes and body_shape:\n" + MigrateRejectsSql(names) +
          ";\n";
   out += "-- Ledgers from before sqs2pg kept the order of FIFO messages:\n" + MigrateLedgerSql(names) + ";\n";
-  out += "-- Tables from before sqs2pg recorded which key masked each ip:\n" + MigrateKeyIdSql(names) + ";\n";
+  if (columns.empty()) {
+    out +=
+        "-- Tables from before sqs2pg recorded which key masked each ip:\n" + MigrateKeyIdSql(names) + ";\n";
+  }
   if (!role.empty()) {
     std::string grantee = QuoteIdentifier(role);
     // The schema is the one the unqualified name resolves to when no schema is given.
@@ -162,7 +183,7 @@ Result<bool> PostgresSink::Impl::Exists(std::string_view suffix) {
 
 Status PostgresSink::Impl::CreateMissingTables() {
   std::vector<TableDdl> missing;
-  for (TableDdl& t : SchemaDdl(names, config.partition_by)) {
+  for (TableDdl& t : SchemaDdl(names, config.partition_by, config.columns)) {
     ASSIGN_OR_RETURN(bool exists, Exists(t.suffix));
     if (!exists) missing.push_back(std::move(t));
   }
@@ -245,6 +266,34 @@ Status PostgresSink::Impl::CheckPrivileges() {
   return Status::Ok();
 }
 
+// A mapping's table: every mapped column must be there; whether its type fits is the mapping's
+// to say (the CLI checks TableShape::live_columns against it), the sink only stages by it.
+Result<TableShape> PostgresSink::Impl::ReadMappedShape(const PGresult* cols) {
+  TableShape shape;
+  column_types.assign(row_columns.size(), "");
+  shape.live_columns.resize(row_columns.size());
+  for (int i = 0; i < PQntuples(cols); ++i) {
+    std::string_view name = PQgetvalue(cols, i, 0);
+    for (size_t c = 0; c < row_columns.size(); ++c) {
+      if (name != row_columns[c]) continue;
+      column_types[c] = PQgetvalue(cols, i, 3);
+      shape.live_columns[c] = {row_columns[c], PQgetvalue(cols, i, 1),
+                               static_cast<int>(ParseCount(PQgetvalue(cols, i, 2))), column_types[c]};
+    }
+  }
+  std::string missing;
+  for (size_t c = 0; c < row_columns.size(); ++c) {
+    if (column_types[c].empty()) missing += fmt::format("{}{}", missing.empty() ? "" : ", ", row_columns[c]);
+  }
+  if (!missing.empty()) {
+    return Status::Permanent(
+        fmt::format("table {} lacks the mapping's columns {}: add them (`sqs2pg schema --mapping` prints the "
+                    "table's DDL)",
+                    names.Quoted(), missing));
+  }
+  return shape;
+}
+
 Result<TableShape> PostgresSink::Impl::ReadShape() {
   Impl& d = *this;
   std::string table = d.names.Quoted();
@@ -254,6 +303,7 @@ Result<TableShape> PostgresSink::Impl::ReadShape() {
                            " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
                            {table}, fmt::format("read the columns of {}", table)));
   TableShape shape;
+  if (d.Mapped()) return ReadMappedShape(cols.get());
   d.column_types.assign(kRowColumns.size(), "");
   for (int i = 0; i < PQntuples(cols.get()); ++i) {
     std::string name = PQgetvalue(cols.get(), i, 0);

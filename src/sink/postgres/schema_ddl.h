@@ -7,10 +7,12 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "sink/postgres/postgres_sink.h"
 #include "sink/postgres/sql_text.h"
 
 namespace sqs2pg::sink {
@@ -36,7 +38,9 @@ struct TableDdl {
 std::string LedgerDdl(const TableNames& names);
 
 // partition_by: "", "day" or "month" (the partitions themselves are made after creation).
-std::vector<TableDdl> SchemaDdl(const TableNames& names, std::string_view partition_by = "");
+// `columns`: a mapping's table (PostgresSinkConfig::columns); empty: the login table.
+std::vector<TableDdl> SchemaDdl(const TableNames& names, std::string_view partition_by = "",
+                                std::span<const TableColumn> columns = {});
 
 // Rejects tables made before body_bytes and body_shape existed.
 inline constexpr std::string_view kRejectsShapeColumns[] = {"body_bytes", "body_shape"};

@@ -110,8 +110,7 @@ class CountingSink : public MessageSink {
  public:
   Result<LoadSummary> Load(std::span<const ProcessedMessage> batch) override {
     LoadSummary s;
-    for (const auto& m : batch)
-      (std::holds_alternative<LoginRow>(m.record) ? s.rows_loaded : s.rejects_stored)++;
+    for (const auto& m : batch) (IsRow(m.record) ? s.rows_loaded : s.rejects_stored)++;
     return s;
   }
 };

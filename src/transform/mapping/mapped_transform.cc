@@ -378,6 +378,7 @@ struct MappedTransform::Impl {
   Envelope envelope = Envelope::kNone;
   UnknownFields unknown = UnknownFields::kIgnore;
   std::vector<std::string> columns;
+  std::vector<MessageAttribute> attribute_views;        // Apply(ReceivedMessage)'s, reused
   std::vector<Step> steps;                              // in table order
   std::vector<std::uint32_t> order;                     // evaluation order: metadata, required, optional
   std::vector<std::uint32_t> masked;                    // masked steps, table order
@@ -733,6 +734,17 @@ MappedOutcome MappedTransform::Apply(std::string_view body, const MessageMetadat
   return impl_->Apply(body, metadata);
 }
 const std::vector<std::string>& MappedTransform::columns() const { return impl_->columns; }
+
+Record MappedTransform::Apply(const ReceivedMessage& message) {
+  std::vector<MessageAttribute>& views = impl_->attribute_views;
+  views.clear();
+  for (const auto& [name, value] : message.attributes) views.push_back({name, value});
+  MessageMetadata metadata{message.message_id, message.sent_timestamp_ms, message.receive_count,
+                           message.fifo.message_group_id, views};
+  MappedOutcome outcome = Apply(message.body, metadata);
+  if (auto* row = std::get_if<MappedRow>(&outcome)) return std::move(*row);
+  return std::move(std::get<Rejection>(outcome));
+}
 
 Result<std::unique_ptr<MappedTransform>> MappedTransform::Create(const Mapping& mapping, Masker& masker,
                                                                  const CompileOptions& options) {

@@ -16,6 +16,7 @@
 
 #include "common/login_record.h"
 #include "common/result.h"
+#include "common/stages.h"
 #include "transform/mapping/mapping.h"
 
 namespace sqs2pg::transform {
@@ -37,11 +38,8 @@ struct MessageMetadata {
   std::span<const MessageAttribute> attributes;  // SQS message attributes
 };
 
-// One row: a value per Mapping::TableColumns() entry, in that order. nullopt is NULL. Each value is
-// the column's text input form, not yet COPY-escaped (the sink does that).
-struct MappedRow {
-  std::vector<std::optional<std::string>> values;
-};
+// One row: a value per Mapping::TableColumns() entry, in that order (common/login_record.h).
+using sqs2pg::MappedRow;
 using MappedOutcome = std::variant<MappedRow, Rejection>;
 
 // The live table can differ from the mapping: a widened varchar, or an integer column where the
@@ -56,18 +54,20 @@ struct CompileOptions {
 };
 
 // Not thread-safe (it reuses its parsers, buffers and the Masker): one per thread.
-class MappedTransform {
+class MappedTransform : public MessageTransform {
  public:
   // Compiles the plan: resolves each masked column's key (an error if the keyring lacks it),
   // applies `options`, and checks each default against its column's rules (errors name file:line).
   // `masker` must outlive the transform.
   static Result<std::unique_ptr<MappedTransform>> Create(const Mapping& mapping, Masker& masker,
                                                          const CompileOptions& options = {});
-  ~MappedTransform();
+  ~MappedTransform() override;
   MappedTransform(const MappedTransform&) = delete;
   MappedTransform& operator=(const MappedTransform&) = delete;
 
   MappedOutcome Apply(std::string_view body, const MessageMetadata& metadata);
+  // The same for the pipeline: the body, and SQS's metadata and message attributes.
+  Record Apply(const ReceivedMessage& message) override;
   // The table's columns, in the order of MappedRow::values.
   const std::vector<std::string>& columns() const;
 

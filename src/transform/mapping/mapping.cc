@@ -397,6 +397,9 @@ Result<Mapping> Reader::Read(const toml::table& top) {
                    [](unsigned char ch) { return std::tolower(ch); });
     if (!seen.insert(folded).second)
       return Error(line, fmt::format("two columns are named {} ({})", name, what));
+    // The sink's staging table names its own columns so (sqs2pg_message_id, sqs2pg_sent_ms).
+    if (folded.starts_with("sqs2pg_"))
+      return Error(line, fmt::format("column names starting with sqs2pg_ are sqs2pg's own ({})", name));
     return Status::Ok();
   };
   for (const ColumnSpec& c : m.columns) RETURN_IF_ERROR(claim(c.name, c.line, "a [[column]]"));

@@ -186,6 +186,9 @@ TEST(MappingTest, KeepNeedsAnExtraColumnThatCollidesWithNothing) {
       "m");
   ASSERT_TRUE(m.ok()) << m.status().message();
   EXPECT_EQ(m->TableColumns(), (std::vector<std::string>{"m", "n", "m_key_id", "rest"}));
+  // The sink stages rows beside sqs2pg_message_id and sqs2pg_sent_ms: such names are taken.
+  EXPECT_THAT(Error("[[column]]\nname = \"SQS2PG_sent_ms\"\nfrom = \"/c\"\ntype = \"bigint\"\n"),
+              HasSubstr("sqs2pg_ are sqs2pg's own"));
 }
 
 TEST(MappingTest, ExampleFilesLoad) {
