@@ -84,7 +84,41 @@ def wait_until(pred, timeout: float, step: float = 0.2):
 
 
 # ---------------------------------------------------------------------------------------------
-# Messages: NDJSON, user_id "<tag>-<i>" so a row loaded twice shows as a repeated user_id.
+# Messages: NDJSON, user_id "<tag>-<i>" so a row loaded twice shows as a repeated user_id (with
+# --mapping orders: orders whose customer.id is "<tag>-<i>", loaded by examples/orders.toml).
+
+
+def write_orders(path: Path, n: int, tag: str, seed: int, invalid_every: int = 50) -> dict:
+    """Orders as examples/orders.toml reads them (issue 18: the faults with a non-login mapping).
+    customer.id is unique per message, so counting it distinct finds a row loaded twice. Every
+    invalid_every-th order is invalid by construction (no id / a fractional amount / not JSON)."""
+    rng = random.Random(seed)
+    invalid = 0
+    with open(path, "w") as f:
+        for i in range(n):
+            m = {
+                "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                "status": rng.choice(("paid", "shipped")),
+                "customer": {"id": f"{tag}-{i:07d}", "email": f"c{i}@example.com"},
+                "client": {"ip": ".".join(str(rng.randint(0, 255)) for _ in range(4))},
+                "total_cents": rng.randint(100, 10**7),
+                "items": [{"sku": f"S-{rng.randint(0, 99)}", "qty": rng.randint(1, 5)}],
+                "item_count": rng.randint(1, 5),
+                "placed_at": "2026-12-05T01:02:03.456Z",
+                "gift": rng.random() < 0.1,
+            }
+            if invalid_every and i % invalid_every == invalid_every - 1:
+                invalid += 1
+                kind = (i // invalid_every) % 3
+                if kind == 0:
+                    del m["id"]
+                elif kind == 1:
+                    m["total_cents"] = 1.5
+                else:
+                    f.write(json.dumps(m)[:25] + "\n")
+                    continue
+            f.write(json.dumps(m) + "\n")
+    return {"n": n, "valid": n - invalid, "invalid": invalid}
 
 
 def write_messages(path: Path, n: int, tag: str, seed: int, invalid_every: int = 50, poison=()) -> dict:
@@ -226,10 +260,11 @@ def pg_bin() -> Path:
 
 
 class Stack:
-    def __init__(self, base: Path, binary: Path):
+    def __init__(self, base: Path, binary: Path, mapping=None):
         self.dir = base / "stack"
         self.base = base
         self.bin = binary
+        self.mapping = mapping
         self.env = None
         self.sqs = None
         self.pg_up = True
@@ -253,6 +288,10 @@ class Stack:
                                 aws_access_key_id="test", aws_secret_access_key="test")
         self.key = self.base / "key"
         run([self.bin, "keygen", "--out", self.key], env=env, what="sqs2pg keygen")
+        if self.mapping:
+            # examples/orders.toml masks client_ip with cryptopan.
+            run([self.bin, "keygen", "--out", self.key, "--rotate", "--ip-mask", "cryptopan"], env=env,
+                what="sqs2pg keygen --rotate")
 
     def down(self):
         run([ROOT / "scripts/stack", "down", "--dir", self.dir], timeout=120, check=False)
@@ -357,18 +396,28 @@ class Scenario:
         self.url = None
         self.runs = 0
         self.faults = ""
+        # --mapping orders: the scenario's messages are orders, loaded with examples/orders.toml.
+        self.mapping = args.mapping
+        self.unique_column = "customer_id" if self.mapping else "user_id"
 
     # -- set-up -----------------------------------------------------------------------------
 
     def fill(self, n: int, visibility: int = 10, invalid_every: int = 50, poison=()):
         self.url = self.stack.new_queue(self.queue_name, visibility)
         path = self.dir / "messages.ndjson"
-        self.expect = write_messages(path, n, self.tag, self.seed, invalid_every, poison)
+        if self.mapping:
+            if poison:
+                raise Failed(f"scenario {self.name} poisons login rows: it runs without --mapping only")
+            self.expect = write_orders(path, n, self.tag, self.seed, invalid_every)
+        else:
+            self.expect = write_messages(path, n, self.tag, self.seed, invalid_every, poison)
         self.stack.send(self.url, path, n)
         return self.url
 
     def create_table(self):
         """The table sqs2pg would create, made first so a scenario can add constraints to it."""
+        if self.mapping:
+            raise Failed(f"scenario {self.name} constrains the login table: it runs without --mapping only")
         self.stack.psql(
             f"CREATE TABLE {self.table} (user_id varchar(128), device_type varchar(32), masked_ip varchar(256),"
             " masked_device_id varchar(256), locale varchar(32), app_version varchar(15), create_date date)")
@@ -378,6 +427,8 @@ class Scenario:
     def cmd(self, *extra, endpoint=None, db=None, follow=False):
         c = [self.stack.bin, "run", "--queue-url", self.url, "--endpoint-url", endpoint or self.stack.fauxqs,
              "--table", self.table, "--key-file", self.stack.key, "--wait-seconds", "1"]
+        if self.mapping:
+            c += ["--mapping", ROOT / "examples" / f"{self.mapping}.toml"]
         if db:
             c += ["--db", db]
         if follow:
@@ -410,7 +461,8 @@ class Scenario:
 
     def counts(self):
         s = self.stack.psql(
-            f"SELECT (SELECT count(*) FROM {self.table}), (SELECT count(DISTINCT user_id) FROM {self.table}),"
+            f"SELECT (SELECT count(*) FROM {self.table}), (SELECT count(DISTINCT {self.unique_column}) "
+            f"FROM {self.table}),"
             f" (SELECT count(*) FROM {self.table}_rejects), (SELECT count(*) FROM {self.table}_ledger)")
         rows, distinct, rejects, ledger = (int(x) for x in s.split("|"))
         return {"rows": rows, "distinct": distinct, "rejects": rejects, "ledger": ledger}
@@ -1207,7 +1259,7 @@ def plot_soak(path: Path, width=60, height=12) -> str:
 
 def run_one(name, args, stack_base: Path, binary: Path, seq: int):
     spec = SCENARIOS[name]
-    stack = Stack(stack_base, binary)
+    stack = Stack(stack_base, binary, args.mapping)
     t0 = time.monotonic()
     sc = None
     status, faults, outcome = "FAIL", "", ""
@@ -1257,6 +1309,9 @@ def main() -> int:
     r.add_argument("--keep", action="store_true", help="keep the scratch directory")
     r.add_argument("--report", help="append the results, as Markdown, to this file")
     r.add_argument("--json", help="write the results as JSON to this file")
+    r.add_argument("--mapping", choices=["orders"],
+                   help="messages are orders, loaded with examples/<MAPPING>.toml (a non-login mapping), in "
+                        "the scenarios that do not poison login rows")
     r.add_argument("--soak-n", type=int, default=1_000_000)
     r.add_argument("--soak-csv", default=str(ROOT / "docs/soak-rss.csv"))
     args = p.parse_args()
