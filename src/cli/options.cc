@@ -114,6 +114,9 @@ constexpr OptionSpec kOptions[] = {
     {"create-queue", "", kBool, kNone, "send", "SQS2PG_CREATE_QUEUE", "false", "",
      "Create the queue first (nothing happens if it exists); a name ending in .fifo makes a FIFO queue, with "
      "content-based deduplication unless --dedup-id-field is given"},
+    {"attribute", "NAME=VALUE,...", kString, kNone, "send", "SQS2PG_ATTRIBUTE", "", "none",
+     "String message attributes sent with every message, e.g. tenant=acme,source=import (a mapping reads "
+     "them as $attribute.NAME)"},
     {"group-id", "VALUE", kString, kNone, "send", "SQS2PG_GROUP_ID", "",
      "none: a FIFO queue needs this or --group-id-field",
      "FIFO queues: the MessageGroupId of every message (one group: one strict order); with --group-id-field, "

@@ -321,6 +321,12 @@ int Run(RunOptions o) {
   auto sqs_source = sqs::AsyncSqsSource::Create(*client_config, *queue_url, receive_visibility);
   if (!sqs_source.ok()) return Fail(sqs_source.status());
   (*sqs_source)->SetMetrics(metrics.get());
+  // SQS sends the sender's message attributes only when asked: ask when a column reads one.
+  if (mapping && std::any_of(mapping->columns.begin(), mapping->columns.end(), [](const auto& c) {
+        return c.from.kind == transform::mapping::SourceKind::kAttribute;
+      })) {
+    (*sqs_source)->RequestMessageAttributes();
+  }
   // A dry run reads through DryRunSource, which deletes nothing and releases all at the end.
   std::optional<source::DryRunSource> dry_source;
   AsyncMessageSource* messages = sqs_source->get();

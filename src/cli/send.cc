@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <iostream>
 
 #include "cli/cli_common.h"
@@ -29,7 +30,34 @@ struct SendOptions {
   std::string group_id;
   std::string group_id_field;
   std::string dedup_id_field;
+  std::string attributes;  // "NAME=VALUE[,NAME=VALUE...]": String message attributes of every message
 };
+
+// --attribute's list, checked against SQS's rules for names (1-256 of A-Z a-z 0-9 _ - ., not
+// starting with AWS. or Amazon.).
+Result<std::vector<std::pair<std::string, std::string>>> ParseAttributes(std::string_view list) {
+  std::vector<std::pair<std::string, std::string>> out;
+  while (!list.empty()) {
+    std::string_view item = list.substr(0, list.find(','));
+    list.remove_prefix(std::min(list.size(), item.size() + 1));
+    size_t eq = item.find('=');
+    std::string_view name = item.substr(0, eq);
+    bool valid =
+        eq != std::string_view::npos && !name.empty() && name.size() <= 256 &&
+        std::all_of(name.begin(), name.end(),
+                    [](char c) {
+                      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+                    }) &&
+        !name.starts_with("AWS.") && !name.starts_with("Amazon.");
+    if (!valid)
+      return Status::InvalidInput(
+          "--attribute takes NAME=VALUE[,NAME=VALUE...], a NAME of 1-256 of A-Z a-z 0-9 _ - .");
+    if (eq + 1 == item.size())
+      return Status::InvalidInput("--attribute " + std::string(name) + ": SQS refuses an empty value");
+    out.emplace_back(name, item.substr(eq + 1));
+  }
+  return out;
+}
 
 // How messages are sent to this queue.
 struct QueueKind {
@@ -177,6 +205,8 @@ int Send(const SendOptions& o) {
   auto kind = ReadQueueKind(**client, *queue_url);
   if (!kind.ok()) return Fail(kind.status());
   if (Status st = CheckFifoOptions(o, *queue_url, *kind); !st.ok()) return Fail(st);
+  auto attributes = ParseAttributes(o.attributes);
+  if (!attributes.ok()) return Fail(attributes.status());
   simdjson::dom::parser parser;
 
   size_t sent = 0, failed = 0;
@@ -194,6 +224,7 @@ int Send(const SendOptions& o) {
                                                      path, i + 1, body.size(), kMaxPayloadBytes)));
       }
       entries.push_back({fmt::format("m{}", i), std::move(body)});
+      entries.back().attributes = *attributes;
       if (kind->fifo) {
         if (Status st = SetFifoIds(o, parser, path, i, entries.back()); !st.ok()) return Fail(st);
       }
@@ -236,6 +267,7 @@ Command AddSendCommand(CLI::App& app) {
   AddOption(*cmd, "create-queue", o->create_queue);
   AddOption(*cmd, "group-id", o->group_id);
   AddOption(*cmd, "group-id-field", o->group_id_field);
+  AddOption(*cmd, "attribute", o->attributes);
   AddOption(*cmd, "dedup-id-field", o->dedup_id_field);
   return {cmd, [o]() { return Send(*o); }};
 }

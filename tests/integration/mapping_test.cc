@@ -190,6 +190,38 @@ TEST_F(MappedRunTest, SnsNotificationsAreUnwrappedAndTheirAttributesRead) {
   EXPECT_THAT(RejectsText(), Not(HasSubstr("raw@example.com")));
 }
 
+// The sender's SQS message attributes are $attribute.NAME (SQS sends them only when asked: run
+// asks when a column reads one), over both protocols, against moto.
+TEST_F(MappedRunTest, SqsMessageAttributesAreReadOverJsonAndQuery) {
+  std::string mapping = TestDir() + "/tenants.toml";
+  std::ofstream(mapping) << "envelope = \"none\"\n"
+                            "[[column]]\nname = \"tenant\"\nfrom = \"$attribute.tenant\"\ntype = \"text\"\n"
+                            "required = true\n"
+                            "[[column]]\nname = \"who\"\nfrom = \"/user_id\"\ntype = \"text\"\n";
+  const std::string endpoint = StackVar("MOTO_ENDPOINT_URL");
+  for (std::string protocol : {"json", "query"}) {
+    SCOPED_TRACE(protocol);
+    const std::string queue = UniqueName("q" + protocol), table = UniqueName("t" + protocol);
+    CommandResult sent =
+        RunSqs2pg({"send", "--sqs-protocol", protocol, "--endpoint-url", endpoint, "--create-queue",
+                   "--queue", queue, "--attribute", "tenant=acme,source=import", SampleDataPath()});
+    ASSERT_EQ(sent.exit_code, 0) << sent.err;
+    CommandResult r =
+        RunSqs2pg({"run", "--sqs-protocol", protocol, "--endpoint-url", endpoint, "--queue", queue, "--table",
+                   table, "--key-file", key_, "--mapping", mapping, "--wait-seconds", "1"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("received 100, loaded 100,"));
+    EXPECT_EQ(db_.Scalar(fmt::format("SELECT string_agg(DISTINCT tenant, ',') FROM \"{}\"", table)), "acme");
+  }
+  // Without the attribute, the required column says so.
+  CommandResult sent = RunSqs2pg({"send", "--create-queue", "--queue", queue_, SampleDataPath()});
+  ASSERT_EQ(sent.exit_code, 0) << sent.err;
+  CommandResult r = Run(mapping);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("received 100, loaded 0, duplicates skipped 0, rejected 100"));
+  EXPECT_THAT(db_.Scalar(fmt::format("SELECT min(reason) FROM \"{}_rejects\"", table_)), HasSubstr("tenant"));
+}
+
 // examples/logins.toml is the built-in login table said as a mapping: the same sample, the same
 // key, two queues, two tables; every stored value must be the same.
 TEST_F(MappedRunTest, TheLoginMappingStoresWhatTheBuiltInLoginTableStores) {

@@ -29,6 +29,7 @@ struct AsyncSqsSource::Impl {
   Endpoint endpoint;
   std::string queue_url;
   std::optional<int> visibility_timeout_seconds;
+  bool message_attributes = false;  // receives ask for MessageAttributeNames All
   WireChoice wire;
   std::unique_ptr<aws::MultiTransport> transport;
   std::shared_ptr<aws::CredentialCache> cache;
@@ -207,7 +208,7 @@ void AsyncSqsSource::StartReceive(int max_messages, std::chrono::seconds wait, R
       "ReceiveMessage",
       [&d, max_messages, wait](const Wire& w) -> Result<std::string> {
         return w.ReceiveMessageBody(d.queue_url, max_messages, static_cast<int>(wait.count()),
-                                    d.visibility_timeout_seconds);
+                                    d.visibility_timeout_seconds, d.message_attributes);
       },
       wait,
       [done = std::move(done)](Result<Answer> answer) {
@@ -232,7 +233,8 @@ void AsyncSqsSource::StartReceive(int max_messages, std::chrono::seconds wait, R
           }
           out.push_back({std::move(m.message_id), std::move(m.receipt_handle), std::move(m.body),
                          m.sent_timestamp_ms, m.receive_count, now,
-                         FifoOrder{std::move(m.message_group_id), std::move(m.sequence_number)}});
+                         FifoOrder{std::move(m.message_group_id), std::move(m.sequence_number)},
+                         std::move(m.message_attributes)});
         }
         done(std::move(out));
       },
@@ -323,5 +325,6 @@ void AsyncSqsSource::Poll(std::chrono::milliseconds max_wait) {
 void AsyncSqsSource::Wakeup() { impl_->transport->Wakeup(); }
 
 void AsyncSqsSource::SetMetrics(metrics::Metrics* metrics) { impl_->metrics = metrics; }
+void AsyncSqsSource::RequestMessageAttributes() { impl_->message_attributes = true; }
 
 }  // namespace sqs2pg::sqs

@@ -30,6 +30,8 @@ class AsyncSqsSource : public AsyncMessageSource {
   // Counts every call by operation and outcome, with its time. nullptr (the default): no metrics.
   // REQUIRES: metrics outlives the source.
   void SetMetrics(metrics::Metrics* metrics);
+  // Receives also ask for the sender's message attributes (a mapping reads $attribute.NAME).
+  void RequestMessageAttributes();
 
  private:
   struct Impl;

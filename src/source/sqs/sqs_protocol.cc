@@ -134,6 +134,16 @@ Result<SqsMessage> ParseMessage(dom::element element) {
   message.body_corrupt = !md5.empty() && !aws::EqualsIgnoreCase(md5, HexEncode(Md5(message.body)));
   ASSIGN_OR_RETURN(auto attributes, StringMap(object, "Attributes", "Message"));
   ApplyMessageAttributes(attributes, message);
+  // The sender's attributes: {"NAME": {"DataType": "String", "StringValue": "..."}}. Binary ones
+  // (BinaryValue) are not text, so not kept; an entry of another form is skipped.
+  dom::object sent;
+  if (object["MessageAttributes"].get(sent) == simdjson::SUCCESS) {
+    for (auto [name, value] : sent) {
+      std::string_view text;
+      if (value["StringValue"].get_string().get(text) == simdjson::SUCCESS)
+        message.message_attributes.emplace_back(name, text);
+    }
+  }
   return message;
 }
 
@@ -251,7 +261,7 @@ std::string CreateQueueBody(std::string_view queue_name,
 }
 
 std::string ReceiveMessageBody(std::string_view queue_url, int max_messages, int wait_time_seconds,
-                               std::optional<int> visibility_timeout_seconds) {
+                               std::optional<int> visibility_timeout_seconds, bool message_attributes) {
   std::string out = "{";
   StringField(out, "QueueUrl", queue_url);
   IntField(out, "MaxNumberOfMessages", max_messages);
@@ -260,6 +270,10 @@ std::string ReceiveMessageBody(std::string_view queue_url, int max_messages, int
   // AttributeNames is deprecated but is all that older servers and emulators read.
   StringArrayField(out, "AttributeNames", kReceiveAttributes);
   StringArrayField(out, "MessageSystemAttributeNames", kReceiveAttributes);
+  if (message_attributes) {
+    constexpr std::string_view kAll[] = {"All"};
+    StringArrayField(out, "MessageAttributeNames", kAll);
+  }
   out.push_back('}');
   return out;
 }
@@ -294,6 +308,18 @@ Result<std::string> SendMessageBatchBody(std::string_view queue_url, std::span<c
     if (!entries[i].message_group_id.empty()) StringField(out, "MessageGroupId", entries[i].message_group_id);
     if (!entries[i].deduplication_id.empty())
       StringField(out, "MessageDeduplicationId", entries[i].deduplication_id);
+    if (!entries[i].attributes.empty()) {
+      Key(out, "MessageAttributes");
+      out.push_back('{');
+      for (size_t a = 0; a < entries[i].attributes.size(); ++a) {
+        if (a > 0) out.push_back(',');
+        AppendJsonString(out, entries[i].attributes[a].first);
+        out += R"(:{"DataType":"String","StringValue":)";
+        AppendJsonString(out, entries[i].attributes[a].second);
+        out.push_back('}');
+      }
+      out.push_back('}');
+    }
     out.push_back('}');
   }
   out += "]}";

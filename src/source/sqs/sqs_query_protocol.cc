@@ -132,7 +132,7 @@ std::string CreateQueueBody(std::string_view queue_name,
 }
 
 std::string ReceiveMessageBody(std::string_view queue_url, int max_messages, int wait_time_seconds,
-                               std::optional<int> visibility_timeout_seconds) {
+                               std::optional<int> visibility_timeout_seconds, bool message_attributes) {
   Form form("ReceiveMessage");
   form.Add("QueueUrl", queue_url)
       .Add("MaxNumberOfMessages", max_messages)
@@ -141,6 +141,7 @@ std::string ReceiveMessageBody(std::string_view queue_url, int max_messages, int
   // AttributeName.N is the form every server knows (MessageSystemAttributeName.N is newer than
   // LocalStack 0.14).
   AddList(form, "AttributeName", ReceiveAttributeNames());
+  if (message_attributes) form.Add("MessageAttributeName.1", "All");
   return form.Take();
 }
 
@@ -169,6 +170,12 @@ Result<std::string> SendMessageBatchBody(std::string_view queue_url, std::span<c
       form.AddMember(kEntry, i + 1, "MessageGroupId", entries[i].message_group_id);
     if (!entries[i].deduplication_id.empty())
       form.AddMember(kEntry, i + 1, "MessageDeduplicationId", entries[i].deduplication_id);
+    for (size_t a = 0; a < entries[i].attributes.size(); ++a) {
+      std::string attribute = "MessageAttribute." + std::to_string(a + 1) + ".";
+      form.AddMember(kEntry, i + 1, attribute + "Name", entries[i].attributes[a].first)
+          .AddMember(kEntry, i + 1, attribute + "Value.DataType", "String")
+          .AddMember(kEntry, i + 1, attribute + "Value.StringValue", entries[i].attributes[a].second);
+    }
   }
   return form.Take();
 }
@@ -225,6 +232,14 @@ Result<std::vector<SqsMessage>> ParseReceiveMessageResponse(std::string_view bod
     message.body_corrupt = !md5.empty() && !std::equal(md5.begin(), md5.end(), actual.begin(), actual.end(),
                                                        [](char a, char b) { return std::tolower(a) == b; });
     ApplyMessageAttributes(Attributes(node), message);
+    // <MessageAttribute><Name>N</Name><Value><StringValue>V</StringValue>...</Value></MessageAttribute>;
+    // Binary ones are not kept.
+    for (pugi::xml_node attribute : node.children("MessageAttribute")) {
+      pugi::xml_node value = attribute.child("Value").child("StringValue");
+      if (value)
+        message.message_attributes.emplace_back(attribute.child("Name").text().as_string(),
+                                                value.text().as_string());
+    }
     messages.push_back(std::move(message));
   }
   return messages;

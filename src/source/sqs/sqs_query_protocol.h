@@ -34,7 +34,8 @@ std::string GetQueueUrlBody(std::string_view queue_name);
 std::string CreateQueueBody(std::string_view queue_name,
                             const std::map<std::string, std::string>& attributes);
 std::string ReceiveMessageBody(std::string_view queue_url, int max_messages, int wait_time_seconds,
-                               std::optional<int> visibility_timeout_seconds);
+                               std::optional<int> visibility_timeout_seconds,
+                               bool message_attributes = false);
 std::string DeleteMessageBatchBody(std::string_view queue_url, std::span<const DeleteEntry> entries);
 // InvalidInput naming the entry when a body is not valid UTF-8.
 Result<std::string> SendMessageBatchBody(std::string_view queue_url, std::span<const SendEntry> entries);

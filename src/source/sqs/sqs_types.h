@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace sqs2pg::sqs {
 
@@ -29,6 +31,8 @@ struct SqsMessage {
   // The body does not match MD5OfBody: damaged on the way. Not to be used: SQS delivers the
   // message again once its visibility timeout ends.
   bool body_corrupt = false;
+  // The sender's message attributes with a text value (String, Number), when asked for.
+  std::vector<std::pair<std::string, std::string>> message_attributes;
 };
 
 // One entry of a batch call that did not succeed.
@@ -46,6 +50,8 @@ struct SendEntry {
   // has ContentBasedDeduplication). Empty: not sent.
   std::string message_group_id{};
   std::string deduplication_id{};
+  // Message attributes of type String (name, value), sent with the message.
+  std::vector<std::pair<std::string, std::string>> attributes{};
 };
 
 struct DeleteEntry {

@@ -27,8 +27,10 @@ class JsonWire final : public Wire {
     return sqs::CreateQueueBody(queue_name, attributes);
   }
   std::string ReceiveMessageBody(std::string_view queue_url, int max_messages, int wait_time_seconds,
-                                 std::optional<int> visibility_timeout_seconds) const override {
-    return sqs::ReceiveMessageBody(queue_url, max_messages, wait_time_seconds, visibility_timeout_seconds);
+                                 std::optional<int> visibility_timeout_seconds,
+                                 bool message_attributes) const override {
+    return sqs::ReceiveMessageBody(queue_url, max_messages, wait_time_seconds, visibility_timeout_seconds,
+                                   message_attributes);
   }
   std::string DeleteMessageBatchBody(std::string_view queue_url,
                                      std::span<const DeleteEntry> entries) const override {
@@ -77,8 +79,10 @@ class QueryWire final : public Wire {
     return query::CreateQueueBody(queue_name, attributes);
   }
   std::string ReceiveMessageBody(std::string_view queue_url, int max_messages, int wait_time_seconds,
-                                 std::optional<int> visibility_timeout_seconds) const override {
-    return query::ReceiveMessageBody(queue_url, max_messages, wait_time_seconds, visibility_timeout_seconds);
+                                 std::optional<int> visibility_timeout_seconds,
+                                 bool message_attributes) const override {
+    return query::ReceiveMessageBody(queue_url, max_messages, wait_time_seconds, visibility_timeout_seconds,
+                                     message_attributes);
   }
   std::string DeleteMessageBatchBody(std::string_view queue_url,
                                      std::span<const DeleteEntry> entries) const override {

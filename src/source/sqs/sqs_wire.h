@@ -40,8 +40,10 @@ class Wire {
   virtual std::string GetQueueUrlBody(std::string_view queue_name) const = 0;
   virtual std::string CreateQueueBody(std::string_view queue_name,
                                       const std::map<std::string, std::string>& attributes) const = 0;
+  // message_attributes: also ask for the sender's message attributes (all of them).
   virtual std::string ReceiveMessageBody(std::string_view queue_url, int max_messages, int wait_time_seconds,
-                                         std::optional<int> visibility_timeout_seconds) const = 0;
+                                         std::optional<int> visibility_timeout_seconds,
+                                         bool message_attributes = false) const = 0;
   virtual std::string DeleteMessageBatchBody(std::string_view queue_url,
                                              std::span<const DeleteEntry> entries) const = 0;
   virtual Result<std::string> SendMessageBatchBody(std::string_view queue_url,
