@@ -12,6 +12,8 @@
 #include "cli/options.h"
 #include "common/json_writer.h"
 #include "sink/postgres/postgres_sink.h"
+#include "transform/keyring.h"
+#include "transform/mapping/mapping.h"
 
 namespace sqs2pg::cli {
 namespace {
@@ -92,6 +94,7 @@ Status CheckKeys(const toml::table& top, const std::string& path) {
                         Where(path, node), name));
       }
       for (const auto& [inner, value] : *node.as_table()) {
+        if (name == "run" && inner.str() == "mapping" && value.is_table()) continue;  // checked when loaded
         bool known = false;
         for (const OptionSpec& spec : AllOptions())
           known = known || (spec.name == inner.str() && InSection(spec, name));
@@ -193,6 +196,10 @@ struct Layering {
     const toml::node* node = table ? table->get(spec.name) : nullptr;
     if (node == nullptr) return Status::Ok();
     origin = {Origin::Layer::kFile, Where(path, *node)};
+    // [run.mapping]: the mapping inline, read by LoadMappingFile from "PATH#run.mapping".
+    if (spec.name == "mapping" && section == "run" && node->is_table()) {
+      return SetValue(*option, path + "#run.mapping").Annotate(origin.where);
+    }
     std::string what = fmt::format("{}: {}", origin.where, KeyName(section, spec.name));
     Result<std::string> text = FileValueText(*node, spec);
     if (!text.ok()) return text.status().Annotate(what);
@@ -364,6 +371,35 @@ constexpr ExternalVariable kExternalVariables[] = {
     {"PGOPTIONS", false},
 };
 
+// The mapping in effect, column by column, as comments: what each column is filled from.
+void AppendMapping(std::string& out, CLI::App& cmd) {
+  const CLI::Option* option = cmd.get_option_no_throw("--mapping");
+  if (option == nullptr || option->results().empty() || option->results().back().empty()) {
+    out += "# the mapping in effect: the built-in login table (user_id ... create_date, masked_ip_key_id)\n";
+    return;
+  }
+  auto mapping = transform::mapping::LoadMappingFile(option->results().back());
+  if (!mapping.ok()) {
+    out += fmt::format("# the mapping does not load: {}\n", mapping.status().message());
+    return;
+  }
+  using transform::mapping::Envelope;
+  const char* envelopes[] = {"none", "sns", "eventbridge", "auto"};
+  const char* unknown[] = {"ignore", "reject", "keep"};
+  out += fmt::format("# the mapping in effect: table {}, envelope {}, unknown_fields {}\n",
+                     mapping->table.empty() ? "(--table)" : mapping->table,
+                     envelopes[static_cast<int>(mapping->envelope)],
+                     unknown[static_cast<int>(mapping->unknown_fields)]);
+  for (const transform::mapping::ColumnSpec& c : mapping->columns) {
+    std::string mask;
+    if (c.mask)
+      mask = fmt::format(", masked {}", c.mask->mode ? transform::ModeName(*c.mask->mode) : "keyring");
+    out += fmt::format("#   {} {} <- {}{}{}\n", c.name, transform::mapping::ColumnTypeName(c.type),
+                       c.from.text.empty() ? "(the whole payload)" : c.from.text,
+                       c.required ? ", required" : "", mask);
+  }
+}
+
 }  // namespace
 
 std::string EffectiveConfig(CLI::App& root, CLI::App& views, const Provenance& provenance) {
@@ -383,6 +419,7 @@ std::string EffectiveConfig(CLI::App& root, CLI::App& views, const Provenance& p
     if (!sections_done.insert(section).second) continue;
     out += fmt::format("\n[{}]\n", section);
     AppendLines(out, *cmd, section, provenance);
+    if (section == "run" || section == "schema") AppendMapping(out, *cmd);
   }
   bool header = false;
   for (const ExternalVariable& v : kExternalVariables) {

@@ -13,6 +13,7 @@
 #include "cli/app.h"
 #include "cli/options.h"
 #include "sink/postgres/postgres_sink.h"
+#include "transform/mapping/mapping.h"
 
 namespace sqs2pg::cli {
 namespace {
@@ -243,6 +244,37 @@ TEST_F(ConfigTest, TheEffectiveConfigSaysWhereEachValueCameFromAndHidesSecrets) 
   EXPECT_THAT(out, HasSubstr("# AWS_SECRET_ACCESS_KEY = [redacted]"));
   EXPECT_THAT(out, AllOf(Not(HasSubstr("hunter2")), Not(HasSubstr("c2VjcmV0")), Not(HasSubstr("wJalr"))));
   EXPECT_THAT(out, Not(HasSubstr("[send]")));  // only the view given
+}
+
+// Issue 18: the mapping may be written inline as [run.mapping]; `config` shows the one in effect,
+// column by column, and a mistake in it names the config file's line.
+TEST_F(ConfigTest, AnInlineMappingIsShownColumnByColumnAndItsErrorsNameTheLine) {
+  std::string path = File(
+      "[run]\nbatch-size = 9\n\n[run.mapping]\ntable = \"clicks\"\n[[run.mapping.column]]\nname = "
+      "\"page\"\nfrom = \"/page\"\ntype = \"text\"\nrequired = true\n[[run.mapping.column]]\nname = "
+      "\"email\"\nfrom = \"/who/email\"\ntype = \"text\"\nmask = \"siv\"\n");
+  ASSERT_TRUE(Parse({"config", "run", "--config", path}).ok());
+  EXPECT_EQ(Run("--mapping")->as<std::string>(), path + "#run.mapping");
+  std::string out = EffectiveConfig(app_.cli, *app_.views, app_.provenance);
+  EXPECT_THAT(out,
+              HasSubstr("# the mapping in effect: table clicks, envelope none, unknown_fields ignore\n"));
+  EXPECT_THAT(out, HasSubstr("#   page text <- /page, required\n"));
+  EXPECT_THAT(out, HasSubstr("#   email text <- /who/email, masked siv\n"));
+  auto loaded = transform::mapping::LoadMappingFile(path + "#run.mapping");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->columns.size(), 2u);
+
+  std::string bad =
+      File("[run.mapping]\n[[run.mapping.column]]\nname = \"page\"\nfrom = \"page\"\ntype = \"text\"\n");
+  auto refused = transform::mapping::LoadMappingFile(bad + "#run.mapping");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr(bad + ":4"));
+}
+
+TEST_F(ConfigTest, TheLoginTableIsTheMappingInEffectWithoutOne) {
+  ASSERT_TRUE(Parse({"config", "run"}).ok());
+  EXPECT_THAT(EffectiveConfig(app_.cli, *app_.views, app_.provenance),
+              HasSubstr("# the mapping in effect: the built-in login table"));
 }
 
 TEST_F(ConfigTest, AUriPasswordIsRedactedToo) {

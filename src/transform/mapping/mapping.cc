@@ -522,13 +522,23 @@ Result<Mapping> ParseMapping(std::string_view text, std::string_view origin) {
 }
 
 Result<Mapping> LoadMappingFile(const std::string& path) {
+  // "CONFIG#run.mapping": the mapping written inline in a config file's [run.mapping] table.
+  constexpr std::string_view kInline = "#run.mapping";
+  const bool inline_table = path.ends_with(kInline);
+  const std::string file = inline_table ? path.substr(0, path.size() - kInline.size()) : path;
   toml::table top;
   try {
-    top = toml::parse_file(path);
+    top = toml::parse_file(file);
   } catch (const toml::parse_error& e) {
     const auto& begin = e.source().begin;
     if (begin.line == 0) return Status::InvalidInput(fmt::format("mapping {}: {}", path, e.description()));
-    return Status::InvalidInput(fmt::format("{}:{}:{}: {}", path, begin.line, begin.column, e.description()));
+    return Status::InvalidInput(fmt::format("{}:{}:{}: {}", file, begin.line, begin.column, e.description()));
+  }
+  if (inline_table) {
+    const toml::table* table = top["run"]["mapping"].as_table();
+    if (table == nullptr) return Status::InvalidInput(fmt::format("{} has no [run.mapping] table", file));
+    // Its nodes keep their lines in the config file, so errors still name file:line.
+    return Reader(file).Read(*table);
   }
   return Reader(path).Read(top);
 }

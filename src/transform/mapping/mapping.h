@@ -121,7 +121,8 @@ struct Mapping {
   std::vector<std::string> TableColumns() const;
 };
 
-// Reads and checks a mapping file. Errors name `path:line`.
+// Reads and checks a mapping file. Errors name `path:line`. "CONFIG#run.mapping" reads the mapping
+// written inline in a config file's [run.mapping] table (what `run` gets for one).
 Result<Mapping> LoadMappingFile(const std::string& path);
 // The same from text; `origin` names it in errors.
 Result<Mapping> ParseMapping(std::string_view text, std::string_view origin);
