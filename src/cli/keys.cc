@@ -41,6 +41,8 @@ struct KeygenOptions {
   std::string import_hex;
   CLI::Option* import_hex_option = nullptr;  // CLI11 keeps its own copy of the hex: wiped too
   MaskModeOptions modes;
+  std::string column;  // a mapped column to give a key of its own (--mode)
+  std::string mode;
 };
 
 // Wipes every copy of --import-hex's text this process holds: ours, CLI11's, and the environment's
@@ -92,6 +94,10 @@ std::string Describe(const Keyring& keyring) {
     const Key& key = keyring.ActiveFor(field);
     text += fmt::format("{} {} key {}, ", transform::FieldName(field), transform::ModeName(key.mode), key.id);
   }
+  for (const auto& [column, ids] : keyring.column_lines()) {
+    const Key& key = *keyring.ColumnKeys(column).front();
+    text += fmt::format("column {} {} key {}, ", column, transform::ModeName(key.mode), key.id);
+  }
   return text + fmt::format("reject bodies siv key {}", keyring.active().id);
 }
 
@@ -103,8 +109,23 @@ int Keygen(KeygenOptions& o) {
     KeygenOptions& o;
     ~WipeOnExit() { WipeImportHex(o); }
   } wipe_hex{o};
+  std::optional<MaskMode> column_mode;
+  if (!o.column.empty() || !o.mode.empty()) {
+    if (o.column.empty() || o.mode.empty())
+      return Fail(Status::InvalidInput("keygen: --column and --mode go together"));
+    if (modes.ip_mode || modes.device_id_mode)
+      return Fail(
+          Status::InvalidInput("keygen: --column adds one column's key; --ip-mask and --device-id-mask "
+                               "are for another keygen"));
+    column_mode = transform::ParseMode(o.mode);
+    if (!column_mode) {
+      return Fail(
+          Status::InvalidInput("--mode must be siv, hmac, ipcrypt-deterministic, ipcrypt-pfx or cryptopan"));
+    }
+  }
   if (!o.import_hex.empty()) {
-    auto mode = ImportMode(modes.ip_mode, modes.device_id_mode);
+    auto mode =
+        column_mode ? Result<MaskMode>(*column_mode) : ImportMode(modes.ip_mode, modes.device_id_mode);
     if (!mode.ok()) return Fail(mode.status());
     // Never echoed: it is key material.
     std::optional<std::string> bytes = HexDecode(o.import_hex);
@@ -130,8 +151,19 @@ int Keygen(KeygenOptions& o) {
     if (!fresh.ok()) return Fail(fresh.status());
     keyring.emplace(std::move(fresh).value());
   }
+  if (column_mode) {
+    // The column's own key goes last: it must not become the reject bodies' siv key, nor the
+    // newest key of its mode for the columns without a line.
+    auto key = KeyFor(*column_mode, imported);
+    if (!key.ok()) return Fail(key.status());
+    std::string id = key->id;
+    if (keyring->Find(id) == nullptr) {
+      if (Status st = keyring->Append(std::move(key).value()); !st.ok()) return Fail(st);
+    }
+    if (Status st = keyring->AssignColumn(o.column, id, o.rotate); !st.ok()) return Fail(st);
+  }
   // Rotation with no mode named: a new siv key, which every field without a field line follows.
-  const bool any_mode = modes.ip_mode || modes.device_id_mode;
+  const bool any_mode = modes.ip_mode || modes.device_id_mode || column_mode;
   if (o.rotate && !any_mode) {
     auto siv = KeyFor(MaskMode::kSiv, imported);
     if (!siv.ok()) return Fail(siv.status());
@@ -311,6 +343,9 @@ Command AddKeygenCommand(CLI::App& app) {
   AddOption(*cmd, "rotate", o->rotate);
   o->import_hex_option = AddOption(*cmd, "import-hex", o->import_hex);
   AddMaskModeOptions(*cmd, o->modes);
+  AddOption(*cmd, "column", o->column);
+  AddOption(*cmd, "mode", o->mode)
+      ->check(CLI::IsMember({"siv", "hmac", "ipcrypt-deterministic", "ipcrypt-pfx", "cryptopan"}));
   return {cmd, [o]() { return Keygen(*o); }};
 }
 

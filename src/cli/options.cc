@@ -148,9 +148,12 @@ constexpr OptionSpec kOptions[] = {
     // mask
     {"field", "FIELD", kString, kNone, "mask", "SQS2PG_FIELD", "", "--column instead",
      "Which login field the values are: ip or device_id"},
-    {"column", "NAME", kString, kNone, "mask unmask", "SQS2PG_COLUMN", "", "the login fields",
-     "A masked column of a mapping (docs/mapping.md): mask takes its mode and key from --mapping as run "
-     "does; unmask needs it for the column's siv values (the column name is bound into them)"},
+    {"column", "NAME", kString, kNone, "mask unmask keygen", "SQS2PG_COLUMN", "", "the login fields",
+     "A masked column of a mapping (docs/mapping.md): keygen gives it a key of its own (with --mode; the "
+     "keyring records it in an sqs2pg-column line); mask takes its mode and key from --mapping as run does; "
+     "unmask needs it for the column's siv values (the column name is bound into them)"},
+    {"mode", "MODE", kString, kNone, "keygen", "SQS2PG_MODE", "", "none",
+     "keygen --column: the new key's mode (siv, hmac, ipcrypt-deterministic, ipcrypt-pfx or cryptopan)"},
     {"address-key-id", "ID", kString, kNone, "unmask rekey", "SQS2PG_ADDRESS_KEY_ID", "",
      "unmask: the keyring's field line; rekey: the keyring's only address-valued ip key",
      "The key that made bare masked addresses whose key is not known otherwise: unmask's address values "

@@ -51,7 +51,8 @@ constexpr std::string_view kHeaderV2 =
     "#   key-id  first 8 hex characters of HMAC-SHA256(key, \"sqs2pg key id v2 <mode>\")\n"
     "# Which keys made a column's values:  sqs2pg-field <ip|device_id> <key-id> [<older key-id>...]\n"
     "#   the first masks new values. A field without such a line uses the siv keys above. Keep the\n"
-    "#   older ids listed while the column holds their values: address-valued masks carry no key id.\n";
+    "#   older ids listed while the column holds their values: address-valued masks carry no key id.\n"
+    "# A mapped column's keys:  sqs2pg-column <column> <key-id> [<older key-id>...] (keygen --column)\n";
 
 // Closes on every return path, including the error ones.
 class UniqueFd {
@@ -325,7 +326,7 @@ Result<Keyring> Keyring::ParseFrom(std::string_view text, std::string_view origi
 
     const std::string where = std::string(origin) + " line " + std::to_string(line_no);
     std::vector<std::string_view> fields = SplitFields(line);
-    if (fields[0] == kFieldTag) {
+    if (fields[0] == kFieldTag || fields[0] == kColumnTag) {
       field_lines.emplace_back(where, std::move(fields));
       continue;
     }
@@ -345,6 +346,29 @@ Result<Keyring> Keyring::ParseFrom(std::string_view text, std::string_view origi
   }
   Keyring keyring(std::move(keys));
   for (const auto& [where, fields] : field_lines) {
+    if (fields[0] == kColumnTag) {
+      if (fields.size() < 3) {
+        return Status::InvalidInput(where + ": expected '" + std::string(kColumnTag) +
+                                    " <column> <key-id> [<key-id>...]'");
+      }
+      const std::string column(fields[1]);
+      if (std::any_of(keyring.column_keys_.begin(), keyring.column_keys_.end(),
+                      [&](const auto& line) { return line.first == column; })) {
+        return Status::InvalidInput(where + ": a second line for column " + column);
+      }
+      // The line lists the newest first: assign from the oldest, each one going in front.
+      for (size_t i = fields.size(); i-- > 2;) {
+        const Key* key = keyring.Find(fields[i]);
+        if (key == nullptr) {
+          const bool id_shaped = fields[i].size() == kKeyIdChars && IsLowerHex(fields[i]);
+          return Status::InvalidInput(where + ": no key with id " +
+                                      (id_shaped ? std::string(fields[i]) : std::string("(not a key id)")) +
+                                      " in the keyring");
+        }
+        if (Status st = keyring.AssignColumn(column, key->id); !st.ok()) return st.Annotate(where);
+      }
+      continue;
+    }
     std::optional<MaskField> field = fields.size() >= 3 ? ParseField(fields[1]) : std::nullopt;
     if (!field) {
       return Status::InvalidInput(where + ": expected '" + std::string(kFieldTag) +
@@ -381,12 +405,14 @@ std::string Keyring::Serialize() const {
   size_t size = kHeader.size() + 256;
   for (const Key& key : keys_) size += 64 + 2 * key.material.size();
   for (const auto& ids : field_keys_) size += 32 + ids.size() * (Keyring::kKeyIdChars + 1);
+  for (const auto& [column, ids] : column_keys_)
+    size += 32 + column.size() + ids.size() * (Keyring::kKeyIdChars + 1);
   std::string out;
   out.reserve(size);
   out.append(kHeader);
   const bool v2 =
       std::any_of(keys_.begin(), keys_.end(), [](const Key& k) { return k.mode != MaskMode::kSiv; }) ||
-      HasFieldLine(MaskField::kIp) || HasFieldLine(MaskField::kDeviceId);
+      HasFieldLine(MaskField::kIp) || HasFieldLine(MaskField::kDeviceId) || !column_keys_.empty();
   if (v2) out.append(kHeaderV2);
   for (const Key& key : keys_) {
     if (key.mode == MaskMode::kSiv) {
@@ -402,6 +428,11 @@ std::string Keyring::Serialize() const {
     if (!HasFieldLine(field)) continue;
     out.append(kFieldTag).append(" ").append(FieldName(field));
     for (const std::string& id : field_keys_[static_cast<size_t>(field)]) out.append(" ").append(id);
+    out.append("\n");
+  }
+  for (const auto& [column, ids] : column_keys_) {
+    out.append(kColumnTag).append(" ").append(column);
+    for (const std::string& id : ids) out.append(" ").append(id);
     out.append("\n");
   }
   return out;
@@ -497,15 +528,55 @@ Status Keyring::AssignField(MaskField field, const std::string& id, bool keep_hi
   return Status::Ok();
 }
 
-Status Keyring::Prepend(Key key) {
-  if (key.material.size() != KeyBytesFor(key.mode) || key.id != KeyIdFor(key.material, key.mode)) {
-    return Status::InvalidInput("rotate key: the new key's id does not match its material");
+std::vector<const Key*> Keyring::ColumnKeys(std::string_view column) const {
+  std::vector<const Key*> out;
+  for (const auto& [name, ids] : column_keys_) {
+    if (name != column) continue;
+    for (const std::string& id : ids) out.push_back(Find(id));
   }
-  if (Find(key.id) != nullptr) {
-    return Status::InvalidInput("rotate key: key id " + key.id + " is already in the keyring");
+  return out;
+}
+
+Status Keyring::AssignColumn(const std::string& column, const std::string& id, bool keep_history) {
+  auto name_char = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  };
+  if (column.empty() || column.size() > 63 || !std::all_of(column.begin(), column.end(), name_char)) {
+    return Status::InvalidInput("a column name is 1 to 63 of A-Z a-z 0-9 _");
   }
-  keys_.insert(keys_.begin(), std::move(key));
+  if (ParseField(column)) {
+    return Status::InvalidInput(
+        "ip and device_id are the login fields: give them keys with --ip-mask and "
+        "--device-id-mask");
+  }
+  if (Find(id) == nullptr) return Status::InvalidInput("no key with id " + id + " in the keyring");
+  auto line = std::find_if(column_keys_.begin(), column_keys_.end(),
+                           [&](const auto& l) { return l.first == column; });
+  if (line == column_keys_.end()) {
+    column_keys_.emplace_back(column, std::vector<std::string>{id});
+    return Status::Ok();
+  }
+  std::vector<std::string>& ids = line->second;
+  if (std::find(ids.begin(), ids.end(), id) != ids.end()) {
+    return Status::InvalidInput("key id " + id + " listed twice for column " + column);
+  }
+  if (!keep_history) ids.clear();
+  ids.insert(ids.begin(), id);
   return Status::Ok();
 }
+
+Status Keyring::Insert(Key key, bool in_front, std::string_view what) {
+  if (key.material.size() != KeyBytesFor(key.mode) || key.id != KeyIdFor(key.material, key.mode)) {
+    return Status::InvalidInput(std::string(what) + ": the new key's id does not match its material");
+  }
+  if (Find(key.id) != nullptr) {
+    return Status::InvalidInput(std::string(what) + ": key id " + key.id + " is already in the keyring");
+  }
+  keys_.insert(in_front ? keys_.begin() : keys_.end(), std::move(key));
+  return Status::Ok();
+}
+
+Status Keyring::Append(Key key) { return Insert(std::move(key), false, "add key"); }
+Status Keyring::Prepend(Key key) { return Insert(std::move(key), true, "rotate key"); }
 
 }  // namespace sqs2pg::transform

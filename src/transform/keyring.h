@@ -3,6 +3,7 @@
 //   sqs2pg-key-v1 <key-id> <key: 128 lowercase hex chars = a 64-byte AES-256-SIV key>
 //   sqs2pg-key-v2 <key-id> <mode> <key: lowercase hex, as many bytes as the mode needs>
 //   sqs2pg-field <ip|device_id> <key-id> [<older key-id>...]
+//   sqs2pg-column <column> <key-id> [<older key-id>...]     (a mapped column: docs/mapping.md)
 // Modes (MaskMode): siv (64 bytes), ipcrypt-deterministic (16), ipcrypt-pfx (32), cryptopan (32),
 // hmac (32). An siv key is always written as a v1 line, so older sqs2pg versions still read it.
 // The key id is derived from the key (first 8 hex chars of HMAC-SHA256(key, "sqs2pg key id v1"), or
@@ -71,6 +72,7 @@ class Keyring {
   static constexpr std::string_view kLineTag = "sqs2pg-key-v1";
   static constexpr std::string_view kLineTagV2 = "sqs2pg-key-v2";
   static constexpr std::string_view kFieldTag = "sqs2pg-field";
+  static constexpr std::string_view kColumnTag = "sqs2pg-column";
 
   // The id a key gets: first kKeyIdChars hex chars of HMAC-SHA256(material, "sqs2pg key id v1") for
   // siv, "sqs2pg key id v2 <mode>" for the other modes.
@@ -113,6 +115,17 @@ class Keyring {
   // made the field's values so far stay listed after it (a rotation); without, a new keyring's field
   // has no values yet. Refuses an address-valued mode for device_id.
   Status AssignField(MaskField field, const std::string& id, bool keep_history = true);
+  // A mapped column's keys (its sqs2pg-column line), newest first: the first masks new values.
+  // Empty without a line: the mapping's mode then picks the newest key of that mode.
+  std::vector<const Key*> ColumnKeys(std::string_view column) const;
+  // Makes key `id` mask mapped column `column` from now on; with keep_history the column's earlier
+  // keys stay listed after it. A column name is 1-63 of A-Z a-z 0-9 _ (not ip or device_id, which
+  // are fields).
+  Status AssignColumn(const std::string& column, const std::string& id, bool keep_history = true);
+  // Every column line: (column, key ids newest first).
+  const std::vector<std::pair<std::string, std::vector<std::string>>>& column_lines() const {
+    return column_keys_;
+  }
   // nullptr if no key has this id.
   const Key* Find(std::string_view id) const;
   // Newest first.
@@ -121,15 +134,22 @@ class Keyring {
   // Rotation: `key` goes in front (an siv key becomes the active key); the others stay for unmasking.
   // Refuses an id already present.
   Status Prepend(Key key);
+  // A key for one mapped column only: it goes last, so it never becomes the active siv key (which
+  // seals reject bodies) nor the newest key of its mode for columns without a line.
+  Status Append(Key key);
 
  private:
   explicit Keyring(std::vector<Key> keys) : keys_(std::move(keys)) {}
 
   static Result<Keyring> ParseFrom(std::string_view text, std::string_view origin);
+  // Prepend and Append: checks the key's id against its material and that it is new.
+  Status Insert(Key key, bool in_front, std::string_view what);
 
   std::vector<Key> keys_;
   // Per MaskField: key ids from its field line, newest first; empty without one.
   std::array<std::vector<std::string>, kMaskFields.size()> field_keys_;
+  // sqs2pg-column lines, in file order.
+  std::vector<std::pair<std::string, std::vector<std::string>>> column_keys_;
 };
 
 }  // namespace sqs2pg::transform

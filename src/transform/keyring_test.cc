@@ -152,6 +152,39 @@ TEST(KeyringTest, FromEnvironmentValueAcceptsOneLineAndNamesTheVariable) {
   EXPECT_EQ(empty.status().message(), "key variable MY_KEYS holds no key");
 }
 
+// Issue 18: a mapped column's own keys (keygen --column), newest first, kept across a round trip;
+// appended keys never become the active siv key.
+TEST(KeyringTest, AColumnLineNamesAColumnsKeysAndSurvivesARoundTrip) {
+  Keyring ring = *Keyring::Parse(Line(MustKey(Material(0))));
+  const std::string active = ring.active().id;
+  Key first = MustKey(Material(0x10)), second = MustKey(Material(0x20));
+  ASSERT_TRUE(ring.Append(first).ok());
+  ASSERT_TRUE(ring.AssignColumn("customer_email", first.id).ok());
+  ASSERT_TRUE(ring.Append(second).ok());
+  ASSERT_TRUE(ring.AssignColumn("customer_email", second.id).ok());
+  EXPECT_EQ(ring.active().id, active);  // a column's siv key does not seal reject bodies
+  ASSERT_EQ(ring.ColumnKeys("customer_email").size(), 2u);
+  EXPECT_EQ(ring.ColumnKeys("customer_email")[0]->id, second.id);
+  EXPECT_TRUE(ring.ColumnKeys("other").empty());
+
+  std::string text = ring.Serialize();
+  EXPECT_THAT(text, HasSubstr("sqs2pg-column customer_email " + second.id + " " + first.id + "\n"));
+  auto back = Keyring::Parse(text);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  ASSERT_EQ(back->ColumnKeys("customer_email").size(), 2u);
+  EXPECT_EQ(back->ColumnKeys("customer_email")[0]->id, second.id);
+  EXPECT_EQ(back->ColumnKeys("customer_email")[1]->id, first.id);
+  EXPECT_EQ(back->active().id, active);
+
+  EXPECT_THAT(ring.AssignColumn("ip", first.id).message(), HasSubstr("login fields"));
+  EXPECT_THAT(ring.AssignColumn("bad name", first.id).message(), HasSubstr("1 to 63"));
+  EXPECT_THAT(ring.AssignColumn("c", "00000000").message(), HasSubstr("no key with id"));
+  EXPECT_THAT(Keyring::Parse(text + "sqs2pg-column customer_email " + first.id + "\n").status().message(),
+              HasSubstr("a second line for column customer_email"));
+  EXPECT_THAT(Keyring::Parse(Line(MustKey(Material(0))) + "sqs2pg-column c 0123abcd\n").status().message(),
+              HasSubstr("no key with id 0123abcd"));
+}
+
 TEST(KeyringTest, PrependMakesTheNewKeyActiveAndKeepsTheOld) {
   Key old_key = MustKey(Material(0));
   Key new_key = MustKey(Material(0xa0));

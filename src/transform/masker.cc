@@ -131,7 +131,13 @@ Result<Masker> Masker::Create(const Keyring& keyring, const MaskerOptions& optio
   for (auto& k : keys) add_address_key(k.get());
 
   Keyed* body = keyed_for(&keyring.active());
-  return Masker(std::move(keys), fields, body, std::move(address_keys));
+  std::vector<std::pair<std::string, Keyed*>> columns;
+  for (const auto& [column, ids] : keyring.column_lines()) {
+    columns.emplace_back(column, keyed_for(keyring.ColumnKeys(column).front()));
+  }
+  Masker masker(std::move(keys), fields, body, std::move(address_keys));
+  masker.columns_ = std::move(columns);
+  return masker;
 }
 
 MaskMode Masker::mode(MaskField field) const { return fields_[static_cast<size_t>(field)]->mode; }
@@ -308,6 +314,16 @@ Result<Masker::ColumnKey> Masker::KeyForColumn(std::string_view field, std::opti
   if (std::optional<MaskField> login = ParseField(field)) {
     Keyed* key = fields_[static_cast<size_t>(*login)];
     if (!mode || key->mode == *mode) return ColumnKey(key);
+  }
+  for (const auto& [column, key] : columns_) {
+    if (column != field) continue;
+    if (mode && key->mode != *mode) {
+      return Status::InvalidInput(fmt::format(
+          "the keyring's key for column {} is {} (its sqs2pg-column line), not {}: sqs2pg keygen --rotate "
+          "--column {} --mode {} adds one",
+          field, ModeName(key->mode), ModeName(*mode), field, ModeName(*mode)));
+    }
+    return ColumnKey(key);
   }
   if (!mode) return ColumnKey(body_);
   // keys_ is in keyring order, newest first.

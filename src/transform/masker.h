@@ -92,8 +92,9 @@ class Masker {
   };
   // The key for the column whose values bind `field` (siv's associated data, hmac's prefix). For the
   // login fields "ip" and "device_id": the key MaskValue uses, when `mode` is unset or is its mode.
-  // Otherwise the newest key of `mode` in the keyring (unset: the active siv key). kInvalidInput
-  // when the keyring has no key of that mode.
+  // A mapped column with a keyring line (keygen --column): that line's newest key, which must be of
+  // `mode` when one is given. Otherwise the newest key of `mode` in the keyring (unset: the active
+  // siv key). kInvalidInput when the keyring has no key of that mode.
   Result<ColumnKey> KeyForColumn(std::string_view field, std::optional<MaskMode> mode) const;
   // siv v2 or hmac of `value`, bound to `field` exactly as MaskValue binds "ip" or "device_id", so
   // the login mapping's values equal LoginTransform's. Address-valued keys mask only addresses.
@@ -133,8 +134,10 @@ class Masker {
   std::vector<std::unique_ptr<Keyed>> keys_;  // keyring order
   std::array<Keyed*, 2> fields_;              // per MaskField: the key that masks it
   Keyed* body_;                               // the first siv key
-  std::vector<Keyed*> address_keys_;          // the ip field's address-valued keys, the one in use first
-  std::string sealed_;                        // V || C scratch, reused across calls
+  // Mapped columns with a keyring line (sqs2pg-column): the key that masks each.
+  std::vector<std::pair<std::string, Keyed*>> columns_;
+  std::vector<Keyed*> address_keys_;  // the ip field's address-valued keys, the one in use first
+  std::string sealed_;                // V || C scratch, reused across calls
 };
 
 }  // namespace sqs2pg::transform

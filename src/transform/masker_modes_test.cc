@@ -72,6 +72,33 @@ Keyring AllModes(MaskMode ip_mode) {
   return Ring(text);
 }
 
+// Issue 18: a mapped column with an sqs2pg-column line masks with that line's key; a mapping
+// asking another mode for it is refused with the keygen that fixes it; other columns keep the
+// newest key of their mode.
+TEST(MaskerModesTest, AColumnLinePicksTheColumnsKey) {
+  const std::string column_siv = Material(0x40), hmac = std::string(32, '\x07');
+  const std::string column_id = Keyring::KeyIdFor(column_siv);
+  Keyring ring = Ring(kSivLine + V2Line(MaskMode::kHmac, hmac) + "sqs2pg-key-v1 " + column_id + " " +
+                      HexEncode(column_siv) + "\nsqs2pg-column email " + column_id + "\n");
+  Masker m = MakeMasker(ring);
+  auto key = m.KeyForColumn("email", MaskMode::kSiv);
+  ASSERT_TRUE(key.ok()) << key.status().message();
+  EXPECT_EQ(key->id(), column_id);
+  std::string masked;
+  ASSERT_TRUE(m.MaskColumnInto(*key, "email", "ada@example.com", masked).ok());
+  EXPECT_THAT(masked, StartsWith(column_id + "."));
+  auto plain = m.UnmaskColumn(masked, "email");
+  ASSERT_TRUE(plain.ok()) << plain.status().message();
+  EXPECT_EQ(*plain, "ada@example.com");
+  // Without a mode (mask = "keyring") the line decides too.
+  EXPECT_EQ(m.KeyForColumn("email", std::nullopt)->id(), column_id);
+  auto wrong = m.KeyForColumn("email", MaskMode::kHmac);
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_THAT(wrong.status().message(), HasSubstr("keygen --rotate --column email --mode hmac"));
+  // A column without a line: the active siv key, not the column's.
+  EXPECT_EQ(m.KeyForColumn("other", MaskMode::kSiv)->id(), Keyring::KeyIdFor(Material(0)));
+}
+
 TEST(MaskerModesTest, PinnedV1ValuesStillUnmask) {
   // Written by sqs2pg before format v2 (same key, Material(0)): they must keep unmasking.
   Masker m = MakeMasker(Ring(kSivLine));

@@ -143,6 +143,51 @@ TEST_F(MappedRunTest, OrdersLoadAsTypedRowsWithMaskedColumnsThatUnmaskAndRejects
   EXPECT_THAT(rejects, Not(HasSubstr("198.51.")));
 }
 
+// keygen --column gives one mapped column a key of its own: it masks that column only (not reject
+// bodies, not other columns), and rotates alone, the older values still unmasking.
+TEST_F(MappedRunTest, AColumnsOwnKeyMasksItAndRotatesAlone) {
+  ASSERT_EQ(RunSqs2pg({"keygen", "--out", key_, "--rotate", "--ip-mask", "cryptopan"}).exit_code, 0);
+  auto column_key = [&]() {
+    CommandResult r =
+        RunSqs2pg({"keygen", "--out", key_, "--rotate", "--column", "customer_email", "--mode", "siv"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    size_t at = r.out.find("column customer_email siv key ");
+    EXPECT_NE(at, std::string::npos) << r.out;
+    return at == std::string::npos ? std::string() : r.out.substr(at + 30, 8);
+  };
+  const std::string first = column_key();
+  Send(OrdersFile(5));
+  ASSERT_EQ(Run(Example("orders.toml")).exit_code, 0);
+  const std::string second = column_key();
+  ASSERT_NE(first, second);
+  Send(OrdersFile(5));
+  ASSERT_EQ(Run(Example("orders.toml")).exit_code, 0);
+  auto with_key = [&](const std::string& id) {
+    return db_.Scalar(
+        fmt::format("SELECT count(*) FROM \"{}\" WHERE customer_email LIKE '{}.%'", table_, id));
+  };
+  EXPECT_EQ(with_key(first), "5");
+  EXPECT_EQ(with_key(second), "5");
+  for (const std::string& id : {first, second}) {
+    std::string value = db_.Scalar(
+        fmt::format("SELECT min(customer_email) FROM \"{}\" WHERE customer_email LIKE '{}.%'", table_, id));
+    CommandResult plain = RunSqs2pg({"unmask", "--key-file", key_, "--column", "customer_email", value});
+    ASSERT_EQ(plain.exit_code, 0) << plain.err;
+    EXPECT_THAT(plain.out, HasSubstr("@example.com"));
+  }
+  // The keyring records it; a mapping asking another mode for the column is refused at start.
+  std::ifstream in(key_);
+  std::string keys((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(keys, HasSubstr("sqs2pg-column customer_email " + second + " " + first + "\n"));
+  std::string hmac_mapping = TestDir() + "/hmac.toml";
+  std::ofstream(hmac_mapping) << "[[column]]\nname = \"customer_email\"\nfrom = \"/customer/email\"\ntype = "
+                                 "\"text\"\nmask = \"hmac\"\n";
+  CommandResult refused = RunSqs2pg({"run", "--queue", queue_, "--table", UniqueName("th"), "--key-file",
+                                     key_, "--mapping", hmac_mapping, "--wait-seconds", "1"});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_THAT(refused.err, HasSubstr("keygen --rotate --column customer_email --mode hmac"));
+}
+
 TEST_F(MappedRunTest, SnsNotificationsAreUnwrappedAndTheirAttributesRead) {
   std::string path = TestDir() + "/signups.jsonl";
   {
