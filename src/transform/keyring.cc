@@ -345,6 +345,16 @@ Result<Keyring> Keyring::ParseFrom(std::string_view text, std::string_view origi
                                 "bodies");
   }
   Keyring keyring(std::move(keys));
+  // A key id of a field or column line. Ids are public (every siv value starts with one), so naming
+  // one is safe; anything else is not quoted, since a key pasted here must not be echoed.
+  auto listed = [&keyring](std::string_view id, const std::string& where) -> Result<const Key*> {
+    const Key* key = keyring.Find(id);
+    if (key != nullptr) return key;
+    const bool id_shaped = id.size() == kKeyIdChars && IsLowerHex(id);
+    return Status::InvalidInput(where + ": no key with id " +
+                                (id_shaped ? std::string(id) : std::string("(not a key id)")) +
+                                " in the keyring");
+  };
   for (const auto& [where, fields] : field_lines) {
     if (fields[0] == kColumnTag) {
       if (fields.size() < 3) {
@@ -358,14 +368,9 @@ Result<Keyring> Keyring::ParseFrom(std::string_view text, std::string_view origi
       }
       // The line lists the newest first: assign from the oldest, each one going in front.
       for (size_t i = fields.size(); i-- > 2;) {
-        const Key* key = keyring.Find(fields[i]);
-        if (key == nullptr) {
-          const bool id_shaped = fields[i].size() == kKeyIdChars && IsLowerHex(fields[i]);
-          return Status::InvalidInput(where + ": no key with id " +
-                                      (id_shaped ? std::string(fields[i]) : std::string("(not a key id)")) +
-                                      " in the keyring");
-        }
-        if (Status st = keyring.AssignColumn(column, key->id); !st.ok()) return st.Annotate(where);
+        auto key = listed(fields[i], where);
+        if (!key.ok()) return key.status();
+        if (Status st = keyring.AssignColumn(column, (*key)->id); !st.ok()) return st.Annotate(where);
       }
       continue;
     }
@@ -378,15 +383,9 @@ Result<Keyring> Keyring::ParseFrom(std::string_view text, std::string_view origi
     if (!ids.empty())
       return Status::InvalidInput(where + ": a second line for field " + std::string(fields[1]));
     for (size_t i = 2; i < fields.size(); ++i) {
-      // Ids are public (every siv value starts with one), so naming one is safe; anything else is not
-      // quoted, since a key pasted here must not be echoed.
-      const Key* key = keyring.Find(fields[i]);
-      if (key == nullptr) {
-        const bool id_shaped = fields[i].size() == kKeyIdChars && IsLowerHex(fields[i]);
-        return Status::InvalidInput(where + ": no key with id " +
-                                    (id_shaped ? std::string(fields[i]) : std::string("(not a key id)")) +
-                                    " in the keyring");
-      }
+      auto listed_key = listed(fields[i], where);
+      if (!listed_key.ok()) return listed_key.status();
+      const Key* key = *listed_key;
       if (*field == MaskField::kDeviceId && AddressValued(key->mode)) {
         return Status::InvalidInput(where + ": device_id cannot use the address-valued mode " +
                                     std::string(ModeName(key->mode)));
