@@ -307,21 +307,22 @@ int Unmask(const UnmaskOptions& o) {
   if (!masker.ok()) return Fail(masker.status());
   int exit_code = kExitOk;
   for (const std::string& value : ValuesOrStdin(o.values)) {
-    Result<std::string> plain = Status::Ok();
-    if (o.column.empty()) {
-      plain = masker->Unmask(value, o.address_key_id);
-    } else if (transform::ParseIp(value)) {
+    auto unmask = [&]() -> Result<std::string> {
+      if (o.column.empty()) return masker->Unmask(value, o.address_key_id);
       // A mapping column's bare address: only the row's <column>_key_id says which key made it, and
       // a wrong key would answer with a plausible wrong address.
-      plain = o.address_key_id.empty()
-                  ? Result<std::string>(Status::InvalidInput(
-                        "unmask --column: a masked address carries no key id; pass --address-key-id with the "
-                        "row's " +
-                        o.column + "_key_id"))
-                  : masker->Unmask(value, o.address_key_id);
-    } else {
-      plain = masker->UnmaskColumn(value, o.column);
-    }
+      if (transform::ParseIp(value)) {
+        if (o.address_key_id.empty()) {
+          return Status::InvalidInput(
+              "unmask --column: a masked address carries no key id; pass --address-key-id "
+              "with the row's " +
+              o.column + "_key_id");
+        }
+        return masker->Unmask(value, o.address_key_id);
+      }
+      return masker->UnmaskColumn(value, o.column);
+    };
+    Result<std::string> plain = unmask();
     if (!plain.ok()) {
       // An empty line keeps output lines aligned with input lines.
       Complain(plain.status().message());

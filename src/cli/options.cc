@@ -52,7 +52,8 @@ constexpr OptionSpec kOptions[] = {
      Secret::kConninfoPassword},
     {"table", "NAME", kString, kNone, "run schema rekey maintain", "SQS2PG_TABLE", "user_logins", "",
      "Target table, optionally SCHEMA.TABLE; TABLE_ledger and TABLE_rejects are created beside it"},
-    {"mapping", "PATH", kString, kNone, "run schema mask", "SQS2PG_MAPPING", "", "the built-in login mapping",
+    {"mapping", "PATH", kString, kNone, "run schema mask rekey", "SQS2PG_MAPPING", "",
+     "the built-in login mapping",
      "Mapping file (TOML, docs/mapping.md): which JSON field or SQS attribute fills each column of the "
      "table, "
      "its type, rules and mask. Its `table` is the default for --table. Without it: the login table"},

@@ -29,6 +29,8 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "sink/postgres/pg_handles.h"
+#include "transform/ip_address.h"
+#include "transform/mapping/mapping.h"
 #include "transform/masker.h"
 
 namespace sqs2pg::cli {
@@ -42,23 +44,27 @@ using transform::MaskMode;
 struct RekeyOptions {
   std::string db;
   std::string table = "user_logins";
+  bool table_given = false;
+  std::string mapping;  // a mapped table: its masked columns are re-masked instead of the login ones
   std::string key_file;
   MaskModeOptions modes;
   int batch_size = 500;
   std::string address_key_id;
 };
 
+std::string SqlIdentifier(PGconn* conn, const std::string& name) {
+  char* q = PQescapeIdentifier(conn, name.c_str(), name.size());
+  std::string out = q ? q : "\"\"";
+  PQfreemem(q);
+  return out;
+}
+
 // "schema.table" or "table", each part quoted; `suffix` goes on the table name.
 std::string QuotedTable(PGconn* conn, const std::string& table, const std::string& suffix) {
-  auto quote = [&](const std::string& part) {
-    char* q = PQescapeIdentifier(conn, part.c_str(), part.size());
-    std::string out = q ? q : "\"\"";
-    PQfreemem(q);
-    return out;
-  };
   size_t dot = table.find('.');
-  if (dot == std::string::npos) return quote(table + suffix);
-  return quote(table.substr(0, dot)) + "." + quote(table.substr(dot + 1) + suffix);
+  if (dot == std::string::npos) return SqlIdentifier(conn, table + suffix);
+  return SqlIdentifier(conn, table.substr(0, dot)) + "." +
+         SqlIdentifier(conn, table.substr(dot + 1) + suffix);
 }
 
 // The masked_ip column as the table has it.
@@ -108,6 +114,11 @@ struct Pass {
   std::string unlabelled_key{};  // the key of a bare address whose key_id_column is NULL ("": unknown)
   std::string where;             // the rows that need it
   std::string what;              // for messages
+  // A mapped column (rekey --mapping): masked with this key, bound to `bound`; `address`: its
+  // values are addresses (masked in binary form).
+  std::optional<transform::Masker::ColumnKey> column_key{};
+  std::string bound{};
+  bool address = false;
 };
 
 class Rekeyer {
@@ -154,7 +165,7 @@ class Rekeyer {
         std::string value = PQgetvalue(rows.get(), r, 2);
         const std::string address_key =
             PQgetisnull(rows.get(), r, 3) ? pass.unlabelled_key : PQgetvalue(rows.get(), r, 3);
-        if (!Remask(value, pass.field, address_key)) {
+        if (!Remask(value, pass, address_key)) {
           ++skipped;  // its error was reported once; the value stays as it is
           continue;
         }
@@ -189,14 +200,25 @@ class Rekeyer {
 
  private:
   // Unmask, then mask in the active mode. False (reported, without the value) if it cannot be unmasked.
-  bool Remask(std::string& value, const std::optional<MaskField>& field, const std::string& address_key) {
-    auto plain = masker_.Unmask(value, address_key);
+  bool Remask(std::string& value, const Pass& pass, const std::string& address_key) {
+    const bool bare_address = transform::ParseIp(value).has_value();
+    // A mapped column's siv values are bound to its name; addresses carry their key in the row.
+    auto plain = pass.column_key && !bare_address ? masker_.UnmaskColumn(value, pass.bound)
+                                                  : masker_.Unmask(value, address_key);
     if (!plain.ok()) {
       if (reported_ < 5) std::cerr << "sqs2pg: " << plain.status().message() << "\n";
       ++reported_;
       return false;
     }
-    Status st = field ? masker_.MaskValueInto(*field, *plain, value) : masker_.MaskInto(*plain, value);
+    Status st;
+    if (pass.column_key) {
+      value.clear();
+      std::optional<transform::IpAddress> ip = pass.address ? transform::ParseIp(*plain) : std::nullopt;
+      st = ip ? masker_.MaskColumnIpInto(*pass.column_key, pass.bound, *ip, value)
+              : masker_.MaskColumnInto(*pass.column_key, pass.bound, *plain, value);
+    } else {
+      st = pass.field ? masker_.MaskValueInto(*pass.field, *plain, value) : masker_.MaskInto(*plain, value);
+    }
     if (!st.ok()) {
       std::cerr << "sqs2pg: " << st.message() << "\n";
       return false;
@@ -242,7 +264,10 @@ std::string SqlLiteral(PGconn* conn, const std::string& text) {
   return out;
 }
 
-int Rekey(const RekeyOptions& o) {
+int RekeyMapped(const RekeyOptions& o);
+
+int Rekey(RekeyOptions o) {
+  if (!o.mapping.empty()) return RekeyMapped(o);
   auto keyring = LoadKeyring(o.key_file);
   if (!keyring.ok()) return Fail(keyring.status());
   auto masker = transform::Masker::Create(*keyring, ToMaskerOptions(o.modes));
@@ -354,6 +379,84 @@ int Rekey(const RekeyOptions& o) {
   return kExitOk;
 }
 
+// rekey --mapping: each masked column of a mapped table, to the key and mode the mapping and the
+// keyring give it now (as `run` masks new rows), and the rejects' bodies. An address column is
+// re-masked only where its <column>_key_id says which key made the value (--address-key-id names
+// the key of rows whose key id is NULL): a key is never guessed, since decrypting an address with
+// the wrong key gives a plausible wrong address.
+int RekeyMapped(const RekeyOptions& o) {
+  auto mapping = transform::mapping::LoadMappingFile(o.mapping);
+  if (!mapping.ok()) return Fail(mapping.status());
+  const std::string table = o.table_given || mapping->table.empty() ? o.table : mapping->table;
+  auto keyring = LoadKeyring(o.key_file);
+  if (!keyring.ok()) return Fail(keyring.status());
+  auto masker = transform::Masker::Create(*keyring, ToMaskerOptions(o.modes));
+  if (!masker.ok()) return Fail(masker.status());
+  PgConn conn(PQconnectdb(o.db.c_str()));
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    return Fail(Status::Permanent(fmt::format("cannot connect to Postgres: {}", PQerrorMessage(conn.get()))));
+  }
+  const std::string rows_table = QuotedTable(conn.get(), table, "");
+  Rekeyer rekeyer(conn.get(), *masker, o.batch_size);
+  std::string summary;
+  for (const transform::mapping::ColumnSpec& c : mapping->columns) {
+    if (!c.mask) continue;
+    const std::string bound = c.mask_field.empty() ? c.name : c.mask_field;
+    auto key = masker->KeyForColumn(bound, c.mask->mode);
+    if (!key.ok())
+      return Fail(key.status().Annotate(fmt::format("{}:{}: column {}", mapping->origin, c.line, c.name)));
+    const bool address = c.type.kind == transform::mapping::TypeKind::kInet ||
+                         c.input.value_or(c.type).kind == transform::mapping::TypeKind::kInet;
+    const std::string column = SqlIdentifier(conn.get(), c.name);
+    const std::string key_id_column = c.key_id_column ? SqlIdentifier(conn.get(), c.name + "_key_id") : "";
+    const std::string read = c.type.kind == transform::mapping::TypeKind::kInet
+                                 ? fmt::format("host({})", column)
+                                 : column + "::text";
+    // Which bare addresses need it: those whose recorded key is another one (or NULL, with
+    // --address-key-id). Without a key id column, none: their key cannot be known.
+    std::string address_needs = "false";
+    if (address && !key_id_column.empty()) {
+      address_needs =
+          fmt::format("{} IS DISTINCT FROM {}{}", key_id_column, SqlLiteral(conn.get(), key->id()),
+                      o.address_key_id.empty() ? fmt::format(" AND {} IS NOT NULL", key_id_column) : "");
+    } else if (address) {
+      std::cerr << fmt::format(
+          "sqs2pg: {}.{} has no {}_key_id column (key_id_column = true): which key made each address "
+          "cannot be known, so its addresses are left as they are\n",
+          table, c.name, c.name);
+    }
+    Pass pass{.table = rows_table,
+              .column = column,
+              .read = read,
+              .field = std::nullopt,
+              .key_id_column = key_id_column,
+              .new_key_id = key->id(),
+              .unlabelled_key = o.address_key_id,
+              .where = NeedsRekey(read, key->mode(), key->id(), address_needs),
+              .what = table + " " + c.name,
+              .column_key = *key,
+              .bound = bound,
+              .address = address};
+    auto done = rekeyer.Run(pass);
+    if (!done.ok()) return Fail(done.status());
+    auto counts = CountByKey(conn.get(), rows_table, read, key_id_column, "true");
+    if (!counts.ok()) return Fail(counts.status());
+    summary += fmt::format("{}: re-masked {}; now {}\n", c.name, *done, *counts);
+  }
+  const std::string rejects_table = QuotedTable(conn.get(), table, "_rejects");
+  const Pass body_pass{
+      .table = rejects_table,
+      .column = "body",
+      .read = "body",
+      .field = std::nullopt,
+      .where = "body_encrypted AND " + NeedsRekey("body", MaskMode::kSiv, masker->active_key_id(), "true"),
+      .what = table + "_rejects body"};
+  auto bodies = rekeyer.Run(body_pass);
+  if (!bodies.ok()) return Fail(bodies.status());
+  std::cout << summary << fmt::format("reject bodies: re-masked {}", *bodies) << std::endl;
+  return kExitOk;
+}
+
 }  // namespace
 
 Command AddRekeyCommand(CLI::App& app) {
@@ -366,7 +469,11 @@ Command AddRekeyCommand(CLI::App& app) {
   AddMaskModeOptions(*cmd, o->modes);
   AddOption(*cmd, "batch-size", o->batch_size)->check(CLI::Range(1, 100000));
   AddOption(*cmd, "address-key-id", o->address_key_id);
-  return {cmd, [o]() { return Rekey(*o); }};
+  AddOption(*cmd, "mapping", o->mapping);
+  return {cmd, [o, cmd]() {
+            o->table_given = cmd->get_option("--table")->count() > 0;
+            return Rekey(*o);
+          }};
 }
 
 }  // namespace sqs2pg::cli

@@ -188,6 +188,72 @@ TEST_F(MappedRunTest, AColumnsOwnKeyMasksItAndRotatesAlone) {
   EXPECT_THAT(refused.err, HasSubstr("keygen --rotate --column customer_email --mode hmac"));
 }
 
+// rekey --mapping moves every masked column of a mapped table to the key its mapping gets now, and
+// the reject bodies to the active key. An address is re-masked only when its row says which key
+// made it: one whose <column>_key_id is NULL is left until --address-key-id names its key.
+TEST_F(MappedRunTest, RekeyMovesMappedColumnsToTheirNewKeysAndNeverGuessesAnAddressKey) {
+  auto keygen = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"keygen", "--out", key_, "--rotate"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    CommandResult r = RunSqs2pg(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  };
+  keygen({"--ip-mask", "cryptopan"});
+  Send(OrdersFile(10));  // orders 5, 6 and 7 are rejects
+  ASSERT_EQ(Run(Example("orders.toml")).exit_code, 0);
+  const std::string old_siv =
+      db_.Scalar(fmt::format("SELECT min(left(customer_email, 8)) FROM \"{}\"", table_));
+  const std::string old_pan = db_.Scalar(fmt::format("SELECT min(client_ip_key_id) FROM \"{}\"", table_));
+  const std::string unlabelled = db_.Scalar(fmt::format(
+      "UPDATE \"{0}\" SET client_ip_key_id = NULL WHERE customer_id = 'c-0' RETURNING host(client_ip)",
+      table_));
+  keygen({});                          // a new active siv key: the e-mails' and the bodies'
+  keygen({"--ip-mask", "cryptopan"});  // a new cryptopan key: the addresses'
+
+  std::vector<std::string> rekey = {
+      "rekey", "--table", table_, "--key-file", key_, "--mapping", Example("orders.toml")};
+  CommandResult r = RunSqs2pg(rekey);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string new_pan = db_.Scalar(fmt::format(
+      "SELECT min(client_ip_key_id) FROM \"{}\" WHERE client_ip_key_id <> '{}'", table_, old_pan));
+  ASSERT_FALSE(new_pan.empty());
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT count(*) FROM \"{}\" WHERE left(customer_email, 8) = '{}'", table_,
+                                   old_siv)),
+            "0");
+  EXPECT_EQ(
+      db_.Scalar(fmt::format("SELECT count(*) FROM \"{}\" WHERE client_ip_key_id = '{}'", table_, new_pan)),
+      "6");
+  // The row whose key is not known is left exactly as it was.
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT host(client_ip) FROM \"{}\" WHERE customer_id = 'c-0'", table_)),
+            unlabelled);
+  // Every re-masked value still says what it was.
+  std::string email =
+      db_.Scalar(fmt::format("SELECT customer_email FROM \"{}\" WHERE customer_id = 'c-9'", table_));
+  std::string ip =
+      db_.Scalar(fmt::format("SELECT host(client_ip) FROM \"{}\" WHERE customer_id = 'c-9'", table_));
+  EXPECT_EQ(RunSqs2pg({"unmask", "--key-file", key_, "--column", "customer_email", email}).out,
+            "user9@example.com\n");
+  EXPECT_EQ(
+      RunSqs2pg({"unmask", "--key-file", key_, "--column", "client_ip", "--address-key-id", new_pan, ip}).out,
+      "198.51.9.3\n");
+  // Reject bodies follow the active siv key.
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT count(*) FROM \"{}_rejects\" WHERE left(body, 8) = '{}'", table_,
+                                   old_siv)),
+            "0");
+  EXPECT_EQ(db_.Count(table_ + "_rejects"), 3);
+
+  // Naming the key of the unlabelled row lets rekey move it too.
+  rekey.insert(rekey.end(), {"--address-key-id", old_pan});
+  r = RunSqs2pg(rekey);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT client_ip_key_id FROM \"{}\" WHERE customer_id = 'c-0'", table_)),
+            new_pan);
+  ip = db_.Scalar(fmt::format("SELECT host(client_ip) FROM \"{}\" WHERE customer_id = 'c-0'", table_));
+  EXPECT_EQ(
+      RunSqs2pg({"unmask", "--key-file", key_, "--column", "client_ip", "--address-key-id", new_pan, ip}).out,
+      "198.51.0.1\n");
+}
+
 TEST_F(MappedRunTest, SnsNotificationsAreUnwrappedAndTheirAttributesRead) {
   std::string path = TestDir() + "/signups.jsonl";
   {
