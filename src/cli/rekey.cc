@@ -121,6 +121,17 @@ struct Pass {
   bool address = false;
 };
 
+// The reject bodies of `table` (sealed with siv), to the active siv key.
+Pass BodyPass(const std::string& rejects_table, const transform::Masker& masker, const std::string& table) {
+  return Pass{
+      .table = rejects_table,
+      .column = "body",
+      .read = "body",
+      .field = std::nullopt,
+      .where = "body_encrypted AND " + NeedsRekey("body", MaskMode::kSiv, masker.active_key_id(), "true"),
+      .what = table + "_rejects body"};
+}
+
 class Rekeyer {
  public:
   Rekeyer(PGconn* conn, transform::Masker& masker, int batch_size)
@@ -336,14 +347,7 @@ int Rekey(RekeyOptions o) {
                          .what = o.table + " masked_device_id"};
   auto devices_done = rekeyer.Run(device_pass);
   if (!devices_done.ok()) return Fail(devices_done.status());
-  const Pass body_pass{
-      .table = rejects_table,
-      .column = "body",
-      .read = "body",
-      .field = std::nullopt,
-      .where = "body_encrypted AND " + NeedsRekey("body", MaskMode::kSiv, masker->active_key_id(), "true"),
-      .what = o.table + "_rejects body"};
-  auto bodies_done = rekeyer.Run(body_pass);
+  auto bodies_done = rekeyer.Run(BodyPass(rejects_table, *masker, o.table));
   if (!bodies_done.ok()) return Fail(bodies_done.status());
 
   std::cout << fmt::format("re-masked {} ips, {} device_ids, {} reject bodies", *rows_done, *devices_done,
@@ -444,14 +448,7 @@ int RekeyMapped(const RekeyOptions& o) {
     summary += fmt::format("{}: re-masked {}; now {}\n", c.name, *done, *counts);
   }
   const std::string rejects_table = QuotedTable(conn.get(), table, "_rejects");
-  const Pass body_pass{
-      .table = rejects_table,
-      .column = "body",
-      .read = "body",
-      .field = std::nullopt,
-      .where = "body_encrypted AND " + NeedsRekey("body", MaskMode::kSiv, masker->active_key_id(), "true"),
-      .what = table + "_rejects body"};
-  auto bodies = rekeyer.Run(body_pass);
+  auto bodies = rekeyer.Run(BodyPass(rejects_table, *masker, table));
   if (!bodies.ok()) return Fail(bodies.status());
   std::cout << summary << fmt::format("reject bodies: re-masked {}", *bodies) << std::endl;
   return kExitOk;
