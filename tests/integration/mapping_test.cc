@@ -254,6 +254,39 @@ TEST_F(MappedRunTest, RekeyMovesMappedColumnsToTheirNewKeysAndNeverGuessesAnAddr
       "198.51.0.1\n");
 }
 
+// envelope = "auto" (examples/orders.toml): a raw order, one fanned out by SNS and one delivered
+// by an EventBridge rule all load alike; an EventBridge event whose detail is not an object is a
+// reject with the envelope's own reason.
+TEST_F(MappedRunTest, AutoEnvelopeTakesRawSnsAndEventBridgeAlike) {
+  ASSERT_EQ(RunSqs2pg({"keygen", "--out", key_, "--rotate", "--ip-mask", "cryptopan"}).exit_code, 0);
+  auto order = [](int i) {
+    return fmt::format(
+        R"({{"id": "00000000-0000-4000-8000-{:012}", "status": "paid", "customer": {{"id": "c-{}"}}, )"
+        R"("total_cents": 100, "placed_at": "2026-12-05T01:02:03Z"}})",
+        i, i);
+  };
+  std::string escaped = order(2);
+  for (size_t at = 0; (at = escaped.find('"', at)) != std::string::npos; at += 2) escaped.insert(at, "\\");
+  std::string path = TestDir() + "/envelopes.jsonl";
+  std::ofstream(path)
+      << order(1) << "\n"
+      << R"({"Type": "Notification", "MessageId": "m", "TopicArn": "arn:aws:sns:eu-west-1:1:t", )"
+      << R"("Message": ")" << escaped << "\"}\n"
+      << R"({"version": "0", "id": "e", "detail-type": "OrderPlaced", "source": "shop", "detail": )"
+      << order(3) << "}\n"
+      << R"({"version": "0", "id": "e", "detail-type": "OrderPlaced", "source": "shop", "detail": 7})"
+      << "\n";
+  Send(path);
+  CommandResult r = Run(Example("orders.toml"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("received 4, loaded 3, duplicates skipped 0, rejected 1"));
+  EXPECT_EQ(
+      db_.Scalar(fmt::format("SELECT string_agg(customer_id, ',' ORDER BY customer_id) FROM \"{}\"", table_)),
+      "c-1,c-2,c-3");
+  EXPECT_EQ(db_.Scalar(fmt::format("SELECT reason FROM \"{}_rejects\"", table_)),
+            "EventBridge envelope: detail is a number, expected a JSON object");
+}
+
 TEST_F(MappedRunTest, SnsNotificationsAreUnwrappedAndTheirAttributesRead) {
   std::string path = TestDir() + "/signups.jsonl";
   {
