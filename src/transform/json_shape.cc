@@ -51,14 +51,53 @@ std::string_view ShapeTypeName(element_type type) {
   return "unknown";
 }
 
-// [A-Za-z_][A-Za-z0-9_.-]{0,63}: a name a program chose. Anything else (an address, an e-mail,
-// free text) may be a value someone used as a key, so it is not kept.
+namespace {
+
+// Whether a key name holds what looks like an identifier *value*: a run of 6 or more digits (a
+// phone, account or card number), a run of 8 or more hex digits with a digit among them, or of 16
+// or more (a UUID's groups, a token, a hash, a device id), or four dot-separated numbers (an IPv4
+// address). Producers that key a map by user, device or address put PII in key names.
+bool HoldsIdentifierValue(std::string_view key) {
+  auto hex = [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+  };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  size_t digits = 0, hex_run = 0, numbers = 0;
+  bool hex_run_has_digit = false;
+  for (size_t i = 0; i < key.size(); ++i) {
+    const char c = key[i];
+    digits = digit(c) ? digits + 1 : 0;
+    hex_run = hex(c) ? hex_run + 1 : 0;
+    hex_run_has_digit = hex(c) && (hex_run_has_digit || digit(c));
+    if (digits >= 6 || hex_run >= 16 || (hex_run >= 8 && hex_run_has_digit)) return true;
+    // Dotted numbers: a number ends at a '.', or at the end of the key or of the run.
+    const bool number_ends = digit(c) && (i + 1 == key.size() || !digit(key[i + 1]));
+    if (number_ends) {
+      ++numbers;
+      if (numbers >= 4) return true;
+      if (i + 1 < key.size() && key[i + 1] == '.') continue;
+      numbers = 0;
+    } else if (!digit(c) && c != '.') {
+      numbers = 0;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+// [A-Za-z_][A-Za-z0-9_.-]{0,63} holding no identifier value: a name a program chose. Anything else
+// (an address, an e-mail, a UUID, a number, free text) may be a value someone used as a key, so it
+// is not kept.
 bool LooksLikeIdentifier(std::string_view key) {
   if (key.empty() || key.size() > 64) return false;
   auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
   if (!alpha(key[0])) return false;
-  return std::all_of(key.begin() + 1, key.end(),
-                     [&](char c) { return alpha(c) || (c >= '0' && c <= '9') || c == '.' || c == '-'; });
+  if (!std::all_of(key.begin() + 1, key.end(),
+                   [&](char c) { return alpha(c) || (c >= '0' && c <= '9') || c == '.' || c == '-'; })) {
+    return false;
+  }
+  return !HoldsIdentifierValue(key);
 }
 
 // A reject's shape is for diagnosis; a body with thousands of keys needs no more than this many.

@@ -350,6 +350,19 @@ TEST_F(LoginTransformTest, EmptyBodyIsRejectedWithNothingToKeep) {
   EXPECT_EQ(r.body_bytes, 0u);
 }
 
+// Issue 17 item 15: key names that are identifier values (a map keyed by user, device or
+// address) are not kept in the clear shape; ordinary names still are.
+TEST_F(LoginTransformTest, RejectShapeHidesKeyNamesThatAreIdentifierValues) {
+  Rejection r = Reject(
+      R"({"a1b2c3d4-e5f6-4789-abcd-ef0123456789":1,"deadbeef00112233":2,"_4155550123":3,"dev_9f8e7d6c":4,)"
+      R"("user@example.com":5,"198.51.100.7":6,"fe80::1":7,"from_10.1.2.3":8,"user_id":"u","app_version2":"x",)"
+      R"("sha256":9,"v1.2.3":10})");
+  EXPECT_EQ(r.body_shape,
+            R"({"#1":"number","#2":"number","#3":"number","#4":"number","#5":"number","#6":"number",)"
+            R"("#7":"number","#8":"number","user_id":"string","app_version2":"string","sha256":"number",)"
+            R"("v1.2.3":"number"})");
+}
+
 TEST(AppVersionTest, OrderPreservingInteger) {
   EXPECT_EQ(AppVersionToInteger("2.3.0"), 2'003'000);
   EXPECT_EQ(AppVersionToInteger("3"), 3'000'000);
