@@ -126,4 +126,39 @@ std::string ObjectShape(simdjson::dom::object object) {
   return out;
 }
 
+Result<std::string> OneWayBody(simdjson::dom::object object, std::span<const std::string_view> keys,
+                               const OneWayHash& hash) {
+  std::string out = "{", raw, hashed;
+  bool first = true;
+  for (auto [key, value] : object) {
+    if (!first) out.push_back(',');
+    first = false;
+    AppendJsonString(out, key);
+    out.push_back(':');
+    auto which = std::find(keys.begin(), keys.end(), key);
+    if (which == keys.end()) {
+      out += simdjson::minify(value);
+      continue;
+    }
+    std::string_view text;
+    const bool is_string = value.get_string().get(text) == simdjson::SUCCESS;
+    if (!is_string) {
+      raw = simdjson::minify(value);
+      text = raw;
+    }
+    hashed.clear();
+    if (!text.empty())
+      RETURN_IF_ERROR(hash(static_cast<size_t>(which - keys.begin()), text, is_string, hashed));
+    AppendJsonString(out, hashed);
+  }
+  out.push_back('}');
+  return out;
+}
+
+std::string OneWayNotKept(std::string_view field) {
+  return fmt::format(
+      "; the body was not kept: its {} is masked one-way (hmac) and could not be replaced by its hmac in it",
+      field);
+}
+
 }  // namespace sqs2pg::transform

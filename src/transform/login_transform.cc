@@ -90,7 +90,9 @@ struct LoginTransform::Impl {
   Result<std::string> MaskDeviceId(std::string_view value);
   Result<std::optional<std::string>> AppVersion(
       const std::array<std::optional<element>, kFieldCount>& fields);
-  Rejection Reject(std::string reason, std::string_view body, std::string shape);
+  // `object`: the body as parsed, when it is a JSON object (for the one-way fields).
+  Rejection Reject(std::string reason, std::string_view body, std::string shape,
+                   const simdjson::dom::object* object = nullptr);
 };
 
 TransformOutcome LoginTransform::Impl::Apply(std::string_view body, std::int64_t sent_timestamp_ms) {
@@ -105,7 +107,7 @@ TransformOutcome LoginTransform::Impl::Apply(std::string_view body, std::int64_t
                   std::string(ShapeTypeName(doc.type())));
   }
   auto row = Validate(object, sent_timestamp_ms, true);
-  if (!row.ok()) return Reject(row.status().message(), body, ObjectShape(object));
+  if (!row.ok()) return Reject(row.status().message(), body, ObjectShape(object), &object);
   return std::move(row).value();
 }
 
@@ -210,12 +212,43 @@ Result<std::string> LoginTransform::Impl::MaskDeviceId(std::string_view value) {
   return masked;
 }
 
-Rejection LoginTransform::Impl::Reject(std::string reason, std::string_view body, std::string shape) {
+Rejection LoginTransform::Impl::Reject(std::string reason, std::string_view body, std::string shape,
+                                       const simdjson::dom::object* object) {
   Rejection r;
   r.reason = std::move(reason);
   r.body_bytes = body.size();
   r.body_shape = std::move(shape);
   if (body.empty()) return r;  // nothing to hide, and AES-SIV here cannot seal an empty value
+  // A field masked with hmac is one-way in rows; the sealed body must not undo that for a key
+  // holder: its value is replaced by the hmac the row would hold (anything else: by the hmac of
+  // its text) before sealing.
+  const bool ip_hmac = masker.mode(MaskField::kIp) == MaskMode::kHmac;
+  const bool device_hmac = masker.mode(MaskField::kDeviceId) == MaskMode::kHmac;
+  std::string one_way;
+  if (ip_hmac || device_hmac) {
+    if (object == nullptr) {
+      r.reason += OneWayNotKept(ip_hmac ? "ip" : "device_id");
+      return r;
+    }
+    std::vector<std::string_view> keys;
+    if (ip_hmac) keys.push_back("ip");
+    if (device_hmac) keys.push_back("device_id");
+    auto hashed =
+        OneWayBody(*object, keys, [&](size_t which, std::string_view text, bool is_string, std::string& out) {
+          const MaskField field = keys[which] == "ip" ? MaskField::kIp : MaskField::kDeviceId;
+          if (is_string && field == MaskField::kIp) {
+            if (std::optional<IpAddress> ip = ParseIp(text))
+              return masker.MaskIpInto(*ip, out);  // as the row
+          }
+          return masker.HashTextInto(field, text, out);
+        });
+    if (!hashed.ok()) {
+      r.reason += OneWayNotKept(ip_hmac ? "ip" : "device_id");
+      return r;
+    }
+    one_way = std::move(hashed).value();
+    body = one_way;
+  }
   // The whole body, whatever it holds: no list of member names can say where PII is.
   if (Status st = masker.MaskInto(body, r.safe_body); st.ok()) {
     r.body_encrypted = true;

@@ -5,13 +5,16 @@
 
 #include <string>
 
+#include "common/encoding.h"
 #include "transform/app_version.h"
 #include "transform/keyring.h"
 #include "transform/masker.h"
+#include "transform/test_keys.h"
 
 namespace sqs2pg::transform {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -361,6 +364,58 @@ TEST_F(LoginTransformTest, RejectShapeHidesKeyNamesThatAreIdentifierValues) {
             R"({"#1":"number","#2":"number","#3":"number","#4":"number","#5":"number","#6":"number",)"
             R"("#7":"number","#8":"number","user_id":"string","app_version2":"string","sha256":"number",)"
             R"("v1.2.3":"number"})");
+}
+
+// Issue 17 item 9: with hmac for a field, a reject's sealed body holds that field's hmac (the one
+// the row would hold), never its value, so unmasking the body with the key does not recover what
+// the rows keep one-way.
+TEST(LoginTransformOneWayTest, AnHmacFieldIsHashedInTheSealedRejectBody) {
+  std::string text = "sqs2pg-key-v1 " + Keyring::KeyIdFor(testing::Material(0)) + " " +
+                     HexEncode(testing::Material(0)) + "\n";
+  const std::string hmac = testing::Material(100).substr(0, 32);  // hmac keys are 32 bytes
+  const std::string hmac_id = Keyring::KeyIdFor(hmac, MaskMode::kHmac);
+  text += "sqs2pg-key-v2 " + hmac_id + " hmac " + HexEncode(hmac) + "\nsqs2pg-field ip " + hmac_id +
+          "\nsqs2pg-field device_id " + hmac_id + "\n";
+  auto ring = Keyring::Parse(text);
+  ASSERT_TRUE(ring.ok()) << ring.status().message();
+  auto made = Masker::Create(*ring, {.ip_mode = MaskMode::kHmac, .device_id_mode = MaskMode::kHmac});
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  Masker masker = std::move(made).value();
+  LoginTransform transform(masker, {});
+
+  // What the rows hold for these values: the body must hold the same, so it still joins.
+  auto row = transform.Apply(R"({"user_id":"u1","ip":"203.0.113.77","device_id":"SECRET-DEV-1"})", kSentMs);
+  ASSERT_TRUE(std::holds_alternative<LoginRow>(row));
+  const LoginRow& stored = std::get<LoginRow>(row);
+
+  // Rejected for its app_version; ip and device_id are valid.
+  const std::string body =
+      R"({"user_id":"u1","ip":"203.0.113.77","device_id":"SECRET-DEV-1","app_version":17,"ip2":"keep"})";
+  auto outcome = transform.Apply(body, kSentMs);
+  ASSERT_TRUE(std::holds_alternative<Rejection>(outcome));
+  const Rejection& r = std::get<Rejection>(outcome);
+  ASSERT_TRUE(r.body_encrypted) << r.reason;
+  EXPECT_EQ(r.body_bytes, body.size());
+  auto plain = masker.Unmask(r.safe_body);
+  ASSERT_TRUE(plain.ok()) << plain.status().message();
+  EXPECT_THAT(*plain, AllOf(Not(HasSubstr("203.0.113.77")), Not(HasSubstr("SECRET-DEV-1"))));
+  EXPECT_EQ(*plain, R"({"user_id":"u1","ip":")" + stored.masked_ip + R"(","device_id":")" +
+                        stored.masked_device_id + R"(","app_version":17,"ip2":"keep"})");
+
+  // An ip that is no address, or a value that is not a string, is hashed as text.
+  auto odd = transform.Apply(R"({"ip":"203.0.113.77 ","device_id":{"id":"SECRET-DEV-1"}})", kSentMs);
+  ASSERT_TRUE(std::holds_alternative<Rejection>(odd));
+  auto odd_plain = masker.Unmask(std::get<Rejection>(odd).safe_body);
+  ASSERT_TRUE(odd_plain.ok()) << odd_plain.status().message();
+  EXPECT_THAT(*odd_plain, AllOf(Not(HasSubstr("203.0.113")), Not(HasSubstr("SECRET-DEV-1"))));
+
+  // Not an object: where the ip is cannot be told, so the body is not kept.
+  auto broken = transform.Apply(R"({"ip":"203.0.113.77",)", kSentMs);
+  ASSERT_TRUE(std::holds_alternative<Rejection>(broken));
+  EXPECT_FALSE(std::get<Rejection>(broken).body_encrypted);
+  EXPECT_TRUE(std::get<Rejection>(broken).safe_body.empty());
+  EXPECT_THAT(std::get<Rejection>(broken).reason,
+              HasSubstr("the body was not kept: its ip is masked one-way"));
 }
 
 TEST(AppVersionTest, OrderPreservingInteger) {

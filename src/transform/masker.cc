@@ -196,6 +196,12 @@ Status Masker::MaskValueInto(MaskField field, std::string_view value, std::strin
   return SealV2(key, FieldName(field), value, out);
 }
 
+Status Masker::HashTextInto(MaskField field, std::string_view text, std::string& out) {
+  Keyed& key = *fields_[static_cast<size_t>(field)];
+  if (key.mode != MaskMode::kHmac) return Status::InvalidInput("mask: the field is not masked with hmac");
+  return Hash(key, FieldName(field), text, out);
+}
+
 Status Masker::MaskIpInto(const IpAddress& ip, std::string& out) {
   Keyed& key = *fields_[static_cast<size_t>(MaskField::kIp)];
   switch (key.mode) {

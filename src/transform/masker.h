@@ -67,6 +67,10 @@ class Masker {
   Status MaskValueInto(MaskField field, std::string_view value, std::string& out);
   // The per-row hot path for ip.
   Status MaskIpInto(const IpAddress& ip, std::string& out);
+  // For a field masked with hmac: the hmac of any text (an ip that is not an address, a value that
+  // is not a string), bound to the field as MaskValue's is. kInvalidInput for another mode. A
+  // reject's sealed body holds this in place of the field's value (issue 17 item 9).
+  Status HashTextInto(MaskField field, std::string_view text, std::string& out);
   // Prefix-preserving modes only: the masked network of the first `bits` bits of `ip`, as
   // "100.9.15.0/24". Every address in ip/bits masks into it.
   Result<std::string> MaskNetwork(const IpAddress& ip, int bits);

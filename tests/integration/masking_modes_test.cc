@@ -20,6 +20,7 @@ namespace sqs2pg::integration {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // The ips of the sample file, in order, with a tiny scan (the values are simple).
 std::vector<std::string> SampleIps() {
@@ -119,6 +120,26 @@ TEST_P(MaskingModesTest, EndToEnd) {
   if (c.device_id_mask == "siv") {
     CommandResult plain = WithStdin({"unmask", "--key-file", key}, devices);
     EXPECT_EQ(plain.exit_code, 0) << plain.err;
+  }
+
+  // Issue 17 item 9: a reject's sealed body, opened with the key, holds a field masked one-way
+  // only in its hmac form (the row's), never in plaintext. (The sample's reject has no ip.)
+  const std::string reject = R"({"ip": "203.0.113.77", "device_id": "SECRET-DEV-1", "locale": "FR"})";
+  std::string file = TestDir() + "/one-way-reject.ndjson";
+  std::ofstream(file) << reject << "\n";
+  std::string second_queue = queue + "_2";
+  ASSERT_EQ(RunSqs2pg({"send", "--create-queue", "--queue", second_queue, file}).exit_code, 0);
+  r = RunSqs2pg({"run", "--queue", second_queue, "--table", table, "--key-file", key});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  CommandResult opened =
+      RunSqs2pg({"unmask", "--key-file", key,
+                 db.Scalar(fmt::format("SELECT body FROM \"{}_rejects\" WHERE body_bytes = {}", table,
+                                       reject.size()))});
+  ASSERT_EQ(opened.exit_code, 0) << opened.err;
+  EXPECT_EQ(c.ip_mask == "hmac", opened.out.find("203.0.113.77") == std::string::npos) << opened.out;
+  EXPECT_EQ(c.device_id_mask == "hmac", opened.out.find("SECRET-DEV-1") == std::string::npos) << opened.out;
+  if (c.ip_mask == "hmac") {
+    EXPECT_TRUE(std::regex_search(opened.out, std::regex(R"("ip":"[0-9a-f]{8}\.hmac\.)"))) << opened.out;
   }
 }
 

@@ -434,12 +434,45 @@ struct MappedTransform::Impl {
     return p.parse(buffer.data(), body.size(), false);
   }
 
-  Rejection Reject(std::string why, std::string_view body, std::string shape) {
+  // Columns masked one-way (hmac): their values must not be recoverable from a reject's sealed
+  // body (issue 17 item 9), as LoginTransform does for ip and device_id. Top-level members of a
+  // body without envelope are replaced by their hmac; anywhere else the body is not kept.
+  std::vector<std::string> one_way_names;      // the members' names (pointer tokens)
+  std::vector<std::string_view> one_way_keys;  // views of one_way_names, for OneWayBody
+  std::vector<std::uint32_t> one_way_steps;    // their steps, in the same order
+  std::string one_way_unreachable;             // not empty: such a column's field, out of reach
+
+  // `object`: the body as parsed, when it is a JSON object.
+  Rejection Reject(std::string why, std::string_view body, std::string shape,
+                   const simdjson::dom::object* object = nullptr) {
     Rejection r;
     r.reason = std::move(why);
     r.body_bytes = body.size();
     r.body_shape = std::move(shape);
     if (body.empty()) return r;
+    std::string one_way;
+    if (!one_way_unreachable.empty() || !one_way_keys.empty()) {
+      if (!one_way_unreachable.empty() || object == nullptr) {
+        r.reason += OneWayNotKept(!one_way_unreachable.empty() ? one_way_unreachable
+                                                               : steps[one_way_steps.front()].mask_field);
+        return r;
+      }
+      auto hashed = OneWayBody(*object, one_way_keys,
+                               [&](size_t which, std::string_view text, bool is_string, std::string& out) {
+                                 const Step& s = steps[one_way_steps[which]];
+                                 if (is_string && s.kind == TypeKind::kInet) {
+                                   if (std::optional<IpAddress> ip = ParseIp(text))
+                                     return masker.MaskColumnIpInto(*s.key, s.mask_field, *ip, out);
+                                 }
+                                 return masker.MaskColumnInto(*s.key, s.mask_field, text, out);
+                               });
+      if (!hashed.ok()) {
+        r.reason += OneWayNotKept(steps[one_way_steps.front()].mask_field);
+        return r;
+      }
+      one_way = std::move(hashed).value();
+      body = one_way;
+    }
     if (Status st = masker.MaskInto(body, r.safe_body); st.ok()) {
       r.body_encrypted = true;
     } else {
@@ -705,7 +738,7 @@ MappedOutcome MappedTransform::Impl::Apply(std::string_view body, const MessageM
   simdjson::dom::object payload;
   element payload_element;
   if (Status st = Unwrap(doc, root, payload_element, payload); !st.ok())
-    return Reject(st.message(), body, ObjectShape(root));
+    return Reject(st.message(), body, ObjectShape(root), &root);
 
   std::fill(node_seen.begin(), node_seen.end(), 0);
   std::fill(found.begin(), found.end(), std::nullopt);
@@ -714,11 +747,12 @@ MappedOutcome MappedTransform::Impl::Apply(std::string_view body, const MessageM
   extra.assign("{");
   // A column reading the whole payload (from = "").
   for (std::uint32_t leaf : nodes[0].leaves) found[leaf] = payload_element;
-  if (!WalkObject(0, payload, true)) return Reject(reason, body, ObjectShape(root));
+  if (!WalkObject(0, payload, true)) return Reject(reason, body, ObjectShape(root), &root);
 
   MappedRow row;
   row.values.resize(columns.size());
-  if (Status st = Evaluate(metadata, row); !st.ok()) return Reject(st.message(), body, ObjectShape(root));
+  if (Status st = Evaluate(metadata, row); !st.ok())
+    return Reject(st.message(), body, ObjectShape(root), &root);
   for (const auto& [position, id] : key_ids) row.values[position] = id;
   if (extra_out != SIZE_MAX) {
     extra.push_back('}');
@@ -853,6 +887,19 @@ Result<std::unique_ptr<MappedTransform>> MappedTransform::Create(const Mapping& 
   for (std::uint32_t i = 0; i < impl->steps.size(); ++i) {
     if (impl->steps[i].key) impl->masked.push_back(i);
   }
+  for (std::uint32_t i = 0; i < mapping.columns.size(); ++i) {
+    const Step& s = impl->steps[i];
+    const ColumnSpec& c = mapping.columns[i];
+    if (!s.key || s.key->mode() != MaskMode::kHmac || c.from.kind != SourceKind::kPointer) continue;
+    // The pointer's token names a top-level member only without an envelope.
+    if (mapping.envelope == Envelope::kNone && c.from.tokens.size() == 1) {
+      impl->one_way_names.push_back(c.from.tokens.front());
+      impl->one_way_steps.push_back(i);
+    } else if (impl->one_way_unreachable.empty()) {
+      impl->one_way_unreachable = s.mask_field;
+    }
+  }
+  impl->one_way_keys.assign(impl->one_way_names.begin(), impl->one_way_names.end());
   impl->node_seen.assign(impl->nodes.size(), 0);
   impl->found.assign(impl->steps.size(), std::nullopt);
   impl->defaulted.assign(impl->steps.size(), 0);

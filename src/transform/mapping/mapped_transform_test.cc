@@ -359,3 +359,37 @@ TEST_F(MappedTransformTest, OrdersExampleLoadsAndTransforms) {
 
 }  // namespace
 }  // namespace sqs2pg::transform::mapping
+
+namespace sqs2pg::transform::mapping {
+namespace {
+
+// Issue 17 item 9 for mappings: a column masked one-way (hmac) is not recoverable from a reject's
+// sealed body. A top-level member is replaced by the hmac the row would hold; one inside an
+// envelope or a nested object cannot be reached, so such a body is not kept at all.
+TEST_F(MappedTransformTest, AnHmacColumnIsHashedInTheSealedRejectBodyOrTheBodyIsNotKept) {
+  auto t =
+      One("type = \"text\"\nmask = \"hmac\"\n[[column]]\nname = \"n\"\nfrom = \"/n\"\ntype = \"integer\"");
+  ASSERT_NE(t, nullptr);
+  auto row = Run(*t, R"({"v":"ada@example.com","n":1})");
+  ASSERT_TRUE(std::holds_alternative<MappedRow>(row));
+  const std::string hashed = *std::get<MappedRow>(row).values[0];
+  auto out = Run(*t, R"({"v":"ada@example.com","n":"x","w":[1, 2]})");
+  ASSERT_TRUE(std::holds_alternative<Rejection>(out));
+  const Rejection& r = std::get<Rejection>(out);
+  ASSERT_TRUE(r.body_encrypted) << r.reason;
+  auto plain = masker_.Unmask(r.safe_body);
+  ASSERT_TRUE(plain.ok()) << plain.status().message();
+  EXPECT_EQ(*plain, R"({"v":")" + hashed + R"(","n":"x","w":[1,2]})");
+
+  auto nested = One("type = \"text\"\nmask = \"hmac\"", "envelope = \"sns\"\nunknown_fields = \"reject\"\n");
+  ASSERT_NE(nested, nullptr);
+  auto refused = Run(*nested, R"({"Type":"Notification","Message":"{\"v\":\"ada@example.com\",\"w\":1}"})");
+  ASSERT_TRUE(std::holds_alternative<Rejection>(refused));
+  EXPECT_FALSE(std::get<Rejection>(refused).body_encrypted);
+  EXPECT_TRUE(std::get<Rejection>(refused).safe_body.empty());
+  EXPECT_THAT(std::get<Rejection>(refused).reason,
+              HasSubstr("the body was not kept: its c is masked one-way"));
+}
+
+}  // namespace
+}  // namespace sqs2pg::transform::mapping
