@@ -284,8 +284,8 @@ Result<std::string> Masker::Unmask(std::string_view masked, std::string_view add
   std::string_view rest = masked.substr(kPrefixChars);
   if (rest.starts_with(kHmacTag) || key.mode == MaskMode::kHmac) {
     return Status::InvalidInput("unmask: this value was masked with hmac (key " + key.id +
-                                "), which is one-way: the original cannot be recovered, with this key or any "
-                                "other. Mask a candidate value and compare instead");
+                                "), which is one-way: it cannot be decrypted, with this key or any other. "
+                                "Mask a candidate value and compare instead");
   }
   if (key.mode != MaskMode::kSiv) return Malformed();
   const bool v2 = rest.starts_with(kV2Tag);

@@ -7,8 +7,10 @@
 //            masked length says only IPv4 or IPv6, not how long the address's text was.
 //   siv v1   <key-id> "." base64url(V || C)      associated data = the key id, plaintext = the text.
 //            Written before v2; still unmasked, never written.
-//   hmac     <key-id> ".hmac." base64url(HMAC-SHA256(key, field || 0x00 || value))   One-way; an ip
-//            is hashed in its binary form.
+//   hmac     <key-id> ".hmac." base64url(HMAC-SHA256(key, field || 0x00 || value))   One-way (no
+//            decryption); an ip is hashed in its binary form. Not secret from a key holder, who can
+//            hash candidates and compare: all 2^32 IPv4 addresses, or any small space of ids, are
+//            enumerated in minutes. It hides values from readers without the key, as siv does.
 //   ipcrypt-deterministic, ipcrypt-pfx, cryptopan (ip only)   a bare IP address (see ip_ciphers.h);
 //            the keyring's field line says which key made it.
 // Deterministic, so equal values stay equal (countable, joinable) without being readable. A key id
@@ -77,7 +79,8 @@ class Masker {
 
   // Reads the format from the value (a key id in front, or a bare address for the ip field's
   // address-valued keys). Errors never contain the value: malformed value, unknown key id,
-  // authentication failure, or a one-way (hmac) value, which nothing can recover.
+  // authentication failure, or a one-way (hmac) value, which cannot be decrypted (only guessed and
+  // checked, by a key holder: see the format above).
   // `address_key_id`, for a bare address only: the key that made it (a table's masked_ip_key_id),
   // instead of the keyring's field line. A value with a key id in front always uses that key.
   Result<std::string> Unmask(std::string_view masked, std::string_view address_key_id = {});

@@ -198,7 +198,7 @@ TEST(MaskerModesTest, HmacIsDeterministicFieldBoundAndSaysItCannotBeUndone) {
   auto undone = m.Unmask(device);
   ASSERT_FALSE(undone.ok());
   EXPECT_THAT(undone.status().message(), HasSubstr("one-way"));
-  EXPECT_THAT(undone.status().message(), HasSubstr("cannot be recovered"));
+  EXPECT_THAT(undone.status().message(), HasSubstr("cannot be decrypted"));
 }
 
 TEST(MaskerModesTest, ChoosingAModeTheKeyringLacksSaysHowToAddOne) {

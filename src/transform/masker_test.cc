@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,25 @@ TEST(MaskerTest, IsDeterministicAndCarriesTheKeyId) {
   EXPECT_THAT(masked, StartsWith("60f7f036."));
   EXPECT_EQ(masked.size(), Masker::MaskedLength(11));
   EXPECT_EQ(a.active_key_id(), "60f7f036");
+}
+
+// Issue 17 item 16, as docs/analytics.md says it: device_id is compared byte for byte, so case,
+// whitespace and Unicode-normalisation variants of one device mask differently; and an siv value's
+// length tells the plaintext's byte length (nothing else).
+TEST(MaskerTest, DeviceIdIsComparedByteForByte) {
+  Masker m = MakeMasker(RingOf({kOld}));
+  const std::string variants[] = {"ABC-123",     "abc-123", " ABC-123", "ABC-123 ",
+                                  "caf\xc3\xa9",    // é as one code point (NFC)
+                                  "cafe\xcc\x81"};  // e + combining acute (NFD)
+  std::set<std::string> masked;
+  for (const std::string& v : variants) {
+    auto out = m.MaskValue(MaskField::kDeviceId, v);
+    ASSERT_TRUE(out.ok()) << out.status().message();
+    masked.insert(*out);
+  }
+  EXPECT_EQ(masked.size(), std::size(variants));
+  EXPECT_EQ(m.MaskValue(MaskField::kDeviceId, "ABC-123")->size(), Masker::MaskedLength(7));
+  EXPECT_EQ(m.MaskValue(MaskField::kDeviceId, std::string(36, 'x'))->size(), Masker::MaskedLength(36));
 }
 
 TEST(MaskerTest, DifferentKeysOrValuesGiveDifferentResults) {

@@ -44,7 +44,7 @@ value=$("$sqs2pg" mask --key-file "$work/hmac.key" --field device_id device-123)
 if "$sqs2pg" unmask --key-file "$work/hmac.key" "$value" >/dev/null 2>"$work/err"; then
   fail "unmask of an hmac value succeeded"
 fi
-grep -q "cannot be recovered" "$work/err" || fail "unmask of an hmac value: $(cat "$work/err")"
+grep -q "cannot be decrypted" "$work/err" || fail "unmask of an hmac value: $(cat "$work/err")"
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures failures"
