@@ -310,6 +310,31 @@ int Rekey(RekeyOptions o) {
         o.table, transform::ModeName(ip_mode))));
   }
   const std::string ip_value = ip_column->is_inet ? "host(masked_ip)" : "masked_ip::text";
+  // Issue 17 item 12: no guessed keys. Without masked_ip_key_id, a bare address says nothing of the
+  // key that made it; with several address-valued keys in the keyring, decrypting with the wrong
+  // one would write a plausible wrong address, for good. Refuse before touching any row.
+  if (!ip_column->has_key_id && o.address_key_id.empty() && address_keys.size() > 1) {
+    PgResult bare(PQexec(conn.get(), fmt::format("SELECT count(*) FROM {} WHERE masked_ip IS NOT NULL AND "
+                                                 "NOT ({} ~ '^[0-9a-f]{{8}}[.]')",
+                                                 rows_table, ip_value)
+                                         .c_str()));
+    if (PQresultStatus(bare.get()) != PGRES_TUPLES_OK) {
+      return Fail(Status::Permanent(
+          fmt::format("count the bare addresses of {}: {}", o.table, PQerrorMessage(conn.get()))));
+    }
+    const std::string count = PQgetvalue(bare.get(), 0, 0);
+    if (count != "0") {
+      std::string ids;
+      for (const std::string& id : address_keys) ids += (ids.empty() ? "" : ", ") + id;
+      return Fail(Status::InvalidInput(fmt::format(
+          "{} has no masked_ip_key_id column and the keyring holds {} address-valued ip keys ({}): which of "
+          "them made each of its {} bare addresses is not known, and a wrong key would write a plausible "
+          "wrong address for good. Nothing was changed. Name the key that made them all with "
+          "--address-key-id ID, or add the column first (`sqs2pg schema --table {}` shows it) and load "
+          "under it",
+          o.table, address_keys.size(), ids, count, o.table)));
+    }
+  }
   // Which bare addresses to re-mask. With masked_ip_key_id: those of another key (into an address
   // mode) or all (into siv or hmac), each only if its key is known. Without it, a bare address's
   // key cannot be told from the active key's: none into an address mode, all (by the keyring's

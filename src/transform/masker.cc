@@ -260,9 +260,19 @@ Result<std::string> Masker::UnmaskAddress(const IpAddress& masked, std::string_v
     return Status::InvalidInput(
         "unmask: the value is a bare IP address, but the keyring has no address-valued key "
         "(ipcrypt-deterministic, ipcrypt-pfx or cryptopan) for the ip field");
+  } else if (address_keys_.size() > 1) {
+    // Issue 17 item 12: an address-valued mode has no authentication, so decrypting with the wrong
+    // key answers with a plausible wrong address. With several such keys, which one made this
+    // value is not known: refuse rather than guess.
+    std::string ids;
+    for (const Keyed* k : address_keys_) ids += (ids.empty() ? "" : ", ") + k->id;
+    return Status::InvalidInput(fmt::format(
+        "unmask: the value is a bare address and the keyring holds {} address-valued keys ({}); which one "
+        "made it is not known, and a wrong key would give a wrong address: name it with --address-key-id "
+        "(the row's masked_ip_key_id)",
+        address_keys_.size(), ids));
   } else {
-    // No key id and no tag: the keyring's record of the column decides which key.
-    key = address_keys_.front();
+    key = address_keys_.front();  // the only address-valued key: no other could have made it
   }
   Result<IpAddress> plain = key->ip->Decrypt(masked);
   if (!plain.ok()) return plain.status().Annotate("unmask with key " + key->id);

@@ -33,10 +33,15 @@ std::string Joined(const std::vector<std::string>& values) {
   return text;
 }
 
-std::vector<std::string> Unmasked(const std::string& key, const std::vector<std::string>& values) {
+// `address_key`: the key that made bare addresses (a row's masked_ip_key_id), when the keyring
+// holds several address-valued keys (unmask does not guess).
+std::vector<std::string> Unmasked(const std::string& key, const std::vector<std::string>& values,
+                                  const std::string& address_key = "") {
   std::string path = TestDir() + "/values.txt";
   { std::ofstream(path) << Joined(values); }
-  CommandResult r = RunShell(fmt::format("{} unmask --key-file {} < {}", SQS2PG_BINARY, key, path));
+  CommandResult r =
+      RunShell(fmt::format("{} unmask --key-file {}{} < {}", SQS2PG_BINARY, key,
+                           address_key.empty() ? "" : " --address-key-id " + address_key, path));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::vector<std::string> out;
   std::istringstream in(r.out);
@@ -227,7 +232,7 @@ TEST(RekeyTest, RemasksBetweenTwoPrefixPreservingKeysByTheRowsKeyId) {
   std::vector<std::string> twice = ips_before;
   twice.insert(twice.end(), ips_before.begin(), ips_before.end());
   std::sort(twice.begin(), twice.end());
-  EXPECT_EQ(Unmasked(key, Column(db, ips_sql)), twice);
+  EXPECT_EQ(Unmasked(key, Column(db, ips_sql), new_key), twice);
   // The old key unmasks none of them to an original any more: each now decodes to noise.
   std::string path = TestDir() + "/values-pfx.txt";
   { std::ofstream(path) << Joined(Column(db, ips_sql)); }
@@ -248,6 +253,47 @@ TEST(RekeyTest, RemasksBetweenTwoPrefixPreservingKeysByTheRowsKeyId) {
   EXPECT_THAT(to_siv.err, HasSubstr("masked_ip is inet"));
   EXPECT_EQ(db.Scalar(fmt::format("SELECT string_agg(DISTINCT masked_ip_key_id, ',') FROM \"{}\"", table)),
             new_key);
+}
+
+// Issue 17 item 12: no guessed keys. A table without masked_ip_key_id holds bare addresses of two
+// Crypto-PAn keys (A, then B after a rotation); ip is then rotated to siv. Which key made each
+// address is not known, so rekey refuses, names the option, and changes no row (before, it
+// decrypted them all with the field line's first key and overwrote A's addresses with wrong ones).
+TEST(RekeyTest, WithoutKeyIdsAndTwoAddressKeysRekeyRefusesAndChangesNoRow) {
+  std::string key = TestDir() + "/rekey-guess.key";
+  std::filesystem::remove(key);
+  ASSERT_EQ(RunSqs2pg({"keygen", "--out", key, "--ip-mask", "cryptopan"}).exit_code, 0);
+  std::string queue = UniqueName("q"), table = UniqueName("t");
+  ASSERT_EQ(RunSqs2pg({"send", "--create-queue", "--queue", queue, SampleDataPath()}).exit_code, 0);
+  ASSERT_EQ(RunSqs2pg({"run", "--queue", queue, "--table", table, "--key-file", key}).exit_code, 0);
+  ASSERT_EQ(RunSqs2pg({"keygen", "--rotate", "--out", key, "--ip-mask", "cryptopan"}).exit_code, 0);
+  ASSERT_EQ(RunSqs2pg({"send", "--queue", queue, SampleDataPath()}).exit_code, 0);
+  ASSERT_EQ(RunSqs2pg({"run", "--queue", queue, "--table", table, "--key-file", key}).exit_code, 0);
+  Db db;
+  ASSERT_EQ(db.Count(table), 198);
+  db.Exec(fmt::format("ALTER TABLE \"{}\" DROP COLUMN masked_ip_key_id", table));  // a table from before it
+  ASSERT_EQ(RunSqs2pg({"keygen", "--rotate", "--out", key, "--ip-mask", "siv"}).exit_code, 0);
+  const std::string snapshot = fmt::format(
+      "SELECT md5(string_agg(masked_ip || '|' || masked_device_id, ',' ORDER BY masked_ip, "
+      "masked_device_id)) "
+      "FROM \"{}\"",
+      table);
+  const std::string before = db.Scalar(snapshot);
+  const std::string bodies =
+      fmt::format("SELECT md5(string_agg(body, ',' ORDER BY body)) FROM \"{}_rejects\"", table);
+  const std::string bodies_before = db.Scalar(bodies);
+
+  CommandResult rekey = RunSqs2pg({"rekey", "--table", table, "--key-file", key});
+  EXPECT_EQ(rekey.exit_code, 2) << rekey.out;
+  EXPECT_THAT(rekey.err, HasSubstr("--address-key-id"));
+  EXPECT_THAT(rekey.err, HasSubstr("Nothing was changed"));
+  EXPECT_EQ(db.Scalar(snapshot), before);
+  EXPECT_EQ(db.Scalar(bodies), bodies_before);
+  // unmask refuses the same guess for a bare address.
+  CommandResult guess = RunSqs2pg(
+      {"unmask", "--key-file", key, db.Scalar(fmt::format("SELECT min(masked_ip) FROM \"{}\"", table))});
+  EXPECT_NE(guess.exit_code, 0);
+  EXPECT_THAT(guess.err, HasSubstr("--address-key-id"));
 }
 
 }  // namespace
