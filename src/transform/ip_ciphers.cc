@@ -8,6 +8,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/digest.h"
 #include "transform/aes_ecb.h"
 
 namespace sqs2pg::transform {
@@ -332,6 +333,35 @@ Result<std::unique_ptr<IpCipher>> MakeCryptoPan(std::string_view key) {
   const U128 pad_block = Load(pad);
   OPENSSL_cleanse(pad, sizeof pad);
   return CryptoPan::Create(std::move(aes), pad_block);
+}
+
+namespace {
+
+// IPv4 to one cipher, IPv6 to another: the families share no tree, key or pad.
+class FamiliesApart final : public IpCipher {
+ public:
+  FamiliesApart(std::unique_ptr<IpCipher> v4, std::unique_ptr<IpCipher> v6)
+      : v4_(std::move(v4)), v6_(std::move(v6)) {}
+  Result<IpAddress> Encrypt(const IpAddress& ip) override { return (ip.v4 ? v4_ : v6_)->Encrypt(ip); }
+  Result<IpAddress> Decrypt(const IpAddress& masked) override {
+    return (masked.v4 ? v4_ : v6_)->Decrypt(masked);
+  }
+  bool PrefixPreserving() const override { return true; }
+
+ private:
+  std::unique_ptr<IpCipher> v4_, v6_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<IpCipher>> MakeCryptoPanFamiliesApart(std::string_view key) {
+  if (key.size() != 32) return WrongKeySize("cryptopan", 32, key.size());
+  ASSIGN_OR_RETURN(std::unique_ptr<IpCipher> v4, MakeCryptoPan(key));
+  std::string derived = HmacSha256(key, "sqs2pg cryptopan ipv6");
+  auto v6 = MakeCryptoPan(derived);
+  OPENSSL_cleanse(derived.data(), derived.size());
+  if (!v6.ok()) return v6.status();
+  return std::unique_ptr<IpCipher>(std::make_unique<FamiliesApart>(std::move(v4), std::move(v6).value()));
 }
 
 Result<std::unique_ptr<IpCipher>> MakeIpcryptDeterministic(std::string_view key) {

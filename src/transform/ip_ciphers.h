@@ -6,6 +6,12 @@
 //                         bit for bit the reference implementation (tests/vectors/cryptopan.tsv). IPv6
 //                         uses the natural 128-bit extension (the address fills the whole block, as
 //                         yacryptopan does); no published IPv6 vectors exist for it.
+//   CryptoPan, families apart (MakeCryptoPanFamiliesApart, every key made since issue 17 item 11):
+//                         IPv4 exactly as above (the reference vectors hold); IPv6 through a Crypto-PAn
+//                         of its own, whose AES key and pad come from HMAC-SHA256(key, "sqs2pg cryptopan
+//                         ipv6"). With one tree for both (MakeCryptoPan), a masked IPv6 /16 (2001:, 2a0x:)
+//                         told the real /16 of masked IPv4 addresses in 32.1/16, 42.x, 38.x, and all
+//                         global IPv6 shared its masked top 3 bits with real 32.0.0.0/3.
 //   IpcryptDeterministic  draft-denis-ipcrypt "ipcrypt-deterministic": AES-128 of the 16-byte
 //                         (IPv4-mapped) form. 16-byte key. An IPv4 address comes out as IPv6 (unless
 //                         the ciphertext happens to be IPv4-mapped), so the family is hidden.
@@ -42,6 +48,7 @@ class IpCipher {
 
 // Key sizes: CryptoPan 32, IpcryptDeterministic 16, IpcryptPfx 32 (halves must differ).
 Result<std::unique_ptr<IpCipher>> MakeCryptoPan(std::string_view key);
+Result<std::unique_ptr<IpCipher>> MakeCryptoPanFamiliesApart(std::string_view key);
 Result<std::unique_ptr<IpCipher>> MakeIpcryptDeterministic(std::string_view key);
 Result<std::unique_ptr<IpCipher>> MakeIpcryptPfx(std::string_view key);
 

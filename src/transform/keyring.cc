@@ -52,7 +52,9 @@ constexpr std::string_view kHeaderV2 =
     "# Which keys made a column's values:  sqs2pg-field <ip|device_id> <key-id> [<older key-id>...]\n"
     "#   the first masks new values. A field without such a line uses the siv keys above. Keep the\n"
     "#   older ids listed while the column holds their values: address-valued masks carry no key id.\n"
-    "# A mapped column's keys:  sqs2pg-column <column> <key-id> [<older key-id>...] (keygen --column)\n";
+    "# A mapped column's keys:  sqs2pg-column <column> <key-id> [<older key-id>...] (keygen --column)\n"
+    "# sqs2pg-key-v3 <key-id> cryptopan <key>: Crypto-PAn with IPv6 on a key and pad of its own; a v2\n"
+    "#   cryptopan line is a key from before, whose IPv6 addresses shared IPv4's tree (still unmasks).\n";
 
 // Closes on every return path, including the error ones.
 class UniqueFd {
@@ -96,7 +98,8 @@ std::vector<std::string_view> SplitFields(std::string_view line) {
 
 // Never echoes a field: any of them may be key material pasted in the wrong place.
 Result<Key> ParseKeyLine(const std::vector<std::string_view>& fields) {
-  const bool v2 = !fields.empty() && fields[0] == Keyring::kLineTagV2;
+  const bool v3 = !fields.empty() && fields[0] == Keyring::kLineTagV3;
+  const bool v2 = v3 || (!fields.empty() && fields[0] == Keyring::kLineTagV2);
   if (v2 ? fields.size() != 4 : (fields.size() != 3 || fields[0] != Keyring::kLineTag)) {
     return Status::InvalidInput("expected '" + std::string(Keyring::kLineTag) + " <key-id> <key>' or '" +
                                 std::string(Keyring::kLineTagV2) + " <key-id> <mode> <key>'");
@@ -110,6 +113,9 @@ Result<Key> ParseKeyLine(const std::vector<std::string_view>& fields) {
           "unknown mode (expected siv, ipcrypt-deterministic, ipcrypt-pfx, cryptopan or hmac)");
     }
     mode = *parsed;
+    if (v3 && mode != MaskMode::kCryptoPan) {
+      return Status::InvalidInput("an " + std::string(Keyring::kLineTagV3) + " line is for a cryptopan key");
+    }
   }
   std::string_view key_hex = fields.back();
   if (id.size() != Keyring::kKeyIdChars || !IsLowerHex(id)) {
@@ -122,7 +128,8 @@ Result<Key> ParseKeyLine(const std::vector<std::string_view>& fields) {
                                 " lowercase hex characters");
   }
   std::optional<std::string> material = HexDecode(key_hex);
-  Result<Key> decoded = Keyring::KeyFromMaterial(*material, mode);
+  // A v2 cryptopan line is a key from before the families were kept apart.
+  Result<Key> decoded = Keyring::KeyFromMaterial(*material, mode, mode == MaskMode::kCryptoPan && !v3);
   OPENSSL_cleanse(material->data(), material->size());
   ASSIGN_OR_RETURN(Key key, std::move(decoded));
   if (key.id != id) return Status::InvalidInput("key id does not match the key (file damaged?)");
@@ -191,7 +198,10 @@ void Wipe(std::string& s) {
 }  // namespace
 
 Key::Key(Key&& other) noexcept
-    : id(std::move(other.id)), material(std::move(other.material)), mode(other.mode) {
+    : id(std::move(other.id)),
+      material(std::move(other.material)),
+      mode(other.mode),
+      shared_ipv6_tree(other.shared_ipv6_tree) {
   Wipe(other.material);  // a short string is copied, not moved: clear what stayed behind
 }
 
@@ -201,6 +211,7 @@ Key& Key::operator=(const Key& other) {
   id = other.id;
   material = other.material;
   mode = other.mode;
+  shared_ipv6_tree = other.shared_ipv6_tree;
   return *this;
 }
 
@@ -210,6 +221,7 @@ Key& Key::operator=(Key&& other) noexcept {
   id = std::move(other.id);
   material = std::move(other.material);
   mode = other.mode;
+  shared_ipv6_tree = other.shared_ipv6_tree;
   Wipe(other.material);  // a short string is copied, not moved: clear what stayed behind
   return *this;
 }
@@ -243,14 +255,17 @@ bool AddressValued(MaskMode mode) {
 
 bool PrefixPreserving(MaskMode mode) { return mode == MaskMode::kIpcryptPfx || mode == MaskMode::kCryptoPan; }
 
-std::string Keyring::KeyIdFor(std::string_view material, MaskMode mode) {
-  // siv keeps the v1 label: its ids are inside every value stored since version 1.
+std::string Keyring::KeyIdFor(std::string_view material, MaskMode mode, bool shared_ipv6_tree) {
+  // siv keeps the v1 label: its ids are inside every value stored since version 1. A cryptopan key
+  // that keeps the families apart gets an id of its own, so rows say which scheme made them.
+  const bool v3 = mode == MaskMode::kCryptoPan && !shared_ipv6_tree;
   const std::string label = mode == MaskMode::kSiv ? std::string(kKeyIdLabel)
+                            : v3                   ? "sqs2pg key id v3 cryptopan"
                                                    : std::string(kKeyIdLabelV2) + std::string(ModeName(mode));
   return HexEncode(HmacSha256(material, label)).substr(0, kKeyIdChars);
 }
 
-Result<Key> Keyring::KeyFromMaterial(std::string_view material, MaskMode mode) {
+Result<Key> Keyring::KeyFromMaterial(std::string_view material, MaskMode mode, bool shared_ipv6_tree) {
   if (material.size() != KeyBytesFor(mode)) {
     return Status::InvalidInput("a " + std::string(ModeName(mode)) + " key must be " +
                                 std::to_string(KeyBytesFor(mode)) + " bytes, not " +
@@ -259,7 +274,8 @@ Result<Key> Keyring::KeyFromMaterial(std::string_view material, MaskMode mode) {
   if (mode == MaskMode::kIpcryptPfx && material.substr(0, 16) == material.substr(16)) {
     return Status::InvalidInput("an ipcrypt-pfx key's two 16-byte halves must differ");
   }
-  return Key{KeyIdFor(material, mode), std::string(material), mode};
+  const bool shared = mode == MaskMode::kCryptoPan && shared_ipv6_tree;
+  return Key{KeyIdFor(material, mode, shared), std::string(material), mode, shared};
 }
 
 Result<Key> Keyring::GenerateKey(MaskMode mode) {
@@ -288,7 +304,7 @@ Result<Keyring> Keyring::FromKeys(std::vector<Key> keys) {
     return Status::InvalidInput("a keyring needs an siv key: it encrypts reject bodies");
   }
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (keys[i].id != KeyIdFor(keys[i].material, keys[i].mode)) {
+    if (keys[i].id != KeyIdFor(keys[i].material, keys[i].mode, keys[i].shared_ipv6_tree)) {
       return Status::InvalidInput("key " + keys[i].id + ": the id does not match its material");
     }
     for (size_t j = 0; j < i; ++j) {
@@ -417,7 +433,12 @@ std::string Keyring::Serialize() const {
     if (key.mode == MaskMode::kSiv) {
       out.append(kLineTag).append(" ").append(key.id);
     } else {
-      out.append(kLineTagV2).append(" ").append(key.id).append(" ").append(ModeName(key.mode));
+      const bool v3 = key.mode == MaskMode::kCryptoPan && !key.shared_ipv6_tree;
+      out.append(v3 ? kLineTagV3 : kLineTagV2)
+          .append(" ")
+          .append(key.id)
+          .append(" ")
+          .append(ModeName(key.mode));
     }
     std::string hex = HexEncode(key.material);
     out.append(" ").append(hex).append("\n");
@@ -565,7 +586,8 @@ Status Keyring::AssignColumn(const std::string& column, const std::string& id, b
 }
 
 Status Keyring::Insert(Key key, bool in_front, std::string_view what) {
-  if (key.material.size() != KeyBytesFor(key.mode) || key.id != KeyIdFor(key.material, key.mode)) {
+  if (key.material.size() != KeyBytesFor(key.mode) ||
+      key.id != KeyIdFor(key.material, key.mode, key.shared_ipv6_tree)) {
     return Status::InvalidInput(std::string(what) + ": the new key's id does not match its material");
   }
   if (Find(key.id) != nullptr) {

@@ -2,6 +2,9 @@
 // The masking keys. Text form, one entry a line ('#' comments and blank lines ignored):
 //   sqs2pg-key-v1 <key-id> <key: 128 lowercase hex chars = a 64-byte AES-256-SIV key>
 //   sqs2pg-key-v2 <key-id> <mode> <key: lowercase hex, as many bytes as the mode needs>
+//   sqs2pg-key-v3 <key-id> cryptopan <key>   a Crypto-PAn key whose IPv6 addresses use a key and pad
+//                                           of their own (issue 17 item 11); a v2 cryptopan line is
+//                                           a key from before, whose IPv6 shared IPv4's tree
 //   sqs2pg-field <ip|device_id> <key-id> [<older key-id>...]
 //   sqs2pg-column <column> <key-id> [<older key-id>...]     (a mapped column: docs/mapping.md)
 // Modes (MaskMode): siv (64 bytes), ipcrypt-deterministic (16), ipcrypt-pfx (32), cryptopan (32),
@@ -53,10 +56,18 @@ struct Key {
   std::string id;        // kKeyIdChars lowercase hex chars; public (every masked value starts with it)
   std::string material;  // KeyBytesFor(mode) raw bytes; secret
   MaskMode mode = MaskMode::kSiv;
+  // cryptopan only: a key from before issue 17 item 11, whose IPv6 addresses go through the same
+  // tree, key and pad as IPv4 (so a masked IPv6 prefix told the real prefix of masked IPv4
+  // addresses). Read from a v2 line and kept for unmasking; new keys keep the families apart.
+  bool shared_ipv6_tree = false;
 
   Key() = default;
-  Key(std::string key_id, std::string key_material, MaskMode key_mode = MaskMode::kSiv)
-      : id(std::move(key_id)), material(std::move(key_material)), mode(key_mode) {}
+  Key(std::string key_id, std::string key_material, MaskMode key_mode = MaskMode::kSiv,
+      bool shared_tree = false)
+      : id(std::move(key_id)),
+        material(std::move(key_material)),
+        mode(key_mode),
+        shared_ipv6_tree(shared_tree) {}
   Key(const Key&) = default;
   Key(Key&& other) noexcept;
   Key& operator=(const Key& other);
@@ -71,14 +82,19 @@ class Keyring {
   static constexpr size_t kKeyIdChars = 8;
   static constexpr std::string_view kLineTag = "sqs2pg-key-v1";
   static constexpr std::string_view kLineTagV2 = "sqs2pg-key-v2";
+  static constexpr std::string_view kLineTagV3 = "sqs2pg-key-v3";
   static constexpr std::string_view kFieldTag = "sqs2pg-field";
   static constexpr std::string_view kColumnTag = "sqs2pg-column";
 
   // The id a key gets: first kKeyIdChars hex chars of HMAC-SHA256(material, "sqs2pg key id v1") for
   // siv, "sqs2pg key id v2 <mode>" for the other modes.
-  static std::string KeyIdFor(std::string_view material, MaskMode mode = MaskMode::kSiv);
+  // A cryptopan key that keeps the families apart uses "sqs2pg key id v3 cryptopan"; one from
+  // before (shared_ipv6_tree) keeps its v2 id.
+  static std::string KeyIdFor(std::string_view material, MaskMode mode = MaskMode::kSiv,
+                              bool shared_ipv6_tree = false);
   // A Key from raw material (KeyBytesFor(mode) bytes), with its derived id.
-  static Result<Key> KeyFromMaterial(std::string_view material, MaskMode mode = MaskMode::kSiv);
+  static Result<Key> KeyFromMaterial(std::string_view material, MaskMode mode = MaskMode::kSiv,
+                                     bool shared_ipv6_tree = false);
   // A fresh random key (RAND_bytes). ipcrypt-pfx's two halves are drawn until they differ.
   static Result<Key> GenerateKey(MaskMode mode);
 

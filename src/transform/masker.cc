@@ -59,7 +59,9 @@ struct Masker::Keyed {
         break;
       }
       case MaskMode::kCryptoPan: {
-        ASSIGN_OR_RETURN(k->ip, MakeCryptoPan(key.material));
+        // Keys from before issue 17 item 11 keep their one tree, so their values still unmask.
+        ASSIGN_OR_RETURN(k->ip, key.shared_ipv6_tree ? MakeCryptoPan(key.material)
+                                                     : MakeCryptoPanFamiliesApart(key.material));
         break;
       }
       case MaskMode::kIpcryptDeterministic: {

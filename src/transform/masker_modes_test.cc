@@ -25,9 +25,11 @@ const std::string kCryptoPanHex = "1522178d33a4cf80130a5b1649907d10d8988f8379796
 const std::string kSivLine =
     "sqs2pg-key-v1 " + Keyring::KeyIdFor(Material(0)) + " " + HexEncode(Material(0)) + "\n";  // id 60f7f036
 
+// The line keygen writes for a new key of `mode` (a cryptopan key: v3, the families apart).
 std::string V2Line(MaskMode mode, const std::string& material) {
-  return "sqs2pg-key-v2 " + Keyring::KeyIdFor(material, mode) + " " + std::string(ModeName(mode)) + " " +
-         HexEncode(material) + "\n";
+  return (mode == MaskMode::kCryptoPan ? "sqs2pg-key-v3 " : "sqs2pg-key-v2 ") +
+         Keyring::KeyIdFor(material, mode) + " " + std::string(ModeName(mode)) + " " + HexEncode(material) +
+         "\n";
 }
 
 Keyring Ring(const std::string& text) {
@@ -157,6 +159,54 @@ TEST(MaskerModesTest, CryptoPanFieldMasksLikeTheReferenceAndUnmasksFromTheFieldL
   EXPECT_EQ(*network, "100.9.15.0/24");
 }
 
+// Issue 17 item 11: Crypto-PAn keeps IPv4 and IPv6 apart. With one tree for both (keys from
+// before, v2 lines), 2001:: and 32.1.0.0 share their first 16 bits, so their masked forms do too:
+// a masked IPv6 /16 told the real /16 of masked IPv4 addresses. A new key (v3) masks IPv6 through
+// a key and pad of its own, IPv4 still exactly as the reference; old values still unmask.
+TEST(MaskerModesTest, CryptoPanKeepsTheFamiliesApartAndOldKeysStillUnmask) {
+  const std::string material = *HexDecode(kCryptoPanHex);
+  const std::string old_id = Keyring::KeyIdFor(material, MaskMode::kCryptoPan, /*shared_ipv6_tree=*/true);
+  const std::string new_id = Keyring::KeyIdFor(material, MaskMode::kCryptoPan);
+  ASSERT_NE(old_id, new_id);
+  Masker old_scheme = MakeMasker(Ring(kSivLine + "sqs2pg-key-v2 " + old_id + " cryptopan " +
+                                      HexEncode(material) + "\nsqs2pg-field ip " + old_id + "\n"));
+  Masker apart = MakeMasker(
+      Ring(kSivLine + V2Line(MaskMode::kCryptoPan, material) + "sqs2pg-field ip " + new_id + "\n"));
+  auto top16 = [](const std::string& address) {
+    IpAddress ip = *ParseIp(address);
+    return (ip.bytes[ip.v4 ? 12 : 0] << 8) | ip.bytes[ip.v4 ? 13 : 1];
+  };
+  // One tree: the leak.
+  EXPECT_EQ(top16(MustMask(old_scheme, MaskField::kIp, "2001:db8::1")),
+            top16(MustMask(old_scheme, MaskField::kIp, "32.1.2.3")));
+  // Apart: IPv4 is the reference's, IPv6 no longer follows it.
+  EXPECT_EQ(MustMask(apart, MaskField::kIp, "24.5.0.80"), "100.9.15.210");
+  EXPECT_EQ(MustMask(apart, MaskField::kIp, "32.1.2.3"), MustMask(old_scheme, MaskField::kIp, "32.1.2.3"));
+  int same = 0;
+  for (const char* v6 :
+       {"2001:db8::1", "2001:4860::8888", "2a00:1450::1", "2a03:2880::1", "2606:4700::1111"}) {
+    const std::string masked = MustMask(apart, MaskField::kIp, v6);
+    EXPECT_NE(masked, MustMask(old_scheme, MaskField::kIp, v6));
+    EXPECT_EQ(MustUnmask(apart, masked), v6);  // still prefix-preserving and reversible
+    same += top16(masked) == top16(MustMask(apart, MaskField::kIp, "32.1.2.3"));
+  }
+  EXPECT_LT(same, 5);
+  // Prefixes are still kept within IPv6.
+  auto network = apart.MaskNetwork(*ParseIp("2001:db8::1"), 32);
+  ASSERT_TRUE(network.ok());
+  EXPECT_EQ(*apart.MaskNetwork(*ParseIp("2001:db8:ffff::9"), 32), *network);
+  // A value stored under the old key still unmasks with it (a rekey moves it to a new key).
+  const std::string stored = MustMask(old_scheme, MaskField::kIp, "2001:db8::1");
+  EXPECT_EQ(MustUnmask(old_scheme, stored), "2001:db8::1");
+  // The keyring writes each kind back as it read it.
+  Keyring both = Ring(kSivLine + "sqs2pg-key-v2 " + old_id + " cryptopan " + HexEncode(material) + "\n" +
+                      V2Line(MaskMode::kCryptoPan, material));
+  std::string text = both.Serialize();
+  EXPECT_THAT(text, HasSubstr("sqs2pg-key-v2 " + old_id + " cryptopan "));
+  EXPECT_THAT(text, HasSubstr("sqs2pg-key-v3 " + new_id + " cryptopan "));
+  EXPECT_TRUE(Keyring::Parse(text).ok());
+}
+
 TEST(MaskerModesTest, EveryModeRoundTripsBothFamilies) {
   std::mt19937_64 rng(7);
   for (MaskMode mode :
@@ -244,8 +294,15 @@ TEST(KeyringModesTest, RefusesBadFieldLinesAndKeyringsWithoutSiv) {
   EXPECT_THAT(Keyring::Parse(kSivLine + "sqs2pg-key-v2 01234567 rot13 00\n").status().message(),
               HasSubstr("unknown mode"));
   // The id of a non-siv key depends on its mode: a line claiming another mode is refused as damaged.
-  std::string line = V2Line(MaskMode::kCryptoPan, pfx_material);
+  std::string line = V2Line(MaskMode::kHmac, pfx_material);
+  line.replace(line.find("hmac"), 4, "ipcrypt-pfx");
+  EXPECT_THAT(Keyring::Parse(kSivLine + line).status().message(), HasSubstr("does not match"));
+  // A v3 line is for a cryptopan key only, and a cryptopan key's v2 and v3 ids differ.
+  line = V2Line(MaskMode::kCryptoPan, pfx_material);
   line.replace(line.find("cryptopan"), 9, "ipcrypt-pfx");
+  EXPECT_THAT(Keyring::Parse(kSivLine + line).status().message(), HasSubstr("is for a cryptopan key"));
+  line = V2Line(MaskMode::kCryptoPan, pfx_material);
+  line.replace(0, 13, "sqs2pg-key-v2");
   EXPECT_THAT(Keyring::Parse(kSivLine + line).status().message(), HasSubstr("does not match"));
 }
 
