@@ -231,21 +231,23 @@ Status PgConnection::Open() {
 
 void PgConnection::Interrupt() {
   interrupted = true;
-  std::shared_ptr<PGcancel> cancel;
+  // A share of the member `cancel` (a local of the same name once shadowed it and copied itself:
+  // no cancel was ever sent; clang's -Wself-assign-overloaded in the fuzz build found it).
+  std::shared_ptr<PGcancel> to_send;
   {
     std::lock_guard lock(cancel_mu);
     // First the socket: a server that does not answer would not hear a cancel either, and the
     // loader's call (or its next one, if it is between statements) must fail now.
     ShutDownSocketLocked();
-    cancel = cancel;
+    to_send = cancel;
   }
-  if (!cancel) return;
+  if (!to_send) return;
   // Then ask the server to stop the statement, so it does not hold locks for nothing. PQcancel
   // opens a new connection, which to an unreachable host blocks until the kernel gives up: on a
   // thread of its own, which owns a share of the cancel handle (the process may end first).
-  std::thread([cancel] {
+  std::thread([to_send] {
     char why[256];
-    PQcancel(cancel.get(), why, sizeof why);
+    PQcancel(to_send.get(), why, sizeof why);
   }).detach();
 }
 
