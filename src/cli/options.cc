@@ -156,12 +156,12 @@ constexpr OptionSpec kOptions[] = {
     {"mode", "MODE", kString, kNone, "keygen", "SQS2PG_MODE", "", "none",
      "keygen --column: the new key's mode (siv, hmac, ipcrypt-deterministic, ipcrypt-pfx or cryptopan)"},
     {"address-key-id", "ID", kString, kNone, "unmask rekey", "SQS2PG_ADDRESS_KEY_ID", "",
-     "unmask: the keyring's field line; rekey: the keyring's only address-valued ip key",
+     "the keyring's only address-valued key; with several, none is guessed",
      "The key that made bare masked addresses whose key is not known otherwise: unmask's address values "
-     "(take "
-     "the row's masked_ip_key_id), and rekey's rows whose masked_ip_key_id is empty (written before the "
-     "column existed). When the keyring lists several address-valued ip keys, rekey leaves such rows, and "
-     "counts them, until this names one"},
+     "(take the row's masked_ip_key_id, or <column>_key_id), and rekey's rows whose key id is empty "
+     "(written before the column existed). With several address-valued keys in the keyring, unmask "
+     "refuses such a value and rekey leaves such rows, and counts them (or, on a table without the key id "
+     "column, refuses to start), until this names one: a wrong key gives a plausible wrong address"},
     {"prefix", "BITS", kInteger, kBits, "mask", "SQS2PG_PREFIX", "", "none: whole addresses",
      "With a prefix-preserving ip mode: print the masked network of ADDRESS/BITS instead (e.g. 24 for IPv4, "
      "64 "
