@@ -58,7 +58,15 @@ std::string Malformed(std::string_view what, simdjson::error_code error) {
   return std::string("malformed SQS response (") + std::string(what) + "): " + simdjson::error_message(error);
 }
 
-Result<dom::object> ParseObject(dom::parser& parser, std::string_view body, std::string_view what) {
+// Every answer is parsed with this thread's parser: a new parser allocates its buffers (tape,
+// strings, the padded copy of the body) on every parse, for each of the thousands of answers a
+// drain reads. One grown by a large answer is dropped before the next small one, so what it keeps
+// stays bounded by ordinary answers. The object returned lives until the thread's next parse.
+constexpr size_t kKeptParserCapacity = size_t{1} << 20;
+
+Result<dom::object> ParseObject(std::string_view body, std::string_view what) {
+  thread_local dom::parser parser;
+  if (parser.capacity() > kKeptParserCapacity && body.size() <= kKeptParserCapacity) parser = dom::parser();
   dom::object object;
   if (auto error = parser.parse(body.data(), body.size()).get(object)) {
     return Status::Transient(Malformed(what, error));
@@ -352,16 +360,14 @@ std::string GetQueueAttributesBody(std::string_view queue_url, const std::vector
 }
 
 Result<std::string> ParseQueueUrlResponse(std::string_view body) {
-  dom::parser parser;
-  ASSIGN_OR_RETURN(dom::object object, ParseObject(parser, body, "QueueUrl"));
+  ASSIGN_OR_RETURN(dom::object object, ParseObject(body, "QueueUrl"));
   std::string url;
   RETURN_IF_ERROR(RequiredString(object, "QueueUrl", url, "response"));
   return url;
 }
 
 Result<std::vector<SqsMessage>> ParseReceiveMessageResponse(std::string_view body) {
-  dom::parser parser;
-  ASSIGN_OR_RETURN(dom::object object, ParseObject(parser, body, "ReceiveMessage"));
+  ASSIGN_OR_RETURN(dom::object object, ParseObject(body, "ReceiveMessage"));
   std::vector<SqsMessage> messages;
   RETURN_IF_ERROR(ForEachIn(object, "Messages", [&](dom::element element) -> Status {
     ASSIGN_OR_RETURN(SqsMessage message, ParseMessage(element));
@@ -372,8 +378,7 @@ Result<std::vector<SqsMessage>> ParseReceiveMessageResponse(std::string_view bod
 }
 
 Result<BatchResponse> ParseBatchResponse(std::string_view body) {
-  dom::parser parser;
-  ASSIGN_OR_RETURN(dom::object object, ParseObject(parser, body, "batch"));
+  ASSIGN_OR_RETURN(dom::object object, ParseObject(body, "batch"));
   BatchResponse response;
   RETURN_IF_ERROR(ForEachIn(object, "Successful", [&](dom::element element) -> Status {
     dom::object entry;
@@ -394,8 +399,7 @@ Result<BatchResponse> ParseBatchResponse(std::string_view body) {
 }
 
 Result<std::map<std::string, std::string>> ParseGetQueueAttributesResponse(std::string_view body) {
-  dom::parser parser;
-  ASSIGN_OR_RETURN(dom::object object, ParseObject(parser, body, "GetQueueAttributes"));
+  ASSIGN_OR_RETURN(dom::object object, ParseObject(body, "GetQueueAttributes"));
   return StringMap(object, "Attributes", "response");
 }
 
