@@ -296,6 +296,7 @@ void Pipeline::SealBatch(bool force) {
   // again with new receipt handles: seal only once it has answered (see StartReceives).
   if (ZeroVisibility() && receives_in_flight_ > 0) return;
   ready_.push_back(Batch{std::move(building_), {}, Clock::now()});
+  building_ = std::exchange(spare_building_, {});
   building_.clear();
   building_bytes_ = 0;
 }
@@ -395,6 +396,10 @@ void Pipeline::HandleLoaded() {
         log::Info({{"messages", batch.messages.size()}, {"attempt", batch.failures.failures + 1}},
                   "load of {} messages succeeded after {} failures over {} ms", batch.messages.size(),
                   batch.failures.failures, Millis(now - batch.failures.since));
+      }
+      if (batch.messages.capacity() > spare_building_.capacity()) {
+        batch.messages.clear();
+        spare_building_ = std::move(batch.messages);
       }
       continue;
     }
