@@ -459,6 +459,33 @@ void BM_ReceiveAnswerQuery(benchmark::State& state) {
 }
 BENCHMARK(BM_ReceiveAnswerQuery);
 
+// Signing one SQS call (SigV4: SHA-256 of the body and of the canonical request, one HMAC with
+// the day's cached key), as every ReceiveMessage and DeleteMessageBatch pays it. The body is a
+// ten-entry DeleteMessageBatch's size.
+void BM_SignRequest(benchmark::State& state) {
+  auto endpoint = aws::ParseEndpoint("http://127.0.0.1:4566");
+  aws::Credentials credentials{"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", ""};
+  std::string body(1000, 'x');
+  auto now = std::chrono::system_clock::now();
+  for (auto _ : state) {
+    auto request =
+        sqs::BuildSignedRequest(*endpoint, "DeleteMessageBatch", body, credentials, "us-east-1", now);
+    if (!request.ok()) state.SkipWithError("sign");
+    benchmark::DoNotOptimize(request);
+  }
+}
+BENCHMARK(BM_SignRequest);
+
+// The MD5 every received body is checked with.
+void BM_Md5Body(benchmark::State& state) {
+  Fixture& f = Shared();
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(Md5(f.bodies[i++ % f.bodies.size()]));
+  }
+}
+BENCHMARK(BM_Md5Body);
+
 }  // namespace
 }  // namespace sqs2pg
 

@@ -1,6 +1,7 @@
 #include "aws/curl_util.h"
 
 #include <new>
+#include <string>
 
 namespace sqs2pg::aws {
 namespace {
@@ -68,14 +69,24 @@ bool IsRetryable(CURLcode rc) {
 
 CurlSlist HeaderList(const std::vector<HttpHeader>& headers) {
   CurlSlist list;
-  auto append = [&list](const std::string& line) {
-    curl_slist* grown = curl_slist_append(list.get(), line.c_str());
+  auto append = [&list](const char* line) {
+    curl_slist* grown = curl_slist_append(list.get(), line);
     if (grown == nullptr) throw std::bad_alloc();
     (void)list.release();
     list.reset(grown);
   };
-  // curl's syntax: "Name;" sends an empty header, "Name:" removes one curl would add.
-  for (const HttpHeader& h : headers) append(h.value.empty() ? h.name + ";" : h.name + ": " + h.value);
+  // curl copies each line; one buffer per thread builds them, not two temporaries per header.
+  thread_local std::string line;
+  for (const HttpHeader& h : headers) {
+    // curl's syntax: "Name;" sends an empty header, "Name:" removes one curl would add.
+    line.assign(h.name);
+    if (h.value.empty()) {
+      line.push_back(';');
+    } else {
+      line.append(": ").append(h.value);
+    }
+    append(line.c_str());
+  }
   append("Expect:");  // no 100-continue round trip for bodies over 1 KiB
   return list;
 }

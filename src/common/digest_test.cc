@@ -47,6 +47,17 @@ TEST(DigestTest, HmacSha256MatchesEveryRfc4231Case) {
   }
 }
 
+// Contexts are reused per thread, and OpenSSL reads a null key as "the previous key": an empty key
+// after another one must still be the empty key.
+TEST(DigestTest, HmacSha256WithAnEmptyKeyAfterAnotherKey) {
+  constexpr std::string_view kEmptyKeyEmptyData =
+      "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad";
+  EXPECT_EQ(HexEncode(HmacSha256("some key", "")), HexEncode(HmacSha256("some key", "")));
+  EXPECT_EQ(HexEncode(HmacSha256(std::string_view(), "")), kEmptyKeyEmptyData);
+  (void)HmacSha256("another key", "data");
+  EXPECT_EQ(HexEncode(HmacSha256("", "")), kEmptyKeyEmptyData);
+}
+
 TEST(DigestTest, Sha256OfKnownStrings) {
   EXPECT_EQ(HexEncode(Sha256("")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(HexEncode(Sha256("Param1=value1")),

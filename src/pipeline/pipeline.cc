@@ -191,11 +191,11 @@ void Pipeline::OnReceived(int round, bool unlock, Clock::time_point started,
   for (ReceivedMessage& m : *received) {
     ++stats_.received;
     auto [it, fresh] = in_hand_.try_emplace(m.message_id);
-    // The newest receipt handle is the only one SQS still honours for a delete.
-    it->second.receipt_handle = m.receipt_handle;
     it->second.handle_dead = false;
     it->second.extend_at = now + half_visibility;
     if (!fresh) {
+      // The newest receipt handle is the only one SQS still honours for a delete.
+      it->second.receipt_handle = std::move(m.receipt_handle);
       ++stats_.duplicates;  // delivered again while still in hand
       continue;
     }
@@ -203,12 +203,15 @@ void Pipeline::OnReceived(int round, bool unlock, Clock::time_point started,
     it->second.received = now;
     bytes_in_hand_ += m.body.size();
     if (building_.empty()) building_since_ = now;
-    ProcessedMessage out{m.message_id,  m.received_at_ms,    {},    std::max(m.receive_count, 1),
-                         m.body.size(), m.sent_timestamp_ms, m.fifo};
-    out.record = transform_.Apply(m);
+    Record record = transform_.Apply(m);
+    // What the transform has read is moved, not copied: these strings were allocated per message.
+    it->second.receipt_handle = std::move(m.receipt_handle);
+    ProcessedMessage out{
+        std::move(m.message_id), m.received_at_ms,    std::move(record), std::max(m.receive_count, 1),
+        m.body.size(),           m.sent_timestamp_ms, std::move(m.fifo)};
     if (auto* rejection = std::get_if<Rejection>(&out.record)) {
-      log::Info({{"message_id", m.message_id}, {"event", "reject"}}, "message {} rejected: {}", m.message_id,
-                rejection->reason);
+      log::Info({{"message_id", out.message_id}, {"event", "reject"}}, "message {} rejected: {}",
+                out.message_id, rejection->reason);
     }
     building_bytes_ += out.body_bytes;
     building_.push_back(std::move(out));
@@ -293,6 +296,7 @@ void Pipeline::SealBatch(bool force) {
   // again with new receipt handles: seal only once it has answered (see StartReceives).
   if (ZeroVisibility() && receives_in_flight_ > 0) return;
   ready_.push_back(Batch{std::move(building_), {}, Clock::now()});
+  building_ = std::exchange(spare_building_, {});
   building_.clear();
   building_bytes_ = 0;
 }
@@ -393,6 +397,10 @@ void Pipeline::HandleLoaded() {
                   "load of {} messages succeeded after {} failures over {} ms", batch.messages.size(),
                   batch.failures.failures, Millis(now - batch.failures.since));
       }
+      if (batch.messages.capacity() > spare_building_.capacity()) {
+        batch.messages.clear();
+        spare_building_ = std::move(batch.messages);
+      }
       continue;
     }
     batch.failures.Fail(now);
@@ -435,11 +443,19 @@ void Pipeline::StartDeletes() {
     PendingDelete pending = std::move(*it);
     it = deletes_.erase(it);
     // Handles line up with pending.message_ids: OnDeleted reads the answer's entries by index.
+    // One lookup per message: each is a hash of the id and a walk to a cold node.
     std::vector<std::string> handles;
-    std::erase_if(pending.message_ids, [this](const std::string& id) { return !in_hand_.count(id); });
+    handles.reserve(pending.message_ids.size());
+    size_t kept = 0;
+    for (size_t i = 0; i < pending.message_ids.size(); ++i) {
+      auto h = in_hand_.find(pending.message_ids[i]);
+      if (h == in_hand_.end()) continue;
+      handles.push_back(h->second.receipt_handle);
+      if (kept != i) pending.message_ids[kept] = std::move(pending.message_ids[i]);
+      ++kept;
+    }
+    pending.message_ids.resize(kept);
     if (pending.message_ids.empty()) continue;
-    for (const std::string& id : pending.message_ids)
-      handles.push_back(in_hand_.find(id)->second.receipt_handle);
     ++deletes_in_flight_;
     source_.StartDelete(std::move(handles),
                         [this, pending = std::move(pending)](Result<BatchResult> r) mutable {

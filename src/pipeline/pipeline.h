@@ -218,6 +218,9 @@ class Pipeline {
   std::unordered_map<std::string, InHand> in_hand_;
   size_t bytes_in_hand_ = 0;
   std::vector<ProcessedMessage> building_;
+  // A loaded batch's vector, emptied and kept for its capacity: the next batch is built in it
+  // instead of growing a new vector by doubling (each step moved every message built so far).
+  std::vector<ProcessedMessage> spare_building_;
   size_t building_bytes_ = 0;
   Clock::time_point building_since_;
   bool flush_now_ = false;  // a receive came back empty: load what is in hand without waiting

@@ -243,8 +243,9 @@ void AsyncSqsSource::StartReceive(int max_messages, std::chrono::seconds wait, R
 
 void AsyncSqsSource::StartDelete(std::vector<std::string> receipt_handles, BatchDone done) {
   std::vector<DeleteEntry> entries;
+  entries.reserve(receipt_handles.size());
   for (size_t i = 0; i < receipt_handles.size(); ++i)
-    entries.push_back({std::to_string(i), receipt_handles[i]});
+    entries.push_back({std::to_string(i), std::move(receipt_handles[i])});
   impl_->Batch(
       "DeleteMessageBatch",
       [this, entries = std::move(entries)](const Wire& w) -> Result<std::string> {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <optional>
 
 #include "aws/aws_error.h"
 #include "aws/sigv4.h"
@@ -58,7 +59,15 @@ std::string Malformed(std::string_view what, simdjson::error_code error) {
   return std::string("malformed SQS response (") + std::string(what) + "): " + simdjson::error_message(error);
 }
 
-Result<dom::object> ParseObject(dom::parser& parser, std::string_view body, std::string_view what) {
+// Every answer is parsed with this thread's parser: a new parser allocates its buffers (tape,
+// strings, the padded copy of the body) on every parse, for each of the thousands of answers a
+// drain reads. One grown by a large answer is dropped before the next small one, so what it keeps
+// stays bounded by ordinary answers. The object returned lives until the thread's next parse.
+constexpr size_t kKeptParserCapacity = size_t{1} << 20;
+
+Result<dom::object> ParseObject(std::string_view body, std::string_view what) {
+  thread_local dom::parser parser;
+  if (parser.capacity() > kKeptParserCapacity && body.size() <= kKeptParserCapacity) parser = dom::parser();
   dom::object object;
   if (auto error = parser.parse(body.data(), body.size()).get(object)) {
     return Status::Transient(Malformed(what, error));
@@ -66,12 +75,19 @@ Result<dom::object> ParseObject(dom::parser& parser, std::string_view body, std:
   return object;
 }
 
-// Reads an optional string member: "" when absent, an error when of another type.
-Status OptionalString(dom::object object, std::string_view key, std::string& out, std::string_view what) {
-  std::string_view value;
-  auto error = object[key].get(value);
+// Reads an optional string member: "" when absent, an error when of another type. The view
+// points into the parser's document.
+Status OptionalStringView(dom::object object, std::string_view key, std::string_view& out,
+                          std::string_view what) {
+  auto error = object[key].get(out);
   if (error == simdjson::NO_SUCH_FIELD) return Status::Ok();
   if (error) return Status::Transient(Malformed(std::string(what) + "." + std::string(key), error));
+  return Status::Ok();
+}
+
+Status OptionalString(dom::object object, std::string_view key, std::string& out, std::string_view what) {
+  std::string_view value;
+  RETURN_IF_ERROR(OptionalStringView(object, key, value, what));
   out.assign(value);
   return Status::Ok();
 }
@@ -113,12 +129,56 @@ Result<std::map<std::string, std::string>> StringMap(dom::object object, std::st
 }
 
 template <typename Int>
-Int ParseIntOr0(const std::map<std::string, std::string>& attributes, const std::string& name) {
-  auto it = attributes.find(name);
+Int ParseIntOr0(const std::string_view* text) {
   Int value = 0;
-  if (it != attributes.end())
-    std::from_chars(it->second.data(), it->second.data() + it->second.size(), value);
+  if (text != nullptr) std::from_chars(text->data(), text->data() + text->size(), value);
   return value;
+}
+
+// How a message's attributes fill its fields, whichever form they came in: find(name) gives the
+// attribute's text, or nullptr when it is absent.
+template <typename Find>
+void ApplyAttributes(Find find, SqsMessage& message) {
+  message.sent_timestamp_ms = ParseIntOr0<std::int64_t>(find("SentTimestamp"));
+  message.receive_count = ParseIntOr0<int>(find("ApproximateReceiveCount"));
+  if (const std::string_view* v = find("MessageGroupId")) message.message_group_id = *v;
+  if (const std::string_view* v = find("MessageDeduplicationId")) message.deduplication_id = *v;
+  // The ledger stores it as numeric: anything but digits would fail the whole batch there.
+  if (const std::string_view* v = find("SequenceNumber");
+      v != nullptr && !v->empty() && v->size() <= 40 &&
+      std::all_of(v->begin(), v->end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    message.sequence_number = *v;
+  }
+}
+
+// The "Attributes" member of a JSON message, read in place: a std::map of copies per message cost
+// several allocations each. Every value must be a string (as StringMap requires); the first of a
+// repeated name counts (as std::map::emplace keeps it).
+Status ApplyAttributesObject(dom::object object, SqsMessage& message) {
+  dom::object map;
+  auto error = object["Attributes"].get(map);
+  if (error == simdjson::NO_SUCH_FIELD) {
+    ApplyAttributes([](std::string_view) -> const std::string_view* { return nullptr; }, message);
+    return Status::Ok();
+  }
+  if (error) return Status::Transient(Malformed("Message.Attributes", error));
+  std::array<std::optional<std::string_view>, kReceiveAttributes.size()> found;
+  for (auto [name, value] : map) {
+    std::string_view text;
+    if (auto e = value.get(text)) return Status::Transient(Malformed("Message." + std::string(name), e));
+    auto known = std::find(kReceiveAttributes.begin(), kReceiveAttributes.end(), name);
+    if (known != kReceiveAttributes.end() && !found[known - kReceiveAttributes.begin()]) {
+      found[known - kReceiveAttributes.begin()] = text;
+    }
+  }
+  ApplyAttributes(
+      [&found](std::string_view name) -> const std::string_view* {
+        auto known = std::find(kReceiveAttributes.begin(), kReceiveAttributes.end(), name);
+        auto& slot = found[known - kReceiveAttributes.begin()];
+        return slot ? &*slot : nullptr;
+      },
+      message);
+  return Status::Ok();
 }
 
 Result<SqsMessage> ParseMessage(dom::element element) {
@@ -128,12 +188,11 @@ Result<SqsMessage> ParseMessage(dom::element element) {
   RETURN_IF_ERROR(RequiredString(object, "MessageId", message.message_id, "Message"));
   RETURN_IF_ERROR(RequiredString(object, "ReceiptHandle", message.receipt_handle, "Message"));
   RETURN_IF_ERROR(OptionalString(object, "Body", message.body, "Message"));
-  std::string md5;
-  RETURN_IF_ERROR(OptionalString(object, "MD5OfBody", md5, "Message"));
+  std::string_view md5;
+  RETURN_IF_ERROR(OptionalStringView(object, "MD5OfBody", md5, "Message"));
   // One damaged entry must not cost the other nine of the receive: flag it, keep parsing.
   message.body_corrupt = !md5.empty() && !aws::EqualsIgnoreCase(md5, HexEncode(Md5(message.body)));
-  ASSIGN_OR_RETURN(auto attributes, StringMap(object, "Attributes", "Message"));
-  ApplyMessageAttributes(attributes, message);
+  RETURN_IF_ERROR(ApplyAttributesObject(object, message));
   // The sender's attributes: {"NAME": {"DataType": "String", "StringValue": "..."}}. Binary ones
   // (BinaryValue) are not text, so not kept; an entry of another form is skipped.
   dom::object sent;
@@ -209,18 +268,15 @@ bool IsInvalidInputCode(std::string_view code) {
 std::span<const std::string_view> ReceiveAttributeNames() { return kReceiveAttributes; }
 
 void ApplyMessageAttributes(const std::map<std::string, std::string>& attributes, SqsMessage& message) {
-  message.sent_timestamp_ms = ParseIntOr0<std::int64_t>(attributes, "SentTimestamp");
-  message.receive_count = ParseIntOr0<int>(attributes, "ApproximateReceiveCount");
-  if (auto it = attributes.find("MessageGroupId"); it != attributes.end())
-    message.message_group_id = it->second;
-  if (auto it = attributes.find("MessageDeduplicationId"); it != attributes.end())
-    message.deduplication_id = it->second;
-  // The ledger stores it as numeric: anything but digits would fail the whole batch there.
-  if (auto it = attributes.find("SequenceNumber");
-      it != attributes.end() && !it->second.empty() && it->second.size() <= 40 &&
-      std::all_of(it->second.begin(), it->second.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    message.sequence_number = it->second;
-  }
+  std::string_view view;
+  ApplyAttributes(
+      [&](std::string_view name) -> const std::string_view* {
+        auto it = attributes.find(std::string(name));
+        if (it == attributes.end()) return nullptr;
+        view = it->second;
+        return &view;
+      },
+      message);
 }
 
 Result<HttpRequest> BuildSignedRequest(const Endpoint& endpoint, std::string_view operation, std::string body,
@@ -352,17 +408,16 @@ std::string GetQueueAttributesBody(std::string_view queue_url, const std::vector
 }
 
 Result<std::string> ParseQueueUrlResponse(std::string_view body) {
-  dom::parser parser;
-  ASSIGN_OR_RETURN(dom::object object, ParseObject(parser, body, "QueueUrl"));
+  ASSIGN_OR_RETURN(dom::object object, ParseObject(body, "QueueUrl"));
   std::string url;
   RETURN_IF_ERROR(RequiredString(object, "QueueUrl", url, "response"));
   return url;
 }
 
 Result<std::vector<SqsMessage>> ParseReceiveMessageResponse(std::string_view body) {
-  dom::parser parser;
-  ASSIGN_OR_RETURN(dom::object object, ParseObject(parser, body, "ReceiveMessage"));
+  ASSIGN_OR_RETURN(dom::object object, ParseObject(body, "ReceiveMessage"));
   std::vector<SqsMessage> messages;
+  messages.reserve(10);  // what a receive asks for at most
   RETURN_IF_ERROR(ForEachIn(object, "Messages", [&](dom::element element) -> Status {
     ASSIGN_OR_RETURN(SqsMessage message, ParseMessage(element));
     messages.push_back(std::move(message));
@@ -372,8 +427,7 @@ Result<std::vector<SqsMessage>> ParseReceiveMessageResponse(std::string_view bod
 }
 
 Result<BatchResponse> ParseBatchResponse(std::string_view body) {
-  dom::parser parser;
-  ASSIGN_OR_RETURN(dom::object object, ParseObject(parser, body, "batch"));
+  ASSIGN_OR_RETURN(dom::object object, ParseObject(body, "batch"));
   BatchResponse response;
   RETURN_IF_ERROR(ForEachIn(object, "Successful", [&](dom::element element) -> Status {
     dom::object entry;
@@ -394,8 +448,7 @@ Result<BatchResponse> ParseBatchResponse(std::string_view body) {
 }
 
 Result<std::map<std::string, std::string>> ParseGetQueueAttributesResponse(std::string_view body) {
-  dom::parser parser;
-  ASSIGN_OR_RETURN(dom::object object, ParseObject(parser, body, "GetQueueAttributes"));
+  ASSIGN_OR_RETURN(dom::object object, ParseObject(body, "GetQueueAttributes"));
   return StringMap(object, "Attributes", "response");
 }
 

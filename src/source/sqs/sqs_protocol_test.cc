@@ -162,6 +162,28 @@ TEST(ParseReceiveTest, ReadsMessagesAndAttributes) {
   EXPECT_EQ((*messages)[1].receive_count, 0);
 }
 
+// The attributes are read in place (no map of copies); what a map gave must stay: the first of a
+// repeated name counts, other names are ignored, and a value that is not a string is malformed.
+TEST(ParseReceiveTest, AttributesKeepTheirRules) {
+  auto messages = ParseReceiveMessageResponse(
+      R"({"Messages":[{"MessageId":"m1","ReceiptHandle":"rh1","Body":"b","Attributes":{"SenderId":"x",)"
+      R"("SentTimestamp":"17","SentTimestamp":"99","ApproximateReceiveCount":"2"}}]})");
+  ASSERT_TRUE(messages.ok()) << messages.status().message();
+  EXPECT_EQ((*messages)[0].sent_timestamp_ms, 17);
+  EXPECT_EQ((*messages)[0].receive_count, 2);
+
+  auto bad = ParseReceiveMessageResponse(
+      R"({"Messages":[{"MessageId":"m1","ReceiptHandle":"rh1","Body":"b","Attributes":{"SenderId":5}}]})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(bad.status().IsTransient());
+  EXPECT_THAT(bad.status().message(), HasSubstr("Message.SenderId"));
+
+  auto not_object = ParseReceiveMessageResponse(
+      R"({"Messages":[{"MessageId":"m1","ReceiptHandle":"rh1","Body":"b","Attributes":[]}]})");
+  ASSERT_FALSE(not_object.ok());
+  EXPECT_THAT(not_object.status().message(), HasSubstr("Message.Attributes"));
+}
+
 TEST(ParseReceiveTest, NoMessagesIsEmpty) {
   for (const char* body : {"{}", R"({"Messages":[]})"}) {
     auto messages = ParseReceiveMessageResponse(body);
