@@ -274,7 +274,7 @@ int Run(RunOptions o) {
     sinks.push_back(std::move(dry));
     server = "nothing (dry run: no row is written and no message deleted)";
   } else {
-    sink::LedgerRetention ledger_retention;
+    std::vector<sink::PostgresSinkConfig> configs;
     for (int i = 0; i < o.db_connections; ++i) {
       // Each sink loads on a thread of its own, and a Masker is not thread-safe: one each, for the
       // bodies of rows the database refuses.
@@ -285,35 +285,52 @@ int Run(RunOptions o) {
       config.max_receives = o.max_receives;
       config.metrics = metrics.get();
       config.partition_by = o.partition_by;
-      if (i == 0) ledger_retention = LedgerRetentionOf(**client, *queue_url);
-      config.ledger_retention = ledger_retention;
+      if (i == 0) config.ledger_retention = LedgerRetentionOf(**client, *queue_url);
+      if (i > 0) config.ledger_retention = configs.front().ledger_retention;
       config.seal_body = [sealer](std::string_view plain) { return sealer->Mask(plain); };
       config.masked_ip_key_id = masker->key_id(transform::MaskField::kIp);
       if (mapping) config.columns = TableColumnsOf(*mapping);
-      auto connected = ConnectSink(o, config, shape);
-      if (!connected.ok() && g_stop) {
+      configs.push_back(std::move(config));
+    }
+    // All connections set up at once: each is a dozen round trips, and one after the other they
+    // delayed a drain's first receive by as many again. Creating the tables is safe from several
+    // sessions (and processes) at once: each creation runs under an advisory lock, IF NOT EXISTS.
+    std::vector<Result<std::unique_ptr<sink::PostgresSink>>> connected;
+    std::vector<std::optional<sink::TableShape>> shapes(configs.size());
+    for (size_t i = 0; i < configs.size(); ++i) connected.emplace_back(Status::Transient("not connected"));
+    {
+      std::vector<std::thread> others;
+      for (size_t i = 1; i < configs.size(); ++i) {
+        others.emplace_back([&, i] { connected[i] = ConnectSink(o, configs[i], shapes[i]); });
+      }
+      connected[0] = ConnectSink(o, configs[0], shapes[0]);
+      for (std::thread& t : others) t.join();
+    }
+    shape = shapes[0];
+    for (auto& one : connected) {
+      if (!one.ok() && g_stop) {
         // Asked to stop while waiting for the database: nothing was received, so nothing is lost.
-        spdlog::info("stopped before Postgres was reachable: {}", connected.status().message());
+        spdlog::info("stopped before Postgres was reachable: {}", one.status().message());
         return kExitOk;
       }
-      if (!connected.ok()) return Fail(connected.status());
-      if (i == 0 && shape->rejects_lack_shape_columns) {
-        spdlog::warn(
-            "table {}_rejects has no body_bytes/body_shape columns and this role may not add them: each "
-            "reject's size and shape go into its reason; `sqs2pg schema --table {}` shows the migration",
-            o.table, o.table);
-      }
-      if (i == 0 && !mapping && shape->lacks_masked_ip_key_id &&
-          transform::AddressValued(masker->mode(transform::MaskField::kIp))) {
-        spdlog::warn(
-            "table {} has no masked_ip_key_id column and this role may not add it: its masked ips are bare "
-            "addresses with no record of their key, so `sqs2pg rekey` cannot re-mask them after a rotation "
-            "to another address-valued key; `sqs2pg schema --table {}` shows the migration",
-            o.table, o.table);
-      }
-      server = fmt::format("table {} on {}", o.table, (*connected)->ServerName());
-      sinks.push_back(std::move(connected).value());
+      if (!one.ok()) return Fail(one.status());
     }
+    if (shape->rejects_lack_shape_columns) {
+      spdlog::warn(
+          "table {}_rejects has no body_bytes/body_shape columns and this role may not add them: each "
+          "reject's size and shape go into its reason; `sqs2pg schema --table {}` shows the migration",
+          o.table, o.table);
+    }
+    if (!mapping && shape->lacks_masked_ip_key_id &&
+        transform::AddressValued(masker->mode(transform::MaskField::kIp))) {
+      spdlog::warn(
+          "table {} has no masked_ip_key_id column and this role may not add it: its masked ips are bare "
+          "addresses with no record of their key, so `sqs2pg rekey` cannot re-mask them after a rotation "
+          "to another address-valued key; `sqs2pg schema --table {}` shows the migration",
+          o.table, o.table);
+    }
+    server = fmt::format("table {} on {}", o.table, (*connected[0])->ServerName());
+    for (auto& one : connected) sinks.push_back(std::move(one).value());
   }
 
   std::optional<int> receive_visibility;

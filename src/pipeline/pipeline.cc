@@ -167,8 +167,14 @@ void Pipeline::OnReceived(int round, bool unlock, Clock::time_point started,
     // Messages in hand may be what keeps the queue empty (a FIFO group waits for them to be
     // deleted), and nothing else is coming to fill their batch: load them now.
     flush_now_ = true;
-    // Without a long poll an empty queue answers at once: pause instead of spinning.
-    if (options_.poll_wait.count() == 0) receive_not_before_ = now + std::chrono::milliseconds(200);
+    // Without a long poll an empty queue answers at once: a follower pauses instead of spinning.
+    // A drain does not: after an empty answer it sends receives only as a confirmation round,
+    // once nothing is in hand, and a round that ends in doubt waits in the cross-check (1 s). The
+    // pause cost every drain with --wait-seconds 0 200 ms at its end, when the last receives come
+    // back empty while the last messages are loaded.
+    if (options_.poll_wait.count() == 0 && options_.follow) {
+      receive_not_before_ = now + std::chrono::milliseconds(200);
+    }
     if (confirming && --confirm_needed_ == 0) CheckDepthBeforeDraining();
     return;
   }

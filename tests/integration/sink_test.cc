@@ -83,6 +83,30 @@ TEST_F(SinkTest, AMessageIdIsLoadedOnceWhateverHowOftenItComes) {
   EXPECT_EQ(db_.Count(table_), 3);
 }
 
+// The merge runs as a statement prepared once per session. A new session (the server restarted,
+// or the backend was terminated) has none: the sink must prepare it again, never ask for a
+// statement the server no longer has.
+TEST_F(SinkTest, TheMergeIsPreparedAgainInANewSession) {
+  auto sink = Connect();
+  ASSERT_TRUE(sink->Prepare().ok());
+  auto first = sink->Load(std::vector<ProcessedMessage>{Message("m1", Row("u1"))});
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  // Integration tests run one at a time, so every other sqs2pg session is this sink's.
+  EXPECT_EQ(db_.Scalar("SELECT count(pg_terminate_backend(pid)) > 0 FROM pg_stat_activity WHERE "
+                       "application_name = 'sqs2pg' AND pid <> pg_backend_pid()"),
+            "t");
+  std::vector<ProcessedMessage> second = {Message("m2", Row("u2")), Message("m3", Row("u3"))};
+  Result<LoadSummary> loaded = sink->Load(second);
+  for (int attempt = 0; attempt < 3 && !loaded.ok(); ++attempt) {
+    EXPECT_TRUE(loaded.status().IsTransient()) << loaded.status().message();
+    loaded = sink->Load(second);
+  }
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->rows_loaded, 2u);
+  EXPECT_EQ(db_.Count(table_), 3);
+  EXPECT_EQ(db_.Count(table_ + "_rejects"), 0);
+}
+
 TEST_F(SinkTest, RejectsAreStoredOnceWithTheirReason) {
   auto sink = Connect();
   ASSERT_TRUE(sink->Prepare().ok());

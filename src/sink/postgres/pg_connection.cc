@@ -78,6 +78,20 @@ Status PgConnection::ExecAs(const std::string& sql, std::string_view what, ExecS
   return Status::Ok();
 }
 
+PgResult PgConnection::ExecPrepared(const std::string& sql) {
+  Watched watched(*this);
+  auto it = prepared.find(sql);
+  if (it == prepared.end()) {
+    std::string name = fmt::format("sqs2pg_{}", prepared.size() + 1);
+    PgResult made(PQprepare(conn.get(), name.c_str(), sql.c_str(), 0, nullptr));
+    // A failed PREPARE (the table is gone, the transaction aborted) answers in its place: the
+    // caller reads its SQLSTATE as it would the statement's.
+    if (PQresultStatus(made.get()) != PGRES_COMMAND_OK) return made;
+    it = prepared.emplace(sql, std::move(name)).first;
+  }
+  return PgResult(PQexecPrepared(conn.get(), it->second.c_str(), 0, nullptr, nullptr, nullptr, 0));
+}
+
 Result<PgResult> PgConnection::Query(const std::string& sql, const std::vector<std::string>& params,
                                      std::string_view what) {
   std::vector<const char*> values;
@@ -96,6 +110,7 @@ void PgConnection::OnNotice(void* self, const PGresult* notice) {
 }
 
 Status PgConnection::SetUpSession() {
+  prepared.clear();  // a new session has none
   PQsetNoticeReceiver(conn.get(), &PgConnection::OnNotice, this);
   PublishConnection();
   // Our statement timeout only where nobody set one (conninfo options, PGOPTIONS, the role).
@@ -109,6 +124,7 @@ Status PgConnection::SetUpSession() {
   // The session commits locally (its own cleanup of temporary tables at disconnect must never
   // wait for a standby: see CreateStaging); each load transaction restores the user's level.
   staging_ready = false;
+  order_staging_ready = false;
   PgResult level(PQexec(conn.get(), "SELECT current_setting('synchronous_commit')"));
   if (PQresultStatus(level.get()) != PGRES_TUPLES_OK) return Fail(level.get(), "read synchronous_commit");
   std::string user_level = PQgetvalue(level.get(), 0, 0);

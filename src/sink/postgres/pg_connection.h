@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/result.h"
@@ -34,6 +35,9 @@ struct PgConnection {
   Failure last_failure = Failure::kRetry;  // of the newest error from Fail()
   std::string last_sqlstate;               // of the newest error from Fail() ("" if none)
   bool staging_ready = false;              // this connection has its staging tables (see CreateStaging)
+  bool order_staging_ready = false;        // and the one for FIFO order
+  // Statements prepared in this session: SQL text -> statement name (see ExecPrepared).
+  std::unordered_map<std::string, std::string> prepared;
   // "BEGIN", then the user's synchronous_commit for a load (the session's own is local: see
   // SetUpSession and PostgresSink's CreateStaging).
   std::string begin_sql = "BEGIN";
@@ -118,6 +122,10 @@ struct PgConnection {
   Status Exec(const std::string& sql, ExecStatusType expected = PGRES_COMMAND_OK);
   // One statement; `what` names it in errors instead of the SQL text.
   Status ExecAs(const std::string& sql, std::string_view what, ExecStatusType expected = PGRES_COMMAND_OK);
+  // Runs a parameterless statement through a prepared statement of this session, preparing it
+  // the first time. The merge is planned once per connection, not once per batch: its plan took
+  // 1.5 ms of the server's CPU for every batch (3 us a message at 500 a batch).
+  PgResult ExecPrepared(const std::string& sql);
   Result<PgResult> Query(const std::string& sql, const std::vector<std::string>& params = {},
                          std::string_view what = "query catalog");
   Status EnsureConnected();

@@ -105,7 +105,15 @@ std::string QuoteConninfoValue(std::string_view value) {
 // Each message's SentTimestamp (the partitioned ledger's key) is the last column of both staging
 // tables rather than a table of its own. In the rows' staging table the id and the timestamp are
 // sqs2pg_message_id and sqs2pg_sent_ms: a mapping's table may have a message_id column of its own.
-Status PostgresSink::Impl::CreateStaging() {
+Status PostgresSink::Impl::CreateStaging(bool ordered) {
+  // FIFO order's table only when a FIFO batch comes: every ON COMMIT DELETE ROWS table is
+  // emptied at every commit, used or not.
+  if (ordered && !order_staging_ready) {
+    RETURN_IF_ERROR(
+        Exec("CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage_order (message_id text NOT NULL, message_group_id "
+             "text, sequence_number numeric) ON COMMIT DELETE ROWS"));
+    order_staging_ready = true;
+  }
   if (staging_ready) return Status::Ok();
   std::string rows = "CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage (sqs2pg_message_id text NOT NULL";
   for (size_t i = 0; i < row_columns.size(); ++i) {
@@ -117,9 +125,6 @@ Status PostgresSink::Impl::CreateStaging() {
       Exec("CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage_rejects (message_id text NOT NULL, received_at "
            "timestamptz, reason text, body text, body_encrypted boolean, body_bytes bigint, body_shape text, "
            "sent_ms bigint NOT NULL) ON COMMIT DELETE ROWS"));
-  RETURN_IF_ERROR(
-      Exec("CREATE TEMP TABLE IF NOT EXISTS sqs2pg_stage_order (message_id text NOT NULL, message_group_id "
-           "text, sequence_number numeric) ON COMMIT DELETE ROWS"));
   staging_ready = true;
   return Status::Ok();
 }
@@ -282,7 +287,7 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
   }
 
   // Made outside the transaction, once per connection (see CreateStaging).
-  RETURN_IF_ERROR(CreateStaging());
+  RETURN_IF_ERROR(CreateStaging(order_count > 0));
   RETURN_IF_ERROR(Exec(begin_sql));
   auto fail = [this](Status st) {
     if (PQstatus(conn.get()) == CONNECTION_OK) Exec("ROLLBACK").ok();
@@ -297,10 +302,7 @@ Result<LoadSummary> PostgresSink::Impl::LoadOnce(std::span<const ProcessedMessag
   if (reject_count > 0) {
     if (Status st = Copy(copy_rejects_sql, rejects, reject_count); !st.ok()) return fail(st);
   }
-  PgResult merged = [&] {
-    Watched watched(*this);
-    return PgResult(PQexec(conn.get(), (order_count > 0 ? merge_ordered_sql : merge_sql).c_str()));
-  }();
+  PgResult merged = ExecPrepared(order_count > 0 ? merge_ordered_sql : merge_sql);
   if (PQresultStatus(merged.get()) != PGRES_TUPLES_OK) {
     return fail(Fail(merged.get(), fmt::format("insert into {}", names.Quoted())));
   }

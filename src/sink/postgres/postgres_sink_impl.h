@@ -96,7 +96,7 @@ struct PostgresSink::Impl : PgConnection {
   Status PrivilegeHint(Status st) const;
 
   // ---- Load (postgres_sink.cc) ----
-  Status CreateStaging();
+  Status CreateStaging(bool ordered = false);
   // COPY of `rows` rows; an error unless the server reports exactly that many.
   Status Copy(const std::string& sql, const std::string& data, size_t rows);
   Result<LoadSummary> LoadOnce(std::span<const ProcessedMessage> batch);
