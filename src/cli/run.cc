@@ -112,9 +112,11 @@ Result<int> VisibilityTimeout(sqs::SqsClient& client, const std::string& queue_u
 
 // Connects and prepares one loader's connection. Postgres being down at start is ridden out like
 // an outage mid-run: retried for the db retry timeout (for ever when following), until a stop.
+// quiet: the retries are logged at debug level. The connections are made at once, and while the
+// database is down each would say so: the first one speaks for all of them.
 Result<std::unique_ptr<sink::PostgresSink>> ConnectSink(const RunOptions& o,
                                                         const sink::PostgresSinkConfig& config,
-                                                        std::optional<sink::TableShape>& shape) {
+                                                        std::optional<sink::TableShape>& shape, bool quiet) {
   FailureStreak failures;
   std::mt19937_64 rng{std::random_device{}()};
   RetryPolicy backoff{0, std::chrono::milliseconds(200), std::chrono::milliseconds(5000)};
@@ -137,12 +139,13 @@ Result<std::unique_ptr<sink::PostgresSink>> ConnectSink(const RunOptions& o,
         (!o.follow && failures.Exhausted(now, std::chrono::seconds(o.db_retry_timeout))))
       return st;
     auto delay = BackoffDelay(backoff, failures.failures, rng);
-    log::Warn({{"table", o.table},
-               {"attempt", failures.failures},
-               {"delay_ms", delay.count()},
-               {"sqlstate", log::SqlState(st)}},
-              "Postgres is not ready ({} tries), retrying in {} ms: {}", failures.failures, delay.count(),
-              st.message());
+    log::Log(quiet ? spdlog::level::debug : spdlog::level::warn,
+             {{"table", o.table},
+              {"attempt", failures.failures},
+              {"delay_ms", delay.count()},
+              {"sqlstate", log::SqlState(st)}},
+             "Postgres is not ready ({} tries), retrying in {} ms: {}", failures.failures, delay.count(),
+             st.message());
     for (auto until = now + delay; std::chrono::steady_clock::now() < until && !g_stop;)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -295,19 +298,19 @@ int Run(RunOptions o) {
     // All connections set up at once: each is a dozen round trips, and one after the other they
     // delayed a drain's first receive by as many again. Creating the tables is safe from several
     // sessions (and processes) at once: each creation runs under an advisory lock, IF NOT EXISTS.
-    std::vector<Result<std::unique_ptr<sink::PostgresSink>>> connected;
+    std::vector<std::optional<Result<std::unique_ptr<sink::PostgresSink>>>> connected(configs.size());
     std::vector<std::optional<sink::TableShape>> shapes(configs.size());
-    for (size_t i = 0; i < configs.size(); ++i) connected.emplace_back(Status::Transient("not connected"));
     {
       std::vector<std::thread> others;
       for (size_t i = 1; i < configs.size(); ++i) {
-        others.emplace_back([&, i] { connected[i] = ConnectSink(o, configs[i], shapes[i]); });
+        others.emplace_back([&, i] { connected[i] = ConnectSink(o, configs[i], shapes[i], /*quiet=*/true); });
       }
-      connected[0] = ConnectSink(o, configs[0], shapes[0]);
+      connected[0] = ConnectSink(o, configs[0], shapes[0], /*quiet=*/false);
       for (std::thread& t : others) t.join();
     }
     shape = shapes[0];
-    for (auto& one : connected) {
+    for (auto& attempt : connected) {
+      auto& one = *attempt;  // every thread has been joined: each has its answer
       if (!one.ok() && g_stop) {
         // Asked to stop while waiting for the database: nothing was received, so nothing is lost.
         spdlog::info("stopped before Postgres was reachable: {}", one.status().message());
@@ -329,8 +332,8 @@ int Run(RunOptions o) {
           "to another address-valued key; `sqs2pg schema --table {}` shows the migration",
           o.table, o.table);
     }
-    server = fmt::format("table {} on {}", o.table, (*connected[0])->ServerName());
-    for (auto& one : connected) sinks.push_back(std::move(one).value());
+    server = fmt::format("table {} on {}", o.table, (**connected[0])->ServerName());
+    for (auto& one : connected) sinks.push_back(std::move(*one).value());
   }
 
   std::optional<int> receive_visibility;
