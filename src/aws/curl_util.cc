@@ -1,5 +1,6 @@
 #include "aws/curl_util.h"
 
+#include <cstdlib>
 #include <new>
 #include <string>
 
@@ -91,7 +92,32 @@ CurlSlist HeaderList(const std::vector<HttpHeader>& headers) {
   return list;
 }
 
+// libcurl looks for a proxy in the environment for every request: no_proxy, NO_PROXY, then
+// http_proxy, or https_proxy and HTTPS_PROXY, then all_proxy and ALL_PROXY, each getenv a walk
+// through the whole environment. None of them set is the common case, and the environment does
+// not change while we run: a handle can then say "no proxy" once, which is what curl would find
+// every time. With any of them set, curl decides for each request as always.
+bool NoProxyInEnvironment() {
+  static const bool none = [] {
+    for (const char* name : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                             "ALL_PROXY", "no_proxy", "NO_PROXY"}) {
+      if (std::getenv(name) != nullptr) return false;
+    }
+    return true;
+  }();
+  return none;
+}
+
 }  // namespace
+
+Result<CurlUrl> ParseCurlUrl(const std::string& url) {
+  CurlUrl parsed(curl_url());
+  if (!parsed) throw std::bad_alloc();
+  if (CURLUcode rc = curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0); rc != CURLUE_OK) {
+    return Status::Permanent("cannot parse URL " + url + ": " + curl_url_strerror(rc));
+  }
+  return parsed;
+}
 
 Result<CurlEasy> NewPostHandle(const TransportOptions& options, char* error, HttpResponse* response) {
   if (!CurlGlobalInit()) return Status::Permanent("curl_global_init failed");
@@ -120,12 +146,21 @@ Result<CurlEasy> NewPostHandle(const TransportOptions& options, char* error, Htt
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, response);
   curl_easy_setopt(h, CURLOPT_POST, 1L);
+  if (NoProxyInEnvironment()) {
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "");
+  }
   return easy;
 }
 
-CurlSlist SetRequest(CURL* h, const HttpRequest& request) {
+CurlSlist SetRequest(CURL* h, const HttpRequest& request, CURLU* parsed) {
   CurlSlist headers = HeaderList(request.headers);
-  curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
+  if (parsed != nullptr) {
+    curl_easy_setopt(h, CURLOPT_CURLU, parsed);
+  } else {
+    curl_easy_setopt(h, CURLOPT_CURLU, nullptr);
+    curl_easy_setopt(h, CURLOPT_URL, request.url.c_str());
+  }
   curl_easy_setopt(h, CURLOPT_POSTFIELDS, request.body.data());
   curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());

@@ -28,9 +28,19 @@ using CurlSlist = std::unique_ptr<curl_slist, CurlSlistFreer>;
 // error must hold CURL_ERROR_SIZE bytes; both must outlive the handle.
 Result<CurlEasy> NewPostHandle(const TransportOptions& options, char* error, HttpResponse* response);
 
+struct CurlUrlFreer {
+  void operator()(CURLU* u) const noexcept { curl_url_cleanup(u); }
+};
+using CurlUrl = std::unique_ptr<CURLU, CurlUrlFreer>;
+
+// request.url parsed once, for a transport that sends many requests to one URL: handed to
+// SetRequest, it spares curl parsing the URL text again for every request.
+Result<CurlUrl> ParseCurlUrl(const std::string& url);
+
 // Points the handle at request (URL, body, headers, timeout). The request and the returned list
-// must outlive the transfer.
-CurlSlist SetRequest(CURL* h, const HttpRequest& request);
+// must outlive the transfer. `parsed`, when given, is request.url already parsed (ParseCurlUrl) and
+// must outlive the transfer too.
+CurlSlist SetRequest(CURL* h, const HttpRequest& request, CURLU* parsed = nullptr);
 
 // The response of a finished transfer, or a Status saying whether trying again may help.
 Result<HttpResponse> FinishResponse(CURL* h, CURLcode rc, const char* error, HttpResponse& response);

@@ -56,6 +56,9 @@ struct MultiTransport::Impl {
   CurlShare share;
   // Declared before the transfers so it is destroyed after them.
   CurlMulti multi;
+  // Every URL requests went to, parsed once (a run's requests go to one or two). Before the
+  // transfers, which point into them, so it is destroyed after them.
+  std::unordered_map<std::string, CurlUrl> urls;
   std::unordered_map<CURL*, std::unique_ptr<Transfer>> active;
   // Finished handles, reset and reused: a new handle per request would cost a setup each time
   // (connections are kept by the multi handle either way).
@@ -183,12 +186,22 @@ void MultiTransport::Start(HttpRequest request, Done done, bool cancellable) {
     t->easy = std::move(easy).value();
     curl_easy_setopt(t->easy.get(), CURLOPT_SHARE, impl_->share.get());
   }
+  auto url = impl_->urls.find(request.url);
+  if (url == impl_->urls.end()) {
+    auto parsed = ParseCurlUrl(request.url);
+    if (!parsed.ok()) {
+      impl_->idle.push_back(std::move(t));
+      done(parsed.status());
+      return;
+    }
+    url = impl_->urls.emplace(request.url, std::move(parsed).value()).first;
+  }
   t->request = std::move(request);
   t->response = HttpResponse();
   t->error[0] = '\0';
   t->done = std::move(done);
   t->cancellable = cancellable;
-  t->headers = SetRequest(t->easy.get(), t->request);
+  t->headers = SetRequest(t->easy.get(), t->request, url->second.get());
   CURL* easy = t->easy.get();
   // Adding a handle sets curl's timer to now: the next Poll() starts the transfer.
   if (CURLMcode rc = curl_multi_add_handle(impl_->multi.get(), easy); rc != CURLM_OK) {

@@ -16,12 +16,6 @@ constexpr std::string_view kTokenHeader = "x-amz-security-token";
 
 char ToLowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
-std::string ToLower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), ToLowerAscii);
-  return out;
-}
-
 bool IsUnreserved(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
          c == '_' || c == '~';
@@ -130,19 +124,25 @@ std::string CanonicalQuery(std::string_view query) {
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
 // Trims, and folds every run of whitespace (obs-fold line breaks included) into one space.
-std::string CanonicalHeaderValue(std::string_view value) {
-  std::string out;
-  out.reserve(value.size());
+void AppendCanonicalHeaderValue(std::string_view value, std::string& out) {
+  bool any = false;
   bool pending_space = false;
   for (char c : value) {
     if (IsSpace(c)) {
-      pending_space = !out.empty();
+      pending_space = any;
       continue;
     }
     if (pending_space) out.push_back(' ');
     pending_space = false;
+    any = true;
     out.push_back(c);
   }
+}
+
+std::string CanonicalHeaderValue(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  AppendCanonicalHeaderValue(value, out);
   return out;
 }
 
@@ -151,26 +151,50 @@ struct CanonicalHeaders {
   std::string signed_names;  // "host;x-amz-date"
 };
 
-CanonicalHeaders BuildCanonicalHeaders(std::span<const HttpHeader> headers) {
-  std::vector<std::pair<std::string, std::string>> lowered;
-  lowered.reserve(headers.size());
-  for (const HttpHeader& h : headers) lowered.emplace_back(ToLower(h.name), CanonicalHeaderValue(h.value));
-  // Stable: repeated headers keep their order when combined.
-  std::stable_sort(lowered.begin(), lowered.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
+bool LessIgnoreCase(std::string_view a, std::string_view b) {
+  size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    char x = ToLowerAscii(a[i]);
+    char y = ToLowerAscii(b[i]);
+    if (x != y) return static_cast<unsigned char>(x) < static_cast<unsigned char>(y);
+  }
+  return a.size() < b.size();
+}
+
+// Over the request's headers and then the ones signing adds, without copying either: a request
+// has a handful, so an insertion sort of pointers (stable: repeated headers keep their order when
+// combined) replaces a sorted copy of lowered names and values (about 20 allocations a request).
+CanonicalHeaders BuildCanonicalHeaders(std::span<const HttpHeader> headers,
+                                       std::span<const HttpHeader> more = {}) {
+  thread_local std::vector<const HttpHeader*> sorted;
+  sorted.clear();
+  for (const HttpHeader& h : headers) sorted.push_back(&h);
+  for (const HttpHeader& h : more) sorted.push_back(&h);
+  for (size_t i = 1; i < sorted.size(); ++i) {
+    const HttpHeader* h = sorted[i];
+    size_t j = i;
+    for (; j > 0 && LessIgnoreCase(h->name, sorted[j - 1]->name); --j) sorted[j] = sorted[j - 1];
+    sorted[j] = h;
+  }
   CanonicalHeaders out;
-  for (size_t i = 0; i < lowered.size(); ++i) {
-    bool repeat = i > 0 && lowered[i].first == lowered[i - 1].first;
+  size_t size = 0;
+  for (const HttpHeader* h : sorted) size += h->name.size() + h->value.size() + 2;
+  out.block.reserve(size);
+  out.signed_names.reserve(size);
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    bool repeat = i > 0 && EqualsIgnoreCase(sorted[i]->name, sorted[i - 1]->name);
     if (repeat) {
       out.block.pop_back();  // the previous line's '\n'
       out.block.push_back(',');
     } else {
       if (!out.signed_names.empty()) out.signed_names.push_back(';');
-      out.signed_names += lowered[i].first;
-      out.block += lowered[i].first;
+      for (char c : sorted[i]->name) {
+        out.signed_names.push_back(ToLowerAscii(c));
+        out.block.push_back(ToLowerAscii(c));
+      }
       out.block.push_back(':');
     }
-    out.block += lowered[i].second;
+    AppendCanonicalHeaderValue(sorted[i]->value, out.block);
     out.block.push_back('\n');
   }
   return out;
@@ -191,7 +215,8 @@ bool IsAmzDate(std::string_view s) {
   return true;
 }
 
-std::string SigningKey(const Credentials& credentials, std::string_view date, const SigningScope& scope) {
+const std::string& SigningKey(const Credentials& credentials, std::string_view date,
+                              const SigningScope& scope) {
   // The key changes once a day per secret and scope, but deriving it costs four HMACs, most of the
   // signing time; the last one derived on this thread is kept.
   struct Cached {
@@ -206,8 +231,9 @@ std::string SigningKey(const Credentials& credentials, std::string_view date, co
   key = HmacSha256(key, scope.region);
   key = HmacSha256(key, scope.service);
   key = HmacSha256(key, "aws4_request");
-  cached = Cached{credentials.secret_access_key, std::string(date), scope.region, scope.service, key};
-  return key;
+  cached =
+      Cached{credentials.secret_access_key, std::string(date), scope.region, scope.service, std::move(key)};
+  return cached.key;
 }
 
 // Works out the date and the token header the signature must cover, or why it cannot be signed.
@@ -242,9 +268,13 @@ std::string CanonicalRequestWith(const SigningRequest& request, const CanonicalH
   out.reserve(256 + request.path.size() + request.query.size() + headers.block.size());
   out += request.method;
   out.push_back('\n');
-  out += CanonicalPath(request.path);
+  if (request.path == "/") {
+    out.push_back('/');  // every SQS request's path: nothing to normalise
+  } else {
+    out += CanonicalPath(request.path);
+  }
   out.push_back('\n');
-  out += CanonicalQuery(request.query);
+  if (!request.query.empty()) out += CanonicalQuery(request.query);
   out.push_back('\n');
   out += headers.block;
   out.push_back('\n');
@@ -293,22 +323,39 @@ Result<std::vector<HttpHeader>> SignRequest(const SigningRequest& request, const
   std::vector<HttpHeader> added;
   RETURN_IF_ERROR(PlanExtraHeaders(request.headers, credentials, now, amz_date, added));
 
-  std::vector<HttpHeader> signed_headers(request.headers.begin(), request.headers.end());
-  for (const HttpHeader& h : added) {
-    if (options.sign_security_token || !EqualsIgnoreCase(h.name, kTokenHeader)) signed_headers.push_back(h);
+  // The added headers are signed too (the token unless the options leave it out), after the
+  // request's own; the token is the last one added.
+  std::span<const HttpHeader> signed_added(added);
+  if (!options.sign_security_token && !added.empty() && EqualsIgnoreCase(added.back().name, kTokenHeader)) {
+    signed_added = signed_added.first(added.size() - 1);
   }
-  CanonicalHeaders canonical_headers = BuildCanonicalHeaders(signed_headers);
+  CanonicalHeaders canonical_headers = BuildCanonicalHeaders(request.headers, signed_added);
 
-  std::string date = amz_date.substr(0, 8);
-  std::string credential_scope = date + "/" + scope.region + "/" + scope.service + "/aws4_request";
+  std::string_view date = std::string_view(amz_date).substr(0, 8);
+  std::string credential_scope;
+  credential_scope.reserve(date.size() + scope.region.size() + scope.service.size() + 16);
+  credential_scope.append(date)
+      .append("/")
+      .append(scope.region)
+      .append("/")
+      .append(scope.service)
+      .append("/aws4_request");
   std::string string_to_sign =
       StringToSign(amz_date, credential_scope, CanonicalRequestWith(request, canonical_headers));
   std::string signature = HexEncode(HmacSha256(SigningKey(credentials, date, scope), string_to_sign));
 
-  std::string authorization(kAlgorithm);
-  authorization += " Credential=" + credentials.access_key_id + "/" + credential_scope;
-  authorization += ", SignedHeaders=" + canonical_headers.signed_names;
-  authorization += ", Signature=" + signature;
+  std::string authorization;
+  authorization.reserve(kAlgorithm.size() + credentials.access_key_id.size() + credential_scope.size() +
+                        canonical_headers.signed_names.size() + signature.size() + 48);
+  authorization.append(kAlgorithm)
+      .append(" Credential=")
+      .append(credentials.access_key_id)
+      .append("/")
+      .append(credential_scope)
+      .append(", SignedHeaders=")
+      .append(canonical_headers.signed_names)
+      .append(", Signature=")
+      .append(signature);
   added.push_back({"Authorization", std::move(authorization)});
   return added;
 }

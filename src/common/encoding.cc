@@ -106,4 +106,10 @@ std::optional<std::string> Base64UrlDecode(std::string_view text) {
   return out;
 }
 
+void AppendFixedDigits(std::string& out, std::int64_t value, int width) {
+  char digits[4];
+  for (int i = width - 1; i >= 0; --i, value /= 10) digits[i] = static_cast<char>('0' + value % 10);
+  out.append(digits, static_cast<size_t>(width));
+}
+
 }  // namespace sqs2pg

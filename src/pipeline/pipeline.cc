@@ -39,6 +39,8 @@ Pipeline::Pipeline(AsyncMessageSource& source, MessageTransform& transform,
   }
   // A bound below one receive's worth would stop the pipeline for good.
   options_.max_in_flight = std::max<size_t>(options_.max_in_flight, kMaxPerCall);
+  // Its buckets made once: grown by rehashing, every message in hand was hashed again each time.
+  in_hand_.reserve(options_.max_in_flight);
   backoff_.base_delay = options_.retry_first_delay;
   backoff_.max_delay = options_.retry_max_delay;
 }

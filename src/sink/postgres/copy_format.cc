@@ -4,6 +4,8 @@
 
 #include <chrono>
 
+#include "common/encoding.h"
+
 namespace sqs2pg::sink {
 
 void AppendCopyText(std::string& out, std::string_view value) {
@@ -41,10 +43,27 @@ void AppendCopyNullable(std::string& out, const std::optional<std::string>& valu
   }
 }
 
+namespace {
+
+// YYYY-MM-DD. Digits by hand for years 0-9999, every row's case; fmt for the rest.
+void AppendYmd(std::string& out, const std::chrono::year_month_day& ymd) {
+  int year = static_cast<int>(ymd.year());
+  if (year < 0 || year > 9999) {
+    fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}", year, static_cast<unsigned>(ymd.month()),
+                   static_cast<unsigned>(ymd.day()));
+    return;
+  }
+  AppendFixedDigits(out, year, 4);
+  out.push_back('-');
+  AppendFixedDigits(out, static_cast<unsigned>(ymd.month()), 2);
+  out.push_back('-');
+  AppendFixedDigits(out, static_cast<unsigned>(ymd.day()), 2);
+}
+
+}  // namespace
+
 void AppendCopyDate(std::string& out, std::int32_t days_since_epoch) {
-  std::chrono::year_month_day ymd{std::chrono::sys_days{std::chrono::days{days_since_epoch}}};
-  fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}", static_cast<int>(ymd.year()),
-                 static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+  AppendYmd(out, std::chrono::year_month_day{std::chrono::sys_days{std::chrono::days{days_since_epoch}}});
 }
 
 void AppendCopyTimestamp(std::string& out, std::int64_t unix_millis) {
@@ -61,10 +80,16 @@ void AppendCopyTimestamp(std::string& out, std::int64_t unix_millis) {
   }
   year_month_day ymd{sys_days{days{day_number}}};
   hh_mm_ss<milliseconds> hms{milliseconds{millis_of_day}};
-  fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}+00",
-                 static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
-                 static_cast<unsigned>(ymd.day()), hms.hours().count(), hms.minutes().count(),
-                 hms.seconds().count(), hms.subseconds().count());
+  AppendYmd(out, ymd);
+  out.push_back(' ');
+  AppendFixedDigits(out, hms.hours().count(), 2);
+  out.push_back(':');
+  AppendFixedDigits(out, hms.minutes().count(), 2);
+  out.push_back(':');
+  AppendFixedDigits(out, hms.seconds().count(), 2);
+  out.push_back('.');
+  AppendFixedDigits(out, hms.subseconds().count(), 3);
+  out.append("+00");
 }
 
 void AppendCopyRow(std::string& out, std::string_view message_id, const LoginRow& row) {
@@ -105,7 +130,8 @@ void AppendCopyReject(std::string& out, std::string_view message_id, std::int64_
   out += '\t';
   AppendCopyText(out, rejection.safe_body);
   out += rejection.body_encrypted ? "\tt\t" : "\tf\t";
-  fmt::format_to(std::back_inserter(out), "{}", rejection.body_bytes);
+  char digits[24];
+  out.append(digits, static_cast<size_t>(fmt::format_to(digits, "{}", rejection.body_bytes) - digits));
   out += '\t';
   AppendCopyText(out, rejection.body_shape);
   out += '\n';

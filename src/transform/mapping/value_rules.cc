@@ -4,6 +4,8 @@
 
 #include <charconv>
 
+#include "common/encoding.h"
+
 namespace sqs2pg::transform::mapping {
 namespace {
 
@@ -56,26 +58,17 @@ bool IsHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || 
 
 namespace {
 
-// `value` (0 <= value < 10^width) in exactly `width` digits. By hand: a date is written for every
-// message with a date column (the login mapping's create_date), and fmt's format-string machinery
-// was a tenth of that mapping's transform time.
-void AppendFixed(std::string& out, std::int64_t value, int width) {
-  char digits[4];
-  for (int i = width - 1; i >= 0; --i, value /= 10) digits[i] = static_cast<char>('0' + value % 10);
-  out.append(digits, static_cast<size_t>(width));
-}
-
 // YYYY-MM-DD; a year outside 0-9999 (which the rules refuse before any value is written) through fmt.
 void AppendCivil(std::string& out, const Civil& c) {
   if (c.y < 0 || c.y > 9999) {
     fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}", c.y, c.m, c.d);
     return;
   }
-  AppendFixed(out, c.y, 4);
+  AppendFixedDigits(out, c.y, 4);
   out.push_back('-');
-  AppendFixed(out, c.m, 2);
+  AppendFixedDigits(out, c.m, 2);
   out.push_back('-');
-  AppendFixed(out, c.d, 2);
+  AppendFixedDigits(out, c.d, 2);
 }
 
 }  // namespace
@@ -89,13 +82,13 @@ void AppendTimestamp(std::string& out, std::int64_t unix_ms) {
   const std::int64_t in_day = unix_ms - days * kMillisPerDay;
   AppendCivil(out, CivilFromDays(days));
   out.push_back(' ');
-  AppendFixed(out, in_day / 3'600'000, 2);
+  AppendFixedDigits(out, in_day / 3'600'000, 2);
   out.push_back(':');
-  AppendFixed(out, in_day / 60'000 % 60, 2);
+  AppendFixedDigits(out, in_day / 60'000 % 60, 2);
   out.push_back(':');
-  AppendFixed(out, in_day / 1000 % 60, 2);
+  AppendFixedDigits(out, in_day / 1000 % 60, 2);
   out.push_back('.');
-  AppendFixed(out, in_day % 1000, 3);
+  AppendFixedDigits(out, in_day % 1000, 3);
   out.append("+00");
 }
 
