@@ -199,6 +199,7 @@ void Pipeline::OnReceived(int round, bool unlock, Clock::time_point started,
   for (ReceivedMessage& m : *received) {
     ++stats_.received;
     auto [it, fresh] = in_hand_.try_emplace(m.message_id);
+    if (it->second.handle_dead) --dead_handles_in_hand_;
     it->second.handle_dead = false;
     it->second.extend_at = now + half_visibility;
     if (!fresh) {
@@ -349,6 +350,7 @@ void Pipeline::Release(const std::string& message_id) {
   auto it = in_hand_.find(message_id);
   if (it == in_hand_.end()) return;
   bytes_in_hand_ -= it->second.bytes;
+  if (it->second.handle_dead) --dead_handles_in_hand_;
   in_hand_.erase(it);
 }
 
@@ -376,8 +378,8 @@ void Pipeline::HandleLoaded() {
       }
       PendingDelete pending;
       std::vector<std::string> dead;
-      for (const ProcessedMessage& m : batch.messages) {
-        if (auto h = in_hand_.find(m.message_id);
+      for (ProcessedMessage& m : batch.messages) {
+        if (auto h = dead_handles_in_hand_ > 0 ? in_hand_.find(m.message_id) : in_hand_.end();
             h != in_hand_.end() && h->second.handle_dead && !left.count(m.message_id)) {
           // Committed, but SQS said its receipt handle is dead: a delete with it would not delete
           // it (and must not be counted as deleted). It comes back and the ledger skips it.
@@ -393,7 +395,8 @@ void Pipeline::HandleLoaded() {
           Release(m.message_id);
           continue;
         }
-        pending.message_ids.push_back(m.message_id);
+        // Moved: the batch is emptied below, and CountCommitted reads no ids.
+        pending.message_ids.push_back(std::move(m.message_id));
         if (pending.message_ids.size() == kMaxPerCall) deletes_.push_back(std::exchange(pending, {}));
       }
       if (!pending.message_ids.empty()) deletes_.push_back(std::move(pending));
@@ -582,6 +585,7 @@ void Pipeline::Heartbeat() {
               // 12-hour cap). Dropped from the heartbeat and from deletes; once per message.
               if (!m.handle_dead) {
                 m.handle_dead = true;
+                ++dead_handles_in_hand_;
                 ++stats_.visibility_refused;
                 log::Warn(
                     {{"message_id", ids[i]}, {"operation", "ChangeMessageVisibilityBatch"}},

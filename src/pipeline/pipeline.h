@@ -217,6 +217,9 @@ class Pipeline {
   // Loop-thread state.
   std::unordered_map<std::string, InHand> in_hand_;
   size_t bytes_in_hand_ = 0;
+  // How many of in_hand_ have handle_dead set (almost always none): a committed batch looks its
+  // messages up for a dead handle only when there is one.
+  size_t dead_handles_in_hand_ = 0;
   std::vector<ProcessedMessage> building_;
   // A loaded batch's vector, emptied and kept for its capacity: the next batch is built in it
   // instead of growing a new vector by doubling (each step moved every message built so far).
