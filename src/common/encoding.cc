@@ -1,5 +1,7 @@
 #include "common/encoding.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -106,10 +108,37 @@ std::optional<std::string> Base64UrlDecode(std::string_view text) {
   return out;
 }
 
+namespace {
+
+// `value` (0 <= value < 10^width, width <= 4) in exactly `width` digits, zero-padded.
 void AppendFixedDigits(std::string& out, std::int64_t value, int width) {
   char digits[4];
   for (int i = width - 1; i >= 0; --i, value /= 10) digits[i] = static_cast<char>('0' + value % 10);
   out.append(digits, static_cast<size_t>(width));
+}
+
+}  // namespace
+
+void AppendIsoDate(std::string& out, std::int64_t year, unsigned month, unsigned day) {
+  if (year < 0 || year > 9999) {
+    fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}", year, month, day);
+    return;
+  }
+  AppendFixedDigits(out, year, 4);
+  out.push_back('-');
+  AppendFixedDigits(out, month, 2);
+  out.push_back('-');
+  AppendFixedDigits(out, day, 2);
+}
+
+void AppendIsoTimeOfDay(std::string& out, std::int64_t millis_of_day) {
+  AppendFixedDigits(out, millis_of_day / 3'600'000, 2);
+  out.push_back(':');
+  AppendFixedDigits(out, millis_of_day / 60'000 % 60, 2);
+  out.push_back(':');
+  AppendFixedDigits(out, millis_of_day / 1000 % 60, 2);
+  out.push_back('.');
+  AppendFixedDigits(out, millis_of_day % 1000, 3);
 }
 
 }  // namespace sqs2pg

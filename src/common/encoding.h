@@ -21,9 +21,12 @@ void AppendBase64Url(std::string& out, std::string_view bytes);
 // nullopt on a character outside the alphabet or an impossible length.
 std::optional<std::string> Base64UrlDecode(std::string_view text);
 
-// `value` (0 <= value < 10^width, width <= 4) in exactly `width` digits, zero-padded. By hand, not
-// fmt: dates and timestamps are written for every row, and fmt::format_to through a
-// back_inserter appends one character at a time (push_back was 1.8 % of a drain's CPU).
-void AppendFixedDigits(std::string& out, std::int64_t value, int width);
+// The dates and times of COPY rows and mapped values, written digit by digit: one is written for
+// every row, and fmt::format_to through a back_inserter appends a character at a time (its
+// push_back was 1.8 % of a drain's CPU).
+// "YYYY-MM-DD"; a year outside 0-9999 is written by fmt as "{:04}" writes it.
+void AppendIsoDate(std::string& out, std::int64_t year, unsigned month, unsigned day);
+// "HH:MM:SS.mmm" of a time of day given in milliseconds since midnight (0 to 86,399,999).
+void AppendIsoTimeOfDay(std::string& out, std::int64_t millis_of_day);
 
 }  // namespace sqs2pg

@@ -43,27 +43,10 @@ void AppendCopyNullable(std::string& out, const std::optional<std::string>& valu
   }
 }
 
-namespace {
-
-// YYYY-MM-DD. Digits by hand for years 0-9999, every row's case; fmt for the rest.
-void AppendYmd(std::string& out, const std::chrono::year_month_day& ymd) {
-  int year = static_cast<int>(ymd.year());
-  if (year < 0 || year > 9999) {
-    fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}", year, static_cast<unsigned>(ymd.month()),
-                   static_cast<unsigned>(ymd.day()));
-    return;
-  }
-  AppendFixedDigits(out, year, 4);
-  out.push_back('-');
-  AppendFixedDigits(out, static_cast<unsigned>(ymd.month()), 2);
-  out.push_back('-');
-  AppendFixedDigits(out, static_cast<unsigned>(ymd.day()), 2);
-}
-
-}  // namespace
-
 void AppendCopyDate(std::string& out, std::int32_t days_since_epoch) {
-  AppendYmd(out, std::chrono::year_month_day{std::chrono::sys_days{std::chrono::days{days_since_epoch}}});
+  std::chrono::year_month_day ymd{std::chrono::sys_days{std::chrono::days{days_since_epoch}}};
+  AppendIsoDate(out, static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                static_cast<unsigned>(ymd.day()));
 }
 
 void AppendCopyTimestamp(std::string& out, std::int64_t unix_millis) {
@@ -79,16 +62,10 @@ void AppendCopyTimestamp(std::string& out, std::int64_t unix_millis) {
     --day_number;
   }
   year_month_day ymd{sys_days{days{day_number}}};
-  hh_mm_ss<milliseconds> hms{milliseconds{millis_of_day}};
-  AppendYmd(out, ymd);
+  AppendIsoDate(out, static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                static_cast<unsigned>(ymd.day()));
   out.push_back(' ');
-  AppendFixedDigits(out, hms.hours().count(), 2);
-  out.push_back(':');
-  AppendFixedDigits(out, hms.minutes().count(), 2);
-  out.push_back(':');
-  AppendFixedDigits(out, hms.seconds().count(), 2);
-  out.push_back('.');
-  AppendFixedDigits(out, hms.subseconds().count(), 3);
+  AppendIsoTimeOfDay(out, millis_of_day);
   out.append("+00");
 }
 

@@ -1,7 +1,5 @@
 #include "transform/mapping/value_rules.h"
 
-#include <fmt/format.h>
-
 #include <charconv>
 
 #include "common/encoding.h"
@@ -56,39 +54,18 @@ bool IsHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || 
 
 }  // namespace
 
-namespace {
-
-// YYYY-MM-DD; a year outside 0-9999 (which the rules refuse before any value is written) through fmt.
-void AppendCivil(std::string& out, const Civil& c) {
-  if (c.y < 0 || c.y > 9999) {
-    fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}", c.y, c.m, c.d);
-    return;
-  }
-  AppendFixedDigits(out, c.y, 4);
-  out.push_back('-');
-  AppendFixedDigits(out, c.m, 2);
-  out.push_back('-');
-  AppendFixedDigits(out, c.d, 2);
-}
-
-}  // namespace
-
 void AppendDate(std::string& out, std::int64_t unix_ms) {
-  AppendCivil(out, CivilFromDays(FloorDiv(unix_ms, kMillisPerDay)));
+  Civil c = CivilFromDays(FloorDiv(unix_ms, kMillisPerDay));
+  AppendIsoDate(out, c.y, c.m, c.d);
 }
 
 void AppendTimestamp(std::string& out, std::int64_t unix_ms) {
   const std::int64_t days = FloorDiv(unix_ms, kMillisPerDay);
   const std::int64_t in_day = unix_ms - days * kMillisPerDay;
-  AppendCivil(out, CivilFromDays(days));
+  Civil c = CivilFromDays(days);
+  AppendIsoDate(out, c.y, c.m, c.d);
   out.push_back(' ');
-  AppendFixedDigits(out, in_day / 3'600'000, 2);
-  out.push_back(':');
-  AppendFixedDigits(out, in_day / 60'000 % 60, 2);
-  out.push_back(':');
-  AppendFixedDigits(out, in_day / 1000 % 60, 2);
-  out.push_back('.');
-  AppendFixedDigits(out, in_day % 1000, 3);
+  AppendIsoTimeOfDay(out, in_day);
   out.append("+00");
 }
 
