@@ -164,6 +164,18 @@ TEST_F(EtlTest, ASecondRunFindsNothingAndChangesNothing) {
 // loaded machine such a drain ran for more than 300 s (CI, 2026-12-05). The second run hides what it
 // receives (2 s, extended by the heartbeat), so its deletes always take, and the drain ends.
 TEST_F(EtlTest, RedeliveredMessagesAreLoadedExactlyOnce) {
+  // Loading a row takes 20 ms (a trigger), so the 99 rows take about 2 s whoever loads them and
+  // the two runs overlap whichever starts first. Without it the run at visibility 2 could take
+  // and delete all 100 before the other received any (it did once under ASan), and nothing was
+  // delivered twice.
+  CommandResult schema = RunSqs2pg({"schema", "--table", table_});
+  ASSERT_EQ(schema.exit_code, 0) << schema.err;
+  db_.Exec(schema.out);
+  db_.Exec(fmt::format(
+      "CREATE FUNCTION \"{0}_slow\"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.02); "
+      "RETURN NEW; END $$;"
+      "CREATE TRIGGER slow BEFORE INSERT ON \"{0}\" FOR EACH ROW EXECUTE FUNCTION \"{0}_slow\"()",
+      table_));
   CommandResult first, second;
   std::thread a([&] {
     first = Run({"--visibility-timeout", "0", "--batch-size", "20", "--wait-seconds", "1"});
