@@ -295,7 +295,20 @@ bool Pipeline::ZeroVisibility() const {
 bool Pipeline::BatchDue() const {
   if (building_.empty()) return false;
   return building_.size() >= options_.batch_size || building_bytes_ >= options_.batch_bytes ||
-         Clock::now() - building_since_ >= options_.batch_max_wait;
+         Clock::now() - building_since_ >= options_.batch_max_wait || BatchCannotGrow();
+}
+
+// Receiving has stopped at the in-flight bound (messages or bytes) and nothing is on its way to
+// lift it: no receive out, no delete pending that would make room. The batch being built can then
+// grow only after a load, so when a loader is free with nothing else to load, waiting for
+// --batch-max-wait would only idle: with --max-in-flight 300 and the default batch of 500, each
+// batch of 300 sat out its whole second (288 msg/s). While loaders are busy or deletes are about
+// to make room, the batch keeps growing as before, so a slow database still gets full batches.
+bool Pipeline::BatchCannotGrow() const {
+  bool at_bound = in_hand_.size() + static_cast<size_t>(kMaxPerCall) > options_.max_in_flight ||
+                  bytes_in_hand_ >= options_.max_in_flight_bytes;
+  return at_bound && receives_in_flight_ == 0 && deletes_.empty() && deletes_in_flight_ == 0 &&
+         ready_.empty() && loads_in_flight_ < static_cast<int>(sinks_.size());
 }
 
 void Pipeline::SealBatch(bool force) {

@@ -185,6 +185,7 @@ class Pipeline {
   // Nothing received is waiting to be loaded, loaded, deleted or retried.
   bool NothingInHand() const;
   bool BatchDue() const;
+  bool BatchCannotGrow() const;
   void SealBatch(bool force);
   void DispatchBatches();
   void HandleLoaded();

@@ -479,6 +479,45 @@ TEST_F(PipelineTest, MessagesInHandNeverExceedTheBound) {
   EXPECT_GE(stats_.max_in_flight_seen, 80u) << "the receivers never filled up to the bound";
 }
 
+// A bound below the batch size stops receiving before a batch is full. Nothing more can join the
+// batch until it is loaded and deleted, so it must go at once, not after --batch-max-wait: here an
+// hour, which the run would otherwise sit out for every batch.
+TEST_F(PipelineTest, ABatchGoesAtOnceWhenTheInFlightBoundStopsItGrowing) {
+  source_.Add(1000);
+  options_.receivers = 4;
+  options_.batch_size = 500;
+  options_.max_in_flight = 100;
+  options_.batch_max_wait = std::chrono::hours(1);
+  ASSERT_TRUE(RunOrStopAfter(std::chrono::seconds(60)).ok());
+  EXPECT_EQ(ledger_.rows.size(), 1000u);
+  EXPECT_LE(stats_.max_in_flight_seen, 100u);
+  EXPECT_EQ(source_.Remaining(), 0u);
+}
+
+TEST_F(PipelineTest, ABatchGoesAtOnceWhenTheBytesBoundStopsItGrowing) {
+  source_.Add(500);
+  options_.receivers = 4;
+  options_.batch_size = 500;
+  options_.max_in_flight_bytes = 4000;  // a body is about 70 bytes: some 60 messages
+  options_.batch_max_wait = std::chrono::hours(1);
+  ASSERT_TRUE(RunOrStopAfter(std::chrono::seconds(60)).ok());
+  EXPECT_EQ(ledger_.rows.size(), 500u);
+  EXPECT_EQ(source_.Remaining(), 0u);
+}
+
+// While a load is running or its deletes are about to make room, a batch held back by the bound
+// still waits to fill: a slow database gets full batches, not a small one each time.
+TEST_F(PipelineTest, WhileRoomIsComingABatchStillFillsUp) {
+  source_.Add(1000);
+  options_.receivers = 4;
+  options_.batch_size = 200;
+  options_.max_in_flight = 250;  // one batch loading, the next stopped at 50 by the bound
+  ledger_.before_load = [] { std::this_thread::sleep_for(std::chrono::milliseconds(50)); };
+  ASSERT_TRUE(Run(1).ok());
+  EXPECT_EQ(ledger_.rows.size(), 1000u);
+  EXPECT_LE(ledger_.loads, 6) << "1,000 messages in batches of 200 (the last may be split)";
+}
+
 TEST_F(PipelineTest, HeartbeatExtendsVisibilityWhileALoadIsSlow) {
   source_.Add(30);
   options_.visibility_timeout = std::chrono::seconds(1);  // extended after 0.5 s in hand
