@@ -1,6 +1,6 @@
 # sqs2pg: the two commands that matter are `make demo` and `make test`; both set up a bare machine.
 # (hooks: see DEVELOPERS.md)
-.PHONY: hooks all deps deps-faults build test deploy-test test-unit test-asan fuzz fuzz-ci faults soak demo stack-up stack-down bench bench-micro format clean install deb
+.PHONY: hooks all deps deps-faults build test deploy-test test-unit test-asan fuzz fuzz-ci faults soak demo stack-up stack-down bench bench-micro bench-http-floor format clean install deb
 
 BUILD_DIR ?= build
 ASAN_BUILD_DIR ?= build-asan
@@ -77,6 +77,13 @@ bench-micro: deps
 	cmake -S . -B $(BENCH_BUILD_DIR) -G $(CMAKE_GENERATOR) -DCMAKE_BUILD_TYPE=Release -DSQS2PG_BUILD_BENCH=ON -DSQS2PG_BUILD_TESTS=OFF
 	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target micro_bench sqs2pg
 	$(BENCH_BUILD_DIR)/bench/micro/micro_bench --benchmark_min_time=0.5
+
+# The request path alone (receive + delete through libcurl, through plain keep-alive sockets, and
+# over TLS): docs/benchmarks.md, "The HTTP floor".
+bench-http-floor: deps
+	cmake -S . -B $(BENCH_BUILD_DIR) -G $(CMAKE_GENERATOR) -DCMAKE_BUILD_TYPE=Release -DSQS2PG_BUILD_BENCH=ON -DSQS2PG_BUILD_TESTS=OFF
+	cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target http_floor sqs2pg
+	bench/http_floor.sh --build $(BENCH_BUILD_DIR) --tls
 
 stack-up: deps
 	@scripts/stack up
