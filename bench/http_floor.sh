@@ -3,9 +3,10 @@
 # masking, no Postgres), through sqs2pg's libcurl transport and through plain keep-alive sockets,
 # against fauxqs on loopback; with --tls also through libcurl over TLS (stunnel in front of fauxqs,
 # as bench/tls_cost). Beside `sqs2pg run`'s own figure it says how much of sqs2pg's CPU is the
-# request path, and how much of that is libcurl's.
+# request path, and how much of that is libcurl's. --attributes compares instead what the receive's
+# attribute names cost fauxqs: the sockets client asking for 5 names (as sqs2pg) and for 2.
 #
-#   bench/http_floor.sh [--n 60000] [--repeat 3] [--lanes 8] [--tls] [--build build-bench]
+#   bench/http_floor.sh [--n 60000] [--repeat 3] [--lanes 8] [--tls | --attributes] [--build build-bench]
 #
 # BUILD is a Release build configured with -DSQS2PG_BUILD_BENCH=ON (it holds bench/http_floor/
 # http_floor and sqs2pg, which fills the queues). Each round fills a fresh queue per transport
@@ -18,6 +19,7 @@ n=60000
 repeat=3
 lanes=8
 tls=0
+attributes=0
 build="$root/build-bench"
 while (($#)); do
   case "$1" in
@@ -25,8 +27,9 @@ while (($#)); do
     --repeat) repeat=$2; shift 2 ;;
     --lanes) lanes=$2; shift 2 ;;
     --tls) tls=1; shift ;;
+    --attributes) attributes=1; shift ;;
     --build) build=$(cd "$2" && pwd); shift 2 ;;
-    *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 floor="$build/bench/http_floor/http_floor"
@@ -51,6 +54,7 @@ endpoint="$AWS_ENDPOINT_URL_SQS"
 port=${endpoint##*:}
 fauxqs_pid=$(cat "$work/stack/fauxqs.pid")
 transports=(curl sockets)
+((attributes)) && transports=(sockets sockets-2-attributes)
 if ((tls)); then
   make_ca "$work" ca
   make_server_cert "$work" server ca "IP:127.0.0.1,DNS:localhost"
@@ -80,10 +84,12 @@ for r in $(seq 1 "$repeat"); do
     how=(--transport "$transport" --port "$port")
     if [[ $transport == curl-tls ]]; then
       how=(--transport curl --scheme https --ca-file "$work/ca.pem" --port "$tls_port")
+    elif [[ $transport == sockets-2-attributes ]]; then
+      how=(--transport sockets --attributes 2 --port "$port")
     fi
     line=$("$floor" "${how[@]}" --host 127.0.0.1 --queue-url "$url" --lanes "$lanes")
     after=$(fauxqs_cpu)
-    eval "$(tr ' ' '\n' <<<"$line" | grep '=')"
+    eval "$(tr ' ' '\n' <<<"$line" | grep -E '^(messages|requests|wall_s|cpu_s|cpu_us_per_msg)=')"
     [[ $messages == "$n" ]] || { echo "http_floor: $transport deleted $messages of $n" >&2; exit 1; }
     awk -v r="$r" -v t="$transport" -v m="$messages" -v q="$requests" -v w="$wall_s" -v c="$cpu_s" \
       -v u="$cpu_us_per_msg" -v f=$((after - before)) -v k="$ticks" \

@@ -55,15 +55,19 @@ struct Options {
   std::string ca_file;  // for https
   std::string queue_url;
   int lanes = 8;
+  int attributes = 5;  // attribute names a receive asks for: 5 (as sqs2pg) or 2
 };
 
-// The same JSON bodies sqs2pg sends (the receive asks for the same attributes).
-std::string ReceiveBody(const std::string& queue_url) {
+// The same JSON bodies sqs2pg sends (the receive asks for the same attributes); with
+// --attributes 2 only SentTimestamp and ApproximateReceiveCount, as sqs2pg asked before FIFO
+// support (4974aac), to see what the other three cost the server.
+std::string ReceiveBody(const std::string& queue_url, int attributes) {
+  std::string names = attributes == 2 ? "[\"SentTimestamp\",\"ApproximateReceiveCount\"]"
+                                      : "[\"SentTimestamp\",\"ApproximateReceiveCount\",\"MessageGroupId\","
+                                        "\"SequenceNumber\",\"MessageDeduplicationId\"]";
   return "{\"QueueUrl\":\"" + queue_url +
-         "\",\"MaxNumberOfMessages\":10,\"WaitTimeSeconds\":0,\"AttributeNames\":[\"SentTimestamp\","
-         "\"ApproximateReceiveCount\",\"MessageGroupId\",\"SequenceNumber\",\"MessageDeduplicationId\"],"
-         "\"MessageSystemAttributeNames\":[\"SentTimestamp\",\"ApproximateReceiveCount\",\"MessageGroupId\","
-         "\"SequenceNumber\",\"MessageDeduplicationId\"]}";
+         "\",\"MaxNumberOfMessages\":10,\"WaitTimeSeconds\":0,\"AttributeNames\":" + names +
+         ",\"MessageSystemAttributeNames\":" + names + "}";
 }
 
 // Receipt handles, by a plain search: fauxqs's are UUIDs, nothing to unescape. Both transports
@@ -122,7 +126,7 @@ void RunCurl(const Options& o, Counts& counts) {
   std::function<void(std::vector<std::string>)> remove;
   receive = [&] {
     ++counts.requests;
-    transport.Start({url, Headers(o, "AmazonSQS.ReceiveMessage"), ReceiveBody(o.queue_url)},
+    transport.Start({url, Headers(o, "AmazonSQS.ReceiveMessage"), ReceiveBody(o.queue_url, o.attributes)},
                     [&](sqs2pg::Result<HttpResponse> r) {
                       if (!r.ok() || r->status != 200) Die("ReceiveMessage failed");
                       auto handles = ReceiptHandles(r->body);
@@ -224,7 +228,7 @@ void OnAnswer(const Options& o, Lane& lane, int status, std::string_view body, C
   } else {
     counts.messages += lane.deleting;
     lane.receiving = true;
-    StartRequest(o, lane, "AmazonSQS.ReceiveMessage", ReceiveBody(o.queue_url), counts);
+    StartRequest(o, lane, "AmazonSQS.ReceiveMessage", ReceiveBody(o.queue_url, o.attributes), counts);
   }
 }
 
@@ -242,7 +246,7 @@ void RunSockets(const Options& o, Counts& counts) {
       Die(std::string("connect: ") + std::strerror(errno));
     }
     fcntl(lane.fd, F_SETFL, fcntl(lane.fd, F_GETFL) | O_NONBLOCK);
-    StartRequest(o, lane, "AmazonSQS.ReceiveMessage", ReceiveBody(o.queue_url), counts);
+    StartRequest(o, lane, "AmazonSQS.ReceiveMessage", ReceiveBody(o.queue_url, o.attributes), counts);
   }
   std::vector<pollfd> fds;
   std::vector<Lane*> polled;
@@ -303,6 +307,8 @@ int main(int argc, char** argv) {
       o.queue_url = value;
     } else if (flag == "--lanes") {
       o.lanes = std::atoi(value.c_str());
+    } else if (flag == "--attributes") {
+      o.attributes = std::atoi(value.c_str());
     } else {
       Die("unknown flag " + std::string(flag));
     }
@@ -312,7 +318,7 @@ int main(int argc, char** argv) {
       (https && o.transport != "curl") || o.host.empty() || o.port <= 0 || o.queue_url.empty() ||
       o.lanes < 1) {
     Die("usage: http_floor --transport curl|sockets [--scheme http|https --ca-file PEM] --host 127.0.0.1 "
-        "--port PORT --queue-url URL [--lanes 8] (https: curl only)");
+        "--port PORT --queue-url URL [--lanes 8] [--attributes 5|2] (https: curl only)");
   }
   Counts counts;
   auto start = std::chrono::steady_clock::now();
