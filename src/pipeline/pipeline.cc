@@ -85,8 +85,7 @@ void Pipeline::StartReceives() {
   }
   int receivers = ZeroVisibility() ? 1 : options_.receivers;
   if (options_.fifo && unlock_receive_due_ && !unlock_receive_in_flight_ && !ZeroVisibility() &&
-      in_hand_.size() + kMaxPerCall <= options_.max_in_flight &&
-      bytes_in_hand_ < options_.max_in_flight_bytes) {
+      RoomToReceive(0)) {
     unlock_receive_due_ = false;
     unlock_receive_in_flight_ = true;
     StartOneReceive(0, /*unlock=*/true);
@@ -104,10 +103,7 @@ void Pipeline::StartReceives() {
     while (confirming_in_flight_ < confirm_needed_) StartOneReceive(confirm_round_);
     return;
   }
-  while (receives_in_flight_ < receivers &&
-         in_hand_.size() + static_cast<size_t>(kMaxPerCall) * (receives_in_flight_ + 1) <=
-             options_.max_in_flight &&
-         bytes_in_hand_ < options_.max_in_flight_bytes) {
+  while (receives_in_flight_ < receivers && RoomToReceive(receives_in_flight_)) {
     StartOneReceive(0);
   }
 }
@@ -305,10 +301,14 @@ bool Pipeline::BatchDue() const {
 // batch of 300 sat out its whole second (288 msg/s). While loaders are busy or deletes are about
 // to make room, the batch keeps growing as before, so a slow database still gets full batches.
 bool Pipeline::BatchCannotGrow() const {
-  bool at_bound = in_hand_.size() + static_cast<size_t>(kMaxPerCall) > options_.max_in_flight ||
-                  bytes_in_hand_ >= options_.max_in_flight_bytes;
-  return at_bound && receives_in_flight_ == 0 && deletes_.empty() && deletes_in_flight_ == 0 &&
+  return receives_in_flight_ == 0 && !RoomToReceive(0) && deletes_.empty() && deletes_in_flight_ == 0 &&
          ready_.empty() && loads_in_flight_ < static_cast<int>(sinks_.size());
+}
+
+bool Pipeline::RoomToReceive(int receives_out) const {
+  return in_hand_.size() + static_cast<size_t>(kMaxPerCall) * static_cast<size_t>(receives_out + 1) <=
+             options_.max_in_flight &&
+         bytes_in_hand_ < options_.max_in_flight_bytes;
 }
 
 void Pipeline::SealBatch(bool force) {

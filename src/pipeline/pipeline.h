@@ -186,6 +186,9 @@ class Pipeline {
   bool NothingInHand() const;
   bool BatchDue() const;
   bool BatchCannotGrow() const;
+  // The in-flight bounds leave room for one more receive of 10 beside `receives_out` already out
+  // (each counted at 10 messages). The one definition of the bound the receivers stop at.
+  bool RoomToReceive(int receives_out) const;
   void SealBatch(bool force);
   void DispatchBatches();
   void HandleLoaded();
