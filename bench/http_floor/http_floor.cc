@@ -106,6 +106,10 @@ std::vector<HttpHeader> Headers(const Options& o, std::string_view target) {
            "Signature=0000000000000000000000000000000000000000000000000000000000000000"}};
 }
 
+// Every request has a deadline, as the sockets loop's poll does: a stuck server ends the run
+// with an error instead of hanging it.
+constexpr std::chrono::milliseconds kRequestTimeout{30000};
+
 struct Counts {
   long messages = 0;
   long requests = 0;
@@ -126,7 +130,8 @@ void RunCurl(const Options& o, Counts& counts) {
   std::function<void(std::vector<std::string>)> remove;
   receive = [&] {
     ++counts.requests;
-    transport.Start({url, Headers(o, "AmazonSQS.ReceiveMessage"), ReceiveBody(o.queue_url, o.attributes)},
+    transport.Start({url, Headers(o, "AmazonSQS.ReceiveMessage"), ReceiveBody(o.queue_url, o.attributes),
+                     kRequestTimeout},
                     [&](sqs2pg::Result<HttpResponse> r) {
                       if (!r.ok() || r->status != 200) Die("ReceiveMessage failed");
                       auto handles = ReceiptHandles(r->body);
@@ -140,12 +145,13 @@ void RunCurl(const Options& o, Counts& counts) {
   remove = [&](std::vector<std::string> handles) {
     ++counts.requests;
     long n = static_cast<long>(handles.size());
-    transport.Start({url, Headers(o, "AmazonSQS.DeleteMessageBatch"), DeleteBody(o.queue_url, handles)},
-                    [&, n](sqs2pg::Result<HttpResponse> r) {
-                      if (!r.ok() || r->status != 200) Die("DeleteMessageBatch failed");
-                      counts.messages += n;
-                      receive();
-                    });
+    transport.Start(
+        {url, Headers(o, "AmazonSQS.DeleteMessageBatch"), DeleteBody(o.queue_url, handles), kRequestTimeout},
+        [&, n](sqs2pg::Result<HttpResponse> r) {
+          if (!r.ok() || r->status != 200) Die("DeleteMessageBatch failed");
+          counts.messages += n;
+          receive();
+        });
   };
   for (int i = 0; i < o.lanes; ++i) receive();
   while (lanes_running > 0) transport.Poll(std::chrono::milliseconds(1000));
